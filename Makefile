@@ -1,0 +1,65 @@
+# braid — build, test and demo. `make demo` and `make test` do all the set-up on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+DENO_VERSION := 2.9.6
+TOOLS := .tools
+# Deno from PATH, else a local copy installed from npm into $(TOOLS).
+DENO := $(or $(shell command -v deno 2>/dev/null),$(TOOLS)/bin/deno)
+DENO_FLAGS := --allow-ffi --allow-read --allow-write --allow-env
+
+CC ?= cc
+CFLAGS_CPU := -std=c11 -O3 -march=native -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter \
+              -Icsrc/include
+CPU_SOURCES := $(wildcard csrc/cpu/*.c)
+CPU_HEADERS := csrc/include/braid.h $(wildcard csrc/cpu/*.h)
+
+.PHONY: deno deps cpu demo test check fmt schema clean
+
+$(TOOLS)/bin/deno:
+	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
+	@mkdir -p $(TOOLS)/bin
+	@npm install --silent --prefix $(TOOLS) --no-save --no-package-lock --no-audit --no-fund \
+		deno@$(DENO_VERSION) >/dev/null
+	@ln -sf "$$(find $$PWD/$(TOOLS)/node_modules/@deno -type f -name deno | head -n 1)" $@
+	@$@ --version | head -n 1
+
+deno: $(DENO)
+
+# npm packages named in deno.json, into node_modules/ (nodeModulesDir: auto).
+node_modules/.deno: deno.json $(DENO)
+	@$(DENO) install --quiet
+	@touch $@
+deps: node_modules/.deno
+
+build/libbraid_cpu.so: $(CPU_SOURCES) $(CPU_HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS_CPU) -shared -o $@ $(CPU_SOURCES) -lm
+cpu: build/libbraid_cpu.so
+
+demo: cpu deps
+	@$(DENO) run $(DENO_FLAGS) lib/cli/main.ts demo
+
+test: cpu deps
+	@$(DENO) test $(DENO_FLAGS) tests/
+
+check: deps
+	@$(DENO) fmt --check
+	@$(DENO) lint
+	@$(DENO) check mod.ts lib/cli/main.ts
+
+fmt: deps
+	@$(DENO) fmt
+
+# Regenerates lib/format/generated/ from the schema (needs flatc: Debian's flatbuffers-compiler).
+schema:
+	@command -v flatc >/dev/null || { echo "flatc missing: apt-get install flatbuffers-compiler"; exit 1; }
+	rm -rf lib/format/generated
+	flatc --ts -o lib/format/generated lib/format/model.fbs
+	@# flatc 2.0.8 has no --ts-no-import-ext and writes extensionless relative imports
+	@# ('../../braid/fb/node'); Deno resolves only full paths, so add ".ts".
+	find lib/format/generated -name '*.ts' -exec \
+		sed -i -E "s#^((import|export) .* from '\.\.?/[^']*)';\$$#\1.ts';#" {} +
+
+clean:
+	rm -rf build

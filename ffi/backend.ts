@@ -1,0 +1,231 @@
+/**
+ * The typed Backend over the C ABI: u64 handles in, BraidErrors out. One `unwrap` turns every
+ * non-zero status into a BraidError carrying the status's code and the library's message.
+ * Nothing here needs Deno.UnsafePointer: results come back through small reusable buffers.
+ */
+import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
+import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
+
+export const ABI_VERSION = 1;
+
+/** braid_status → BraidError code. */
+const STATUS_CODES: Record<number, BraidErrorCode> = {
+  1: "NATIVE_INVALID_ARGUMENT",
+  2: "NATIVE_OUT_OF_MEMORY",
+  3: "NATIVE_INVALID_HANDLE",
+  4: "NATIVE_UNSUPPORTED",
+  5: "NATIVE_CUDA",
+  6: "NATIVE_CUDNN",
+  7: "NATIVE_CUBLAS",
+  8: "NATIVE_CAPTURE",
+  9: "NATIVE_INTERNAL",
+};
+
+export interface DeviceInfo {
+  name: string;
+  backend: BackendKind;
+  /** CUDA multiprocessors, or CPU threads. */
+  multiprocessors: number;
+  totalMemory: number;
+  freeMemory: number;
+  computeCapability: number;
+  l2Bytes: number;
+  runtimeVersion: number;
+  libraryVersion: number;
+}
+
+/** Operator entry points taking (ctx, stream, params, ...tensor addresses). */
+export type OpSymbol =
+  | "braid_conv2d"
+  | "braid_batchnorm"
+  | "braid_unary"
+  | "braid_binary"
+  | "braid_pool2d"
+  | "braid_global_avgpool"
+  | "braid_strided_copy"
+  | "braid_gemm"
+  | "braid_matmul"
+  | "braid_softmax"
+  | "braid_layernorm"
+  | "braid_gather";
+
+export type Handle = bigint;
+type HostBuffer = Float32Array | Int32Array | Uint8Array;
+
+export class Backend {
+  readonly #lib: BraidLibrary;
+  readonly #slot = new BigUint64Array(1);
+  readonly #i32 = new Int32Array(1);
+  readonly #f32 = new Float32Array(1);
+  readonly #message = new Uint8Array(2048);
+
+  private constructor(readonly kind: BackendKind, lib: BraidLibrary) {
+    this.#lib = lib;
+  }
+
+  /** Opens a backend's library and checks its ABI version. */
+  static open(kind: BackendKind): Backend {
+    const backend = new Backend(kind, openLibrary(kind));
+    const version = backend.abiVersion();
+    if (version !== ABI_VERSION) {
+      throw new BraidError(
+        "ABI_MISMATCH",
+        `libbraid_${kind}.so has ABI version ${version}; this braid needs ${ABI_VERSION}. Rebuild it.`,
+      );
+    }
+    return backend;
+  }
+
+  /** Throws the library's last error unless `status` is 0. */
+  unwrap(status: number, call: string): void {
+    if (status === 0) return;
+    this.#lib.symbols.braid_last_error(this.#message, this.#message.length);
+    const end = this.#message.indexOf(0);
+    const text = new TextDecoder().decode(this.#message.subarray(0, end < 0 ? undefined : end));
+    throw new BraidError(
+      STATUS_CODES[status] ?? "NATIVE_UNKNOWN",
+      `${call} failed (status ${status}): ${text || "no message"}`,
+    );
+  }
+
+  get #sym() {
+    return this.#lib.symbols;
+  }
+
+  #handle(status: number, call: string): Handle {
+    this.unwrap(status, call);
+    return this.#slot[0];
+  }
+
+  abiVersion(): number {
+    this.unwrap(this.#sym.braid_abi_version(this.#i32), "braid_abi_version");
+    return this.#i32[0];
+  }
+
+  deviceCount(): number {
+    this.unwrap(this.#sym.braid_device_count(this.#i32), "braid_device_count");
+    return this.#i32[0];
+  }
+
+  contextCreate(device = 0): Handle {
+    return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
+  }
+
+  contextDestroy(ctx: Handle): void {
+    this.unwrap(this.#sym.braid_context_destroy(ctx), "braid_context_destroy");
+  }
+
+  deviceInfo(ctx: Handle): DeviceInfo {
+    const name = new Uint8Array(256);
+    const info = new BigInt64Array(8);
+    this.unwrap(this.#sym.braid_device_info(ctx, name, name.length, info), "braid_device_info");
+    const n = Number;
+    return {
+      name: new TextDecoder().decode(name.subarray(0, Math.max(0, name.indexOf(0)))),
+      backend: info[4] === 1n ? "cuda" : "cpu",
+      multiprocessors: n(info[0]),
+      totalMemory: n(info[1]),
+      freeMemory: n(info[2]),
+      computeCapability: n(info[3]),
+      l2Bytes: n(info[5]),
+      runtimeVersion: n(info[6]),
+      libraryVersion: n(info[7]),
+    };
+  }
+
+  bufferAlloc(ctx: Handle, bytes: number): Handle {
+    return this.#handle(
+      this.#sym.braid_buffer_alloc(ctx, BigInt(bytes), this.#slot),
+      `braid_buffer_alloc(${bytes} bytes)`,
+    );
+  }
+
+  bufferFree(ctx: Handle, address: Handle): void {
+    this.unwrap(this.#sym.braid_buffer_free(ctx, address), "braid_buffer_free");
+  }
+
+  memcpyH2D(ctx: Handle, stream: Handle, dst: Handle, src: HostBuffer): void {
+    const status = this.#sym.braid_memcpy_h2d(ctx, stream, dst, src, BigInt(src.byteLength));
+    this.unwrap(status, "braid_memcpy_h2d");
+  }
+
+  memcpyD2H(ctx: Handle, stream: Handle, dst: HostBuffer, src: Handle): void {
+    const status = this.#sym.braid_memcpy_d2h(ctx, stream, dst, src, BigInt(dst.byteLength));
+    this.unwrap(status, "braid_memcpy_d2h");
+  }
+
+  memcpyD2D(ctx: Handle, stream: Handle, dst: Handle, src: Handle, bytes: number): void {
+    const status = this.#sym.braid_memcpy_d2d(ctx, stream, dst, src, BigInt(bytes));
+    this.unwrap(status, "braid_memcpy_d2d");
+  }
+
+  streamCreate(ctx: Handle, priority = 0): Handle {
+    return this.#handle(
+      this.#sym.braid_stream_create(ctx, priority, this.#slot),
+      "braid_stream_create",
+    );
+  }
+
+  streamDestroy(ctx: Handle, stream: Handle): void {
+    this.unwrap(this.#sym.braid_stream_destroy(ctx, stream), "braid_stream_destroy");
+  }
+
+  streamSynchronize(ctx: Handle, stream: Handle): void {
+    this.unwrap(this.#sym.braid_stream_synchronize(ctx, stream), "braid_stream_synchronize");
+  }
+
+  eventCreate(ctx: Handle): Handle {
+    return this.#handle(this.#sym.braid_event_create(ctx, this.#slot), "braid_event_create");
+  }
+
+  eventDestroy(ctx: Handle, event: Handle): void {
+    this.unwrap(this.#sym.braid_event_destroy(ctx, event), "braid_event_destroy");
+  }
+
+  eventRecord(ctx: Handle, event: Handle, stream: Handle): void {
+    this.unwrap(this.#sym.braid_event_record(ctx, event, stream), "braid_event_record");
+  }
+
+  streamWaitEvent(ctx: Handle, stream: Handle, event: Handle): void {
+    this.unwrap(this.#sym.braid_stream_wait_event(ctx, stream, event), "braid_stream_wait_event");
+  }
+
+  /** Milliseconds between two completed events. */
+  eventElapsed(ctx: Handle, start: Handle, end: Handle): number {
+    this.unwrap(this.#sym.braid_event_elapsed(ctx, start, end, this.#f32), "braid_event_elapsed");
+    return this.#f32[0];
+  }
+
+  captureBegin(ctx: Handle, stream: Handle): void {
+    this.unwrap(this.#sym.braid_capture_begin(ctx, stream), "braid_capture_begin");
+  }
+
+  captureEnd(ctx: Handle, stream: Handle): Handle {
+    return this.#handle(this.#sym.braid_capture_end(ctx, stream, this.#slot), "braid_capture_end");
+  }
+
+  graphLaunch(ctx: Handle, graph: Handle, stream: Handle): void {
+    this.unwrap(this.#sym.braid_graph_launch(ctx, graph, stream), "braid_graph_launch");
+  }
+
+  graphDestroy(ctx: Handle, graph: Handle): void {
+    this.unwrap(this.#sym.braid_graph_destroy(ctx, graph), "braid_graph_destroy");
+  }
+
+  /** Calls one operator entry point. `tensors` are device addresses (0n for an absent one). */
+  op(name: OpSymbol, ctx: Handle, stream: Handle, params: Uint8Array, tensors: Handle[]): void {
+    // deno-lint-ignore no-explicit-any
+    const fn = this.#sym[name] as (...args: any[]) => number;
+    this.unwrap(fn(ctx, stream, params, ...tensors), name);
+  }
+
+  concat(
+    ctx: Handle,
+    stream: Handle,
+    params: Uint8Array,
+    inputs: BigUint64Array,
+    y: Handle,
+  ): void {
+    this.unwrap(this.#sym.braid_concat(ctx, stream, params, inputs, y), "braid_concat");
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The raw symbol table of braid.h for Deno.dlopen: C names unchanged, no logic.
+ * Every function returns an i32 status. Handles and device addresses are u64; parameter records
+ * and result slots are caller-owned buffers, so the hot path never needs Deno.UnsafePointer.
+ */
+const status = "i32" as const;
+const u64 = "u64" as const;
+const buffer = "buffer" as const;
+const op = (...tensors: "u64"[]) => ({ parameters: [u64, u64, buffer, ...tensors], result: status });
+
+export const symbols = {
+  braid_abi_version: { parameters: [buffer], result: status },
+  braid_last_error: { parameters: [buffer, "i32"], result: status },
+  braid_device_count: { parameters: [buffer], result: status },
+  braid_context_create: { parameters: ["i32", buffer], result: status },
+  braid_context_destroy: { parameters: [u64], result: status },
+  braid_device_info: { parameters: [u64, buffer, "i32", buffer], result: status },
+  braid_buffer_alloc: { parameters: [u64, u64, buffer], result: status },
+  braid_buffer_free: { parameters: [u64, u64], result: status },
+  braid_memcpy_h2d: { parameters: [u64, u64, u64, buffer, u64], result: status },
+  braid_memcpy_d2h: { parameters: [u64, u64, buffer, u64, u64], result: status },
+  braid_memcpy_d2d: { parameters: [u64, u64, u64, u64, u64], result: status },
+
+  braid_stream_create: { parameters: [u64, "i32", buffer], result: status },
+  braid_stream_destroy: { parameters: [u64, u64], result: status },
+  braid_stream_synchronize: { parameters: [u64, u64], result: status },
+  braid_event_create: { parameters: [u64, buffer], result: status },
+  braid_event_destroy: { parameters: [u64, u64], result: status },
+  braid_event_record: { parameters: [u64, u64, u64], result: status },
+  braid_stream_wait_event: { parameters: [u64, u64, u64], result: status },
+  braid_event_elapsed: { parameters: [u64, u64, u64, buffer], result: status },
+  braid_capture_begin: { parameters: [u64, u64], result: status },
+  braid_capture_end: { parameters: [u64, u64, buffer], result: status },
+  braid_graph_launch: { parameters: [u64, u64, u64], result: status },
+  braid_graph_destroy: { parameters: [u64, u64], result: status },
+
+  braid_conv2d: op(u64, u64, u64, u64, u64),
+  braid_batchnorm: op(u64, u64, u64, u64, u64, u64),
+  braid_unary: op(u64, u64),
+  braid_binary: op(u64, u64, u64),
+  braid_pool2d: op(u64, u64),
+  braid_global_avgpool: op(u64, u64),
+  braid_concat: { parameters: [u64, u64, buffer, buffer, u64], result: status },
+  braid_strided_copy: op(u64, u64),
+  braid_gemm: op(u64, u64, u64, u64),
+  braid_matmul: op(u64, u64, u64),
+  braid_softmax: op(u64, u64),
+  braid_layernorm: op(u64, u64, u64, u64),
+  braid_gather: op(u64, u64, u64),
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export type BraidSymbols = typeof symbols;

@@ -1,0 +1,88 @@
+/**
+ * The braid command line:  deno task braid <command> …
+ *   zoo NAME -o FILE.braid      write a built-in model
+ *   info FILE.braid             ops, parameters, FLOPs, critical path, width
+ *   run FILE.braid              run once on random input: top-5 and latency
+ *   demo                        googlenet end to end (what `make demo` runs)
+ */
+import { parseArgs } from "../deps.ts";
+import { BraidError } from "../errors.ts";
+import { info } from "./info.ts";
+import { demo, run } from "./run.ts";
+import { zoo } from "./zoo.ts";
+import { fail, paint } from "./output.ts";
+
+const USAGE = `usage: braid <command> [options]
+
+commands:
+  zoo [NAME] -o FILE.braid [--batch N] [--seed S]   write a zoo model (no NAME: list them)
+  info FILE.braid                                   ops, parameters, FLOPs, critical path, width
+  run FILE.braid [--device cpu|cuda|auto] [--batch N] [--runs K] [--eager]
+                                                    run on seeded random input: top-5, latency
+  demo [--device cpu|cuda|auto] [--runs K]          googlenet end to end
+`;
+
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      output: { type: "string", short: "o" },
+      batch: { type: "string" },
+      seed: { type: "string" },
+      device: { type: "string" },
+      runs: { type: "string" },
+      eager: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  const int = (name: "batch" | "seed" | "runs", fallback: number): number => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < (name === "seed" ? 0 : 1)) {
+      throw new BraidError("USAGE", `--${name} must be a positive integer, got "${raw}"`);
+    }
+    return n;
+  };
+  const device = (values.device ?? "auto") as "auto" | "cpu" | "cuda";
+  switch (command) {
+    case "zoo":
+      return await zoo(rest[0], values.output, int("batch", 1), int("seed", 0) || undefined);
+    case "info":
+      return await info(need(rest[0], "info FILE.braid"));
+    case "run":
+      return await run(need(rest[0], "run FILE.braid"), {
+        device,
+        batch: values.batch === undefined ? undefined : int("batch", 1),
+        runs: int("runs", 10),
+        eager: values.eager ?? false,
+      });
+    case "demo":
+      return await demo({ device, runs: int("runs", 10) });
+    default:
+      throw new BraidError("USAGE", `unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+function need(value: string | undefined, usage: string): string {
+  if (!value) throw new BraidError("USAGE", `usage: braid ${usage}`);
+  return value;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    if (e instanceof BraidError) {
+      fail(`${paint("red", "error")} [${e.code}] ${e.message}`);
+      Deno.exit(e.code === "USAGE" ? 2 : 1);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,21 @@
+/** The inference pass pipeline, in order. Each pass is a pure Graph → Graph rewrite. */
+import type { Graph } from "../ir/graph.ts";
+import { dropUnusedInitializers, foldBatchNorm } from "./fold_batchnorm.ts";
+import { dropIdentities, fuseActivations } from "./fuse_activation.ts";
+import { fuseResidualAdd } from "./fuse_residual.ts";
+
+export { dropIdentities, dropUnusedInitializers, foldBatchNorm, fuseActivations, fuseResidualAdd };
+
+export interface PassOptions {
+  /** Run no rewrites at all (debugging). */
+  none?: boolean;
+}
+
+export function optimize(graph: Graph, options: PassOptions = {}): Graph {
+  if (options.none) return graph;
+  let g = dropIdentities(graph);
+  g = foldBatchNorm(g);
+  g = fuseActivations(g);
+  g = fuseResidualAdd(g);
+  return dropUnusedInitializers(g);
+}

@@ -1,0 +1,196 @@
+/**
+ * The executable form of a scheduled graph on one device context: weights uploaded, an arena
+ * for activations, streams and events created, and every launch lowered to a backend call.
+ * `capture()` records the whole schedule into one graph: the worker streams fork from the capture
+ * stream with events and join back into it before the capture ends.
+ */
+import { type Backend, type Handle } from "../../ffi/backend.ts";
+import { BraidError } from "../errors.ts";
+import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
+import type { MemoryPlan } from "../memory/planner.ts";
+import type { Schedule } from "../schedule/schedule.ts";
+import { type Call, lowerNode } from "./lower.ts";
+
+const ALIGN = 256;
+
+/** Native resources of an executable, freed together (also by the finalizer). */
+export class Resources {
+  buffers: Handle[] = [];
+  streams: Handle[] = [];
+  events: Handle[] = [];
+  graphs: Handle[] = [];
+
+  constructor(readonly backend: Backend, readonly ctx: Handle) {}
+
+  /** Frees everything and the context itself; keeps going past individual failures. */
+  release(): void {
+    const b = this.backend, ctx = this.ctx;
+    const attempt = (f: () => void) => {
+      try {
+        f();
+      } catch { /* best effort: the context is destroyed last anyway */ }
+    };
+    for (const g of this.graphs) attempt(() => b.graphDestroy(ctx, g));
+    for (const e of this.events) attempt(() => b.eventDestroy(ctx, e));
+    for (const s of this.streams) attempt(() => b.streamDestroy(ctx, s));
+    for (const buf of this.buffers) attempt(() => b.bufferFree(ctx, buf));
+    attempt(() => b.contextDestroy(ctx));
+    this.graphs = this.events = this.streams = this.buffers = [];
+  }
+}
+
+interface Step {
+  stream: Handle;
+  waits: Handle[];
+  record?: Handle;
+  issue?: () => void; // absent for views
+}
+
+export class Executable {
+  readonly weightBytes: number;
+  readonly kernelLaunches: number;
+  readonly #steps: Step[];
+  readonly #address = new Map<string, bigint>();
+  readonly #streams: Handle[];
+  readonly #forkJoin: Handle[];
+
+  constructor(
+    readonly backend: Backend,
+    readonly resources: Resources,
+    readonly graph: Graph,
+    readonly shapes: Map<string, Value>,
+    readonly schedule: Schedule,
+    readonly plan: MemoryPlan,
+  ) {
+    const { ctx } = resources;
+    // Weights: one buffer, each tensor 256-byte aligned.
+    const offsets = new Map<string, number>();
+    let weightBytes = 0;
+    for (const [name, t] of graph.initializers) {
+      offsets.set(name, weightBytes);
+      weightBytes += Math.ceil((numel(t.shape) * DTYPE_SIZE[t.dtype]) / ALIGN) * ALIGN;
+    }
+    this.weightBytes = weightBytes;
+    const weights = this.#alloc(Math.max(weightBytes, ALIGN));
+    const arena = this.#alloc(Math.max(plan.arenaBytes, ALIGN));
+    for (const [name, t] of graph.initializers) {
+      const at = weights + BigInt(offsets.get(name)!);
+      this.#address.set(name, at);
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      backend.memcpyH2D(ctx, 0n, at, bytes);
+    }
+    backend.streamSynchronize(ctx, 0n);
+
+    // Streams: logical stream 0 is the context's default stream, the capture stream.
+    this.#streams = [0n];
+    for (let s = 1; s < schedule.streams; s++) {
+      const stream = backend.streamCreate(ctx, 0);
+      resources.streams.push(stream);
+      this.#streams.push(stream);
+    }
+    const events = Array.from({ length: schedule.events }, () => this.#event());
+    this.#forkJoin = this.#streams.map(() => this.#event());
+
+    const address = (v: string): bigint => {
+      if (v === "") return 0n;
+      const root = plan.rootOf(v);
+      const known = this.#address.get(root);
+      if (known !== undefined) return known;
+      const offset = plan.offsetOf(v);
+      if (offset === undefined) {
+        throw new BraidError("BAD_NODE", `value "${v}" has no storage`);
+      }
+      return arena + BigInt(offset);
+    };
+    this.#address.set("", 0n);
+    let kernels = 0;
+    this.#steps = schedule.launches.map((launch) => {
+      const node = graph.nodes[launch.node];
+      const stream = this.#streams[launch.stream];
+      const call = lowerNode(node, shapes);
+      const issue = this.#issuer(call, stream, address);
+      if (issue) kernels++;
+      return {
+        stream,
+        waits: launch.waits.map((e) => events[e]),
+        record: launch.record === undefined ? undefined : events[launch.record],
+        issue,
+      };
+    });
+    this.kernelLaunches = kernels;
+    for (const name of [...graph.inputs, ...graph.outputs]) this.#address.set(name, address(name));
+  }
+
+  /** Device address of a graph input or output. */
+  addressOf(value: string): bigint {
+    return this.#address.get(value)!;
+  }
+
+  /** Issues the whole schedule on its streams (eagerly, or inside a capture). */
+  issue(): void {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    // Fork: every worker stream waits for the work already on the capture stream.
+    if (this.#streams.length > 1) {
+      backend.eventRecord(ctx, this.#forkJoin[0], 0n);
+      for (const s of this.#streams.slice(1)) backend.streamWaitEvent(ctx, s, this.#forkJoin[0]);
+    }
+    for (const step of this.#steps) {
+      for (const e of step.waits) backend.streamWaitEvent(ctx, step.stream, e);
+      step.issue?.();
+      if (step.record) backend.eventRecord(ctx, step.record, step.stream);
+    }
+    // Join: the capture stream waits for every worker stream.
+    this.#streams.slice(1).forEach((s, i) => {
+      backend.eventRecord(ctx, this.#forkJoin[i + 1], s);
+      backend.streamWaitEvent(ctx, 0n, this.#forkJoin[i + 1]);
+    });
+  }
+
+  /** Captures the schedule into one graph; returns its handle. */
+  capture(): Handle {
+    const ctx = this.resources.ctx;
+    this.backend.captureBegin(ctx, 0n);
+    try {
+      this.issue();
+    } catch (e) {
+      try {
+        this.resources.graphs.push(this.backend.captureEnd(ctx, 0n));
+      } catch { /* the capture is already broken; the original error matters */ }
+      throw e;
+    }
+    const graph = this.backend.captureEnd(ctx, 0n);
+    this.resources.graphs.push(graph);
+    return graph;
+  }
+
+  #alloc(bytes: number): bigint {
+    const addr = this.backend.bufferAlloc(this.resources.ctx, bytes);
+    this.resources.buffers.push(addr);
+    return addr;
+  }
+
+  #event(): Handle {
+    const e = this.backend.eventCreate(this.resources.ctx);
+    this.resources.events.push(e);
+    return e;
+  }
+
+  #issuer(call: Call, stream: Handle, address: (v: string) => bigint): (() => void) | undefined {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    switch (call.kind) {
+      case "view":
+        return undefined;
+      case "concat": {
+        const inputs = BigUint64Array.from(call.inputs.map(address));
+        const y = address(call.output);
+        return () => backend.concat(ctx, stream, call.params, inputs, y);
+      }
+      case "op": {
+        const tensors = call.tensors.map(address);
+        return () => backend.op(call.symbol, ctx, stream, call.params, tensors);
+      }
+    }
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Session: a model prepared for one device and batch size.
+ *   validate → passes → shapes → DAG → schedule → memory plan → verify → upload → capture
+ * `run()` copies the inputs in, launches the captured graph once, copies the outputs out and
+ * synchronises.
+ */
+import { Backend, type DeviceInfo } from "../../ffi/backend.ts";
+import type { BackendKind } from "../../ffi/library.ts";
+import { buildDag } from "../analysis/dag.ts";
+import { BraidError, check } from "../errors.ts";
+import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
+import { inferShapes, validateGraph } from "../ir/validate.ts";
+import { planMemory } from "../memory/planner.ts";
+import { optimize } from "../passes/mod.ts";
+import { type Schedule, verify } from "../schedule/schedule.ts";
+import { sequentialSchedule } from "../schedule/sequential.ts";
+import { Executable, Resources } from "./executable.ts";
+import { Model } from "./model.ts";
+
+export type DeviceOption = "auto" | "cpu" | "cuda";
+export type SchedulerOption = "auto" | "sequential";
+
+export interface SessionOptions {
+  /** "auto" picks CUDA when its library loads and a GPU is present, else the CPU. */
+  device?: DeviceOption;
+  scheduler?: SchedulerOption;
+  /** Batch size: the first dimension of every graph input (default: as the model was saved). */
+  batch?: number;
+  /** Issue the schedule op by op on every run instead of replaying a captured graph. */
+  eager?: boolean;
+  /** Run the graph rewrites (BatchNorm folding, fusion). Default true. */
+  optimize?: boolean;
+  /** Device index for CUDA. */
+  deviceIndex?: number;
+}
+
+export type HostTensor = Float32Array | Int32Array;
+
+export interface SessionReport {
+  model: string;
+  device: DeviceInfo;
+  scheduler: string;
+  batch: number;
+  eager: boolean;
+  /** Nodes in the model, and after the rewrites. */
+  modelOps: number;
+  ops: number;
+  kernelLaunches: number;
+  streams: number;
+  events: number;
+  arenaBytes: number;
+  /** The arena without any reuse (every intermediate in its own bytes). */
+  noReuseBytes: number;
+  weightBytes: number;
+  /** Wall-clock run() latency in milliseconds. */
+  latency: { runs: number; lastMs: number; medianMs: number; minMs: number };
+}
+
+const registry = new FinalizationRegistry<Resources>((resources) => resources.release());
+
+function openBackend(device: DeviceOption): Backend {
+  if (device !== "auto") return Backend.open(device as BackendKind);
+  try {
+    const cuda = Backend.open("cuda");
+    if (cuda.deviceCount() > 0) return cuda;
+  } catch {
+    // No CUDA library or no GPU: the CPU backend is the embedded default.
+  }
+  return Backend.open("cpu");
+}
+
+export class Session {
+  #exec: Executable | undefined;
+  #graphHandle: bigint | undefined;
+  readonly #inputs: { name: string; value: Value; bytes: number }[];
+  readonly #outputs: { name: string; value: Value }[];
+  readonly #latencies: number[] = [];
+  readonly #device: DeviceInfo;
+  readonly #info: Omit<SessionReport, "latency" | "device">;
+
+  private constructor(
+    exec: Executable,
+    device: DeviceInfo,
+    info: Omit<SessionReport, "latency" | "device">,
+  ) {
+    this.#exec = exec;
+    this.#device = device;
+    this.#info = info;
+    this.#inputs = exec.graph.inputs.map((name) => {
+      const value = exec.shapes.get(name)!;
+      return { name, value, bytes: numel(value.shape) * DTYPE_SIZE[value.dtype] };
+    });
+    this.#outputs = exec.graph.outputs.map((name) => ({ name, value: exec.shapes.get(name)! }));
+  }
+
+  /** Prepares a model (or a bare graph) for a device. Validates before allocating anything. */
+  static create(model: Model | Graph, options: SessionOptions = {}): Promise<Session> {
+    return Promise.resolve().then(() => Session.#create(model, options));
+  }
+
+  static #create(model: Model | Graph, options: SessionOptions): Session {
+    const source = model instanceof Model ? model.graph : model;
+    if (!(model instanceof Model)) validateGraph(source);
+    const batch = options.batch ?? source.values.get(source.inputs[0])?.shape[0] ?? 1;
+    check(
+      Number.isInteger(batch) && batch >= 1,
+      "BAD_OPTION",
+      () => `batch must be a positive integer, got ${batch}`,
+    );
+    const device = options.device ?? "auto";
+    check(
+      ["auto", "cpu", "cuda"].includes(device),
+      "BAD_OPTION",
+      () => `device must be "auto", "cpu" or "cuda", got "${device}"`,
+    );
+    const schedulerName = options.scheduler ?? "auto";
+    check(
+      ["auto", "sequential"].includes(schedulerName),
+      "BAD_OPTION",
+      () => `scheduler "${schedulerName}" is not available (have: auto, sequential)`,
+    );
+    inferShapes(source, batch); // shape errors at this batch surface before any allocation
+
+    const graph: Graph = options.optimize === false ? source : optimize(source);
+    const shapes = inferShapes(graph, batch);
+    const dag = buildDag(graph);
+    const schedule: Schedule = sequentialSchedule(dag);
+    const plan = planMemory(graph, shapes, schedule);
+    verify(graph, schedule, plan);
+
+    const backend = openBackend(device);
+    const ctx = backend.contextCreate(options.deviceIndex ?? 0);
+    const resources = new Resources(backend, ctx);
+    try {
+      const deviceInfo = backend.deviceInfo(ctx);
+      const exec = new Executable(backend, resources, graph, shapes, schedule, plan);
+      const session = new Session(exec, deviceInfo, {
+        model: source.name,
+        scheduler: schedule.scheduler,
+        batch,
+        eager: options.eager ?? false,
+        modelOps: source.nodes.length,
+        ops: graph.nodes.length,
+        kernelLaunches: exec.kernelLaunches,
+        streams: schedule.streams,
+        events: schedule.events,
+        arenaBytes: plan.arenaBytes,
+        noReuseBytes: plan.noReuseBytes,
+        weightBytes: exec.weightBytes,
+      });
+      if (!options.eager) session.#graphHandle = exec.capture();
+      registry.register(session, resources, session);
+      return session;
+    } catch (e) {
+      resources.release();
+      throw e;
+    }
+  }
+
+  #live(): Executable {
+    if (!this.#exec) throw new BraidError("DISPOSED", "this session was disposed");
+    return this.#exec;
+  }
+
+  /** Input names with their shapes and dtypes at this session's batch. */
+  get inputs(): Value[] {
+    return this.#inputs.map((i) => i.value);
+  }
+
+  get outputs(): Value[] {
+    return this.#outputs.map((o) => o.value);
+  }
+
+  /** Runs the model once. Inputs and outputs are keyed by graph input and output names. */
+  run(inputs: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+    return Promise.resolve().then(() => this.runSync(inputs));
+  }
+
+  /** run(), without the promise. */
+  runSync(inputs: Record<string, HostTensor>): Record<string, HostTensor> {
+    const exec = this.#live();
+    this.#checkInputs(inputs);
+    const { backend } = exec;
+    const ctx = exec.resources.ctx;
+    const start = performance.now();
+    for (const input of this.#inputs) {
+      backend.memcpyH2D(ctx, 0n, exec.addressOf(input.name), inputs[input.name]);
+    }
+    if (this.#graphHandle !== undefined) backend.graphLaunch(ctx, this.#graphHandle, 0n);
+    else exec.issue();
+    const results: Record<string, HostTensor> = {};
+    for (const { name, value } of this.#outputs) {
+      const out = value.dtype === "int32"
+        ? new Int32Array(numel(value.shape))
+        : new Float32Array(numel(value.shape));
+      backend.memcpyD2H(ctx, 0n, out, exec.addressOf(name));
+      results[name] = out;
+    }
+    backend.streamSynchronize(ctx, 0n);
+    this.#latencies.push(performance.now() - start);
+    return results;
+  }
+
+  #checkInputs(inputs: Record<string, HostTensor>) {
+    const expected = this.#inputs.map((i) => i.name);
+    for (const name of Object.keys(inputs)) {
+      check(
+        expected.includes(name),
+        "INPUT_MISSING",
+        () => `"${name}" is not an input of this model; its inputs are ${expected.join(", ")}`,
+      );
+    }
+    for (const { name, value } of this.#inputs) {
+      const data = inputs[name];
+      check(data !== undefined, "INPUT_MISSING", () => `input "${name}" is missing`);
+      const wanted = value.dtype === "int32" ? Int32Array : Float32Array;
+      check(
+        data instanceof wanted,
+        "INPUT_TYPE",
+        () => `input "${name}" must be a ${wanted.name} (${value.dtype})`,
+      );
+      check(
+        data.length === numel(value.shape),
+        "INPUT_SIZE",
+        () =>
+          `input "${name}" has ${data.length} elements; shape ${shapeString(value.shape)} ` +
+          `needs ${numel(value.shape)}`,
+      );
+    }
+  }
+
+  /** What this session runs and how fast it has run so far. */
+  report(): SessionReport {
+    this.#live();
+    const sorted = [...this.#latencies].sort((a, b) => a - b);
+    return {
+      ...this.#info,
+      device: this.#device,
+      latency: {
+        runs: sorted.length,
+        lastMs: this.#latencies.at(-1) ?? NaN,
+        medianMs: sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN,
+        minMs: sorted[0] ?? NaN,
+      },
+    };
+  }
+
+  [Symbol.dispose](): void {
+    const exec = this.#exec;
+    if (!exec) return;
+    this.#exec = undefined;
+    registry.unregister(this);
+    exec.resources.release();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Schedules: an ordered list of launches, each on a stream, waiting on events and recording one.
+ * The happens-before relation of a schedule comes from stream order and event edges, computed
+ * with vector clocks. `verify` proves a schedule and a memory plan race-free against the graph.
+ */
+import { BraidError } from "../errors.ts";
+import type { Graph } from "../ir/graph.ts";
+import { opSpec } from "../ir/ops.ts";
+import type { MemoryPlan } from "../memory/planner.ts";
+
+export interface Launch {
+  /** Index of the node in graph.nodes. */
+  node: number;
+  /** Logical stream, 0-based; stream 0 is the capture stream. */
+  stream: number;
+  /** Events this launch waits on before it starts. */
+  waits: number[];
+  /** An event recorded right after this launch. */
+  record?: number;
+}
+
+export interface Schedule {
+  scheduler: string;
+  streams: number;
+  events: number;
+  launches: Launch[];
+}
+
+/**
+ * Happens-before between launches (indices into schedule.launches), by vector clocks:
+ * clock[l][s] is the position on stream s of the last launch there that happens before or is l.
+ */
+export class HappensBefore {
+  readonly #clock: Int32Array[];
+  readonly #position: number[];
+  readonly #stream: number[];
+
+  constructor(schedule: Schedule) {
+    const streamClock = Array.from(
+      { length: schedule.streams },
+      () => new Int32Array(schedule.streams).fill(-1),
+    );
+    const eventClock = new Map<number, Int32Array>();
+    const count = new Array<number>(schedule.streams).fill(0);
+    this.#clock = [];
+    this.#position = [];
+    this.#stream = [];
+    schedule.launches.forEach((launch, l) => {
+      const clock = streamClock[launch.stream];
+      for (const e of launch.waits) {
+        const recorded = eventClock.get(e);
+        if (!recorded) {
+          const node = launch.node;
+          throw new BraidError(
+            "UNSAFE_SCHEDULE",
+            `schedule ${schedule.scheduler}: launch ${l} (node ${node}) waits on event ${e} before it is recorded`,
+          );
+        }
+        for (let s = 0; s < clock.length; s++) clock[s] = Math.max(clock[s], recorded[s]);
+      }
+      clock[launch.stream] = count[launch.stream]++;
+      this.#clock.push(clock.slice());
+      this.#position.push(clock[launch.stream]);
+      this.#stream.push(launch.stream);
+      if (launch.record !== undefined) eventClock.set(launch.record, clock.slice());
+    });
+  }
+
+  /** True when launch a happens before launch b (or a === b). */
+  ordered(a: number, b: number): boolean {
+    return this.#clock[b][this.#stream[a]] >= this.#position[a];
+  }
+}
+
+/** Launch index of each node. */
+export function launchIndex(schedule: Schedule): Map<number, number> {
+  return new Map(schedule.launches.map((l, i) => [l.node, i]));
+}
+
+/** Which launch index writes each value's storage, and which launches read it. */
+export interface Access {
+  writer: number; // -1: written before the graph runs (graph inputs)
+  readers: number[]; // Infinity stands for "read after the graph ends" (graph outputs)
+}
+
+export function accessesOf(graph: Graph, schedule: Schedule): Map<string, Access> {
+  const at = launchIndex(schedule);
+  const access = new Map<string, Access>();
+  const get = (v: string) => {
+    let a = access.get(v);
+    if (!a) access.set(v, a = { writer: -1, readers: [] });
+    return a;
+  };
+  for (const name of graph.inputs) get(name);
+  graph.nodes.forEach((node, i) => {
+    const l = at.get(i)!;
+    node.inputs.forEach((v) => v && !graph.initializers.has(v) && get(v).readers.push(l));
+    node.outputs.forEach((v) => (get(v).writer = l));
+  });
+  for (const name of graph.outputs) get(name).readers.push(Infinity);
+  return access;
+}
+
+/**
+ * Proves that every read-after-write, write-after-read and write-after-write on each buffer is
+ * ordered by stream order or an event chain. Throws BraidError naming the first race found.
+ */
+export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void {
+  const fail = (message: string): never => {
+    throw new BraidError("UNSAFE_SCHEDULE", `schedule ${schedule.scheduler} is unsafe: ${message}`);
+  };
+  if (schedule.launches.length !== graph.nodes.length) {
+    fail(`${schedule.launches.length} launches for ${graph.nodes.length} nodes`);
+  }
+  const seen = new Set<number>();
+  for (const l of schedule.launches) {
+    if (seen.has(l.node) || !graph.nodes[l.node]) fail(`node ${l.node} is launched twice or unknown`);
+    if (l.stream < 0 || l.stream >= schedule.streams) fail(`stream ${l.stream} is out of range`);
+    seen.add(l.node);
+  }
+  const hb = new HappensBefore(schedule);
+  const before = (a: number, b: number) =>
+    a === -1 || b === Infinity || (a !== Infinity && b !== -1 && hb.ordered(a, b));
+  const at = launchIndex(schedule);
+
+  // Data dependencies: each node's producers happen before it (read-after-write of values,
+  // including those of view ops, which launch no kernel but still order their consumers).
+  const producer = new Map<string, number>();
+  graph.nodes.forEach((n, i) => n.outputs.forEach((o) => producer.set(o, i)));
+  graph.nodes.forEach((node, i) => {
+    for (const v of node.inputs) {
+      const p = producer.get(v);
+      if (p !== undefined && !before(at.get(p)!, at.get(i)!)) {
+        fail(`read-after-write race on "${v}": "${graph.nodes[p].name}" is not ordered before ` +
+          `"${node.name}"`);
+      }
+    }
+  });
+
+  // Buffer reuse: two values whose bytes overlap must have one's every access before the
+  // other's writer (write-after-read and write-after-write).
+  const access = accessesOf(graph, schedule);
+  const storages = [...plan.storage.values()];
+  const accessesOfStorage = (root: string) => {
+    const values = plan.members.get(root) ?? [root];
+    const writer = access.get(root)?.writer ?? -1;
+    const readers = values.flatMap((v) => access.get(v)?.readers ?? []);
+    return { writer, all: [writer, ...readers] };
+  };
+  for (let i = 0; i < storages.length; i++) {
+    for (let j = i + 1; j < storages.length; j++) {
+      const a = storages[i], b = storages[j];
+      if (a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset) continue;
+      const A = accessesOfStorage(a.value), B = accessesOfStorage(b.value);
+      const aFirst = A.all.every((x) => before(x, B.writer) && x !== B.writer);
+      const bFirst = B.all.every((x) => before(x, A.writer) && x !== A.writer);
+      if (!aFirst && !bFirst) {
+        fail(`"${a.value}" and "${b.value}" share bytes [${Math.max(a.offset, b.offset)}, ` +
+          `${Math.min(a.offset + a.bytes, b.offset + b.bytes)}) but their uses are not ordered`);
+      }
+    }
+  }
+  // Views must share their source's storage.
+  graph.nodes.forEach((node) => {
+    if (opSpec(node.op).view && plan.rootOf(node.outputs[0]) !== plan.rootOf(node.inputs[0])) {
+      fail(`view "${node.name}" does not alias its input`);
+    }
+  });
+}

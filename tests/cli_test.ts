@@ -1,0 +1,45 @@
+/** The command line, run as a user would: zoo → info → run, and a usage error. */
+import { assert } from "./deps.ts";
+
+const main = new URL("../lib/cli/main.ts", import.meta.url).pathname;
+
+async function braid(...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--quiet", main, ...args],
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+Deno.test("cli: zoo, info and run on squeezenet1_1", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/squeezenet.braid`;
+  const zoo = await braid("zoo", "squeezenet1_1", "-o", file);
+  assert.equal(zoo.code, 0, zoo.stderr);
+  assert.match(zoo.stdout, /1,235,496 parameters/);
+
+  const info = await braid("info", file);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, /parameters\s+1,235,496/);
+  assert.match(info.stdout, /critical path\s+\d+ ops/);
+  assert.match(info.stdout, /maximum width\s+\d+ ops/);
+
+  const run = await braid("run", file, "--device", "cpu", "--runs", "2");
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /top-5/);
+  assert.equal(run.stdout.match(/class\s+\d+\s+p=/g)?.length, 5);
+  assert.match(run.stdout, /latency: median [\d.]+ ms/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli: errors are one line with a code, and a non-zero exit", async () => {
+  const missing = await braid("info", "/nonexistent/model.braid");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /\[MALFORMED_FILE\] cannot read model file \/nonexistent\/model\.braid/);
+  const unknown = await braid("zoo", "alexnet", "-o", "/tmp/x.braid");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /alexnet/);
+  const usage = await braid("frobnicate");
+  assert.equal(usage.code, 2);
+});

@@ -1,0 +1,51 @@
+/** Each rewrite must compute the same function: checked in float64 with the reference interpreter. */
+import { assert } from "./deps.ts";
+import { GraphBuilder } from "../lib/ir/builder.ts";
+import type { Graph } from "../lib/ir/graph.ts";
+import { numel } from "../lib/ir/graph.ts";
+import { validateGraph } from "../lib/ir/validate.ts";
+import { optimize } from "../lib/passes/mod.ts";
+import { Random } from "../lib/util/random.ts";
+import { evaluateGraph, relativeError } from "./reference.ts";
+
+/** conv → bn → relu; a ResNet-style residual; a Relu6 head; dropout; a graph output via Identity. */
+function sample(): Graph {
+  const b = new GraphBuilder("sample", 3);
+  const x = b.input("x", [1, 3, 9, 9]);
+  const c1 = b.relu(
+    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
+  );
+  const c2 = b.batchNorm(b.conv2d(c1, { name: "c2", out: 8, kernel: 3, padding: 1 }), "bn2", 1e-3);
+  const res = b.relu(b.add(c2, c1, "residual"), "res_relu");
+  const head = b.clamp(b.conv2d(res, { name: "c3", out: 4, kernel: 1 }), 0, 6, "relu6");
+  const pooled = b.flatten(b.globalAvgPool(b.dropout(head, 0.2, "drop")), 1, "flat");
+  b.output(b.node("Identity", [b.linear(pooled, "fc", 5)], {}, "out"));
+  return b.build();
+}
+
+Deno.test("optimize folds BatchNorm, fuses activations and residuals, drops identities", () => {
+  const g = sample();
+  const opt = optimize(g);
+  validateGraph(opt);
+  const ops = opt.nodes.map((n) => n.op);
+  assert.ok(!ops.includes("BatchNorm") && !ops.includes("Relu") && !ops.includes("Clamp"));
+  assert.ok(!ops.includes("Dropout") && !ops.includes("Add"), ops.join(","));
+  assert.deepEqual(opt.outputs, g.outputs, "graph outputs keep their names");
+  const c2 = opt.nodes.find((n) => n.name === "c2")!;
+  assert.equal(c2.inputs.length, 4, "the residual add became the conv's fourth input");
+  assert.equal((c2.attrs as { activation: string }).activation, "relu");
+  // The original graph and its weights are untouched.
+  assert.equal(g.nodes.filter((n) => n.op === "BatchNorm").length, 2);
+});
+
+Deno.test("optimized graphs compute the same function (float64 reference; folded weights are float32)", () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const g = sample();
+    const x = new Random(seed * 977 + Date.now()).floats(numel([1, 3, 9, 9]));
+    const ref = evaluateGraph(g, { x });
+    const got = evaluateGraph(optimize(g), { x });
+    for (const name of g.outputs) {
+      assert.ok(relativeError(got[name], ref[name]) < 1e-6, `seed ${seed}: ${name}`);
+    }
+  }
+});

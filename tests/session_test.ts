@@ -1,0 +1,138 @@
+/** Sessions on the CPU backend: results against the float64 reference, modes, and error paths. */
+import { assert } from "./deps.ts";
+import { Backend } from "../ffi/backend.ts";
+import { openLibrary } from "../ffi/library.ts";
+import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
+import { GraphBuilder } from "../lib/ir/builder.ts";
+import type { Graph } from "../lib/ir/graph.ts";
+import { Session } from "../mod.ts";
+import { Random } from "../lib/util/random.ts";
+import { evaluateGraph, relativeError } from "./reference.ts";
+
+function smallNet(): Graph {
+  const b = new GraphBuilder("small", 5);
+  const x = b.input("x", [1, 3, 16, 16]);
+  let v = b.relu(b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"));
+  const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
+  const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
+  v = b.concat([left, right], 1, "cat");
+  v = b.flatten(b.globalAvgPool(v), 1);
+  b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
+  return b.build();
+}
+
+async function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp) {
+  try {
+    await f();
+  } catch (e) {
+    assert.ok(e instanceof BraidError, `expected BraidError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (mention) assert.match(e.message, mention);
+    return;
+  }
+  assert.fail(`expected BraidError ${code}`);
+}
+
+const input = (n: number, seed = Date.now()) => new Random(seed).floats(n);
+
+Deno.test("a session matches the float64 reference, graph and eager alike", async () => {
+  const g = smallNet();
+  const x = input(3 * 16 * 16);
+  const ref = evaluateGraph(g, { x });
+  using graph = await Session.create(g, { device: "cpu" });
+  using eager = await Session.create(g, { device: "cpu", eager: true });
+  const a = (await graph.run({ x }))[g.outputs[0]];
+  const b = (await eager.run({ x }))[g.outputs[0]];
+  assert.ok(relativeError(a, ref[g.outputs[0]]) < 1e-5);
+  assert.deepEqual(a, b, "graph replay and eager issue give identical bits");
+  const report = graph.report();
+  assert.equal(report.device.backend, "cpu");
+  assert.equal(report.modelOps, g.nodes.length);
+  assert.ok(report.ops < report.modelOps, "BatchNorm, ReLU and Dropout were rewritten away");
+  assert.ok(report.arenaBytes > 0 && report.arenaBytes <= report.noReuseBytes);
+  assert.equal(report.latency.runs, 1);
+});
+
+Deno.test("batch size is a session option", async () => {
+  const g = smallNet();
+  using s = await Session.create(g, { device: "cpu", batch: 3 });
+  const x = input(3 * 3 * 16 * 16);
+  const out = (await s.run({ x }))[g.outputs[0]];
+  assert.equal(out.length, 30);
+  const ref = evaluateGraph(g, { x })[g.outputs[0]];
+  assert.ok(relativeError(out, ref) < 1e-5);
+  await throwsCode(() => Session.create(g, { device: "cpu", batch: 0 }), "BAD_OPTION");
+});
+
+Deno.test("bad inputs to run() are BraidErrors naming the input, and the session goes on", async () => {
+  const g = smallNet();
+  using s = await Session.create(g, { device: "cpu" });
+  await throwsCode(() => s.run({ x: new Float32Array(7) }), "INPUT_SIZE", /"x".*7 elements/);
+  await throwsCode(() => s.run({}), "INPUT_MISSING", /"x"/);
+  await throwsCode(() => s.run({ x: new Int32Array(768) }), "INPUT_TYPE", /"x"/);
+  await throwsCode(
+    () => s.run({ x: input(768), y: input(1) }),
+    "INPUT_MISSING",
+    /"y" is not an input/,
+  );
+  const x = input(768);
+  const out = (await s.run({ x }))[g.outputs[0]];
+  assert.ok(relativeError(out, evaluateGraph(g, { x })[g.outputs[0]]) < 1e-5);
+});
+
+Deno.test("a disposed session throws DISPOSED", async () => {
+  const s = await Session.create(smallNet(), { device: "cpu" });
+  s[Symbol.dispose]();
+  s[Symbol.dispose](); // twice is harmless
+  await throwsCode(() => s.run({ x: input(768) }), "DISPOSED");
+  await throwsCode(() => s.report(), "DISPOSED");
+});
+
+Deno.test("bad options are BraidErrors before anything is allocated", async () => {
+  const g = smallNet();
+  // deno-lint-ignore no-explicit-any
+  await throwsCode(() => Session.create(g, { device: "tpu" as any }), "BAD_OPTION", /tpu/);
+  // deno-lint-ignore no-explicit-any
+  await throwsCode(() => Session.create(g, { scheduler: "magic" as any }), "BAD_OPTION", /magic/);
+});
+
+Deno.test("a missing shared library is a BraidError listing the paths tried", async () => {
+  await throwsCode(
+    () => openLibrary("cuda", ["/nonexistent/libbraid_cuda.so", "/also/missing.so"]),
+    "LIBRARY_NOT_FOUND",
+    /\/nonexistent\/libbraid_cuda\.so[\s\S]*\/also\/missing\.so[\s\S]*make cuda/,
+  );
+  // Without a built CUDA library, asking for CUDA explicitly fails the same way.
+  const built = await Deno.stat(new URL("../build/libbraid_cuda.so", import.meta.url)).then(
+    () => true,
+    () => false,
+  );
+  if (built) console.log("skipped: build/libbraid_cuda.so exists, CUDA path covered by test-gpu");
+  else await throwsCode(() => Session.create(smallNet(), { device: "cuda" }), "LIBRARY_NOT_FOUND");
+});
+
+Deno.test("native failures surface as BraidErrors and leave the library usable", () => {
+  const backend = Backend.open("cpu");
+  const ctx = backend.contextCreate(0);
+  try {
+    assert.throws(() => backend.bufferAlloc(ctx, 2 ** 60), (e: unknown) => {
+      assert.ok(e instanceof BraidError);
+      assert.equal(e.code, "NATIVE_OUT_OF_MEMORY");
+      assert.match(e.message, /braid_buffer_alloc/);
+      return true;
+    });
+    assert.throws(() => backend.streamSynchronize(ctx, 12345n), BraidError);
+    assert.throws(() => backend.captureEnd(ctx, 0n), (e: unknown) =>
+      e instanceof BraidError && e.code === "NATIVE_CAPTURE");
+    const addr = backend.bufferAlloc(ctx, 1024);
+    const data = input(256);
+    backend.memcpyH2D(ctx, 0n, addr, data);
+    const back = new Float32Array(256);
+    backend.memcpyD2H(ctx, 0n, back, addr);
+    backend.streamSynchronize(ctx, 0n);
+    assert.deepEqual(back, data);
+    backend.bufferFree(ctx, addr);
+  } finally {
+    backend.contextDestroy(ctx);
+  }
+});
