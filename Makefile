@@ -40,8 +40,9 @@ cpu: build/libbraid_cpu.so
 demo: cpu deps
 	@$(DENO) run $(DENO_FLAGS) lib/cli/main.ts demo
 
+# Tests also compile a C probe (params_test) and run the CLI in subprocesses.
 test: cpu deps
-	@$(DENO) test $(DENO_FLAGS) tests/
+	@$(DENO) test $(DENO_FLAGS) --allow-run tests/
 
 check: deps
 	@$(DENO) fmt --check

@@ -11,7 +11,7 @@
  */
 export { BraidError, type BraidErrorCode } from "./lib/errors.ts";
 export { type DType, Graph, type Node, type Tensor, type Value } from "./lib/ir/graph.ts";
-export { type Activation, type AttrsByOp, OPS, type OpName } from "./lib/ir/ops.ts";
+export { type Activation, type AttrsByOp, type OpName, OPS } from "./lib/ir/ops.ts";
 export { GraphBuilder } from "./lib/ir/builder.ts";
 export { inferShapes, validateGraph } from "./lib/ir/validate.ts";
 export { decodeModel } from "./lib/format/read.ts";

@@ -54,7 +54,9 @@ export function openLibrary(kind: BackendKind, paths = candidatePaths(kind)): Br
   }
   throw new BraidError(
     "LIBRARY_NOT_FOUND",
-    `could not load the braid ${kind} library ${LIBRARY_FILE[kind]}; tried:\n${tried.join("\n")}\n` +
+    `could not load the braid ${kind} library ${LIBRARY_FILE[kind]}; tried:\n${
+      tried.join("\n")
+    }\n` +
       `Set BRAID_LIB to the library (or its folder), or ${BUILD_HINT[kind]}.`,
   );
 }

@@ -6,7 +6,10 @@
 const status = "i32" as const;
 const u64 = "u64" as const;
 const buffer = "buffer" as const;
-const op = (...tensors: "u64"[]) => ({ parameters: [u64, u64, buffer, ...tensors], result: status });
+const op = (...tensors: "u64"[]) => ({
+  parameters: [u64, u64, buffer, ...tensors],
+  result: status,
+});
 
 export const symbols = {
   braid_abi_version: { parameters: [buffer], result: status },

@@ -36,7 +36,10 @@ Deno.test("cli: zoo, info and run on squeezenet1_1", async () => {
 Deno.test("cli: errors are one line with a code, and a non-zero exit", async () => {
   const missing = await braid("info", "/nonexistent/model.braid");
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /\[MALFORMED_FILE\] cannot read model file \/nonexistent\/model\.braid/);
+  assert.match(
+    missing.stderr,
+    /\[MALFORMED_FILE\] cannot read model file \/nonexistent\/model\.braid/,
+  );
   const unknown = await braid("zoo", "alexnet", "-o", "/tmp/x.braid");
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /alexnet/);

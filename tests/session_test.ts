@@ -12,7 +12,9 @@ import { evaluateGraph, relativeError } from "./reference.ts";
 function smallNet(): Graph {
   const b = new GraphBuilder("small", 5);
   const x = b.input("x", [1, 3, 16, 16]);
-  let v = b.relu(b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"));
+  let v = b.relu(
+    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
+  );
   const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
   const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
   v = b.concat([left, right], 1, "cat");
@@ -122,8 +124,10 @@ Deno.test("native failures surface as BraidErrors and leave the library usable",
       return true;
     });
     assert.throws(() => backend.streamSynchronize(ctx, 12345n), BraidError);
-    assert.throws(() => backend.captureEnd(ctx, 0n), (e: unknown) =>
-      e instanceof BraidError && e.code === "NATIVE_CAPTURE");
+    assert.throws(
+      () => backend.captureEnd(ctx, 0n),
+      (e: unknown) => e instanceof BraidError && e.code === "NATIVE_CAPTURE",
+    );
     const addr = backend.bufferAlloc(ctx, 1024);
     const data = input(256);
     backend.memcpyH2D(ctx, 0n, addr, data);

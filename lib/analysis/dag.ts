@@ -69,7 +69,7 @@ export function reachability(dag: Dag): BitSet[] {
 }
 
 /** Successor lists with every edge implied by a longer path removed. */
-export function transitiveReduction(dag: Dag, reach = reachability(dag)): number[][] {
+export function transitiveReduction(dag: Dag, reach: BitSet[] = reachability(dag)): number[][] {
   return dag.succs.map((succs) =>
     succs.filter((s) => !succs.some((t) => t !== s && reach[t].has(s)))
   );
@@ -146,7 +146,7 @@ export function maximumMatching(size: number, edges: number[][]): number[] {
 }
 
 /** The width: the largest set of pairwise independent nodes (Dilworth: n − matching on closure). */
-export function width(dag: Dag, reach = reachability(dag)): number {
+export function width(dag: Dag, reach: BitSet[] = reachability(dag)): number {
   const closure = reach.map((r) => [...r]);
   const matched = maximumMatching(dag.size, closure).filter((j) => j >= 0).length;
   return dag.size - matched;

@@ -26,8 +26,11 @@ export async function info(path: string): Promise<number> {
     ["ops", `${count(graph.nodes.length)} (${[...ops].map(([k, v]) => `${k} ${v}`).join(", ")})`],
     ["parameters", count(parameterCount(graph))],
     ["FLOPs", flops(totalFlops)],
-    ["critical path", `${unit.length} ops; by FLOPs ${flops(byCost.length)} ` +
-      `(${(100 * byCost.length / Math.max(1, totalFlops)).toFixed(1)}% of all)`],
+    [
+      "critical path",
+      `${unit.length} ops; by FLOPs ${flops(byCost.length)} ` +
+      `(${(100 * byCost.length / Math.max(1, totalFlops)).toFixed(1)}% of all)`,
+    ],
     ["maximum width", `${width(dag, reach)} ops`],
   ]));
   return 0;

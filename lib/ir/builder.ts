@@ -5,7 +5,14 @@
 import { BraidError } from "../errors.ts";
 import { Random } from "../util/random.ts";
 import { type DType, Graph, numel, type Tensor, type Value } from "./graph.ts";
-import { type AttrsByOp, failFor, type FusedActivation, OPS, type OpName, type Pads } from "./ops.ts";
+import {
+  type AttrsByOp,
+  failFor,
+  type FusedActivation,
+  type OpName,
+  OPS,
+  type Pads,
+} from "./ops.ts";
 
 type Size = number | [number, number];
 const pair = (s: Size): [number, number] => (typeof s === "number" ? [s, s] : s);
@@ -74,7 +81,11 @@ export class GraphBuilder {
 
   /** A float32 weight, uniform in [lo, hi). */
   range(name: string, shape: number[], lo: number, hi: number): string {
-    return this.constant(name, { dtype: "float32", shape, data: this.random.floats(numel(shape), lo, hi) });
+    return this.constant(name, {
+      dtype: "float32",
+      shape,
+      data: this.random.floats(numel(shape), lo, hi),
+    });
   }
 
   /** Adds one node; returns its output value, named after the node. */
@@ -92,7 +103,7 @@ export class GraphBuilder {
     const [out] = spec.infer(values, full, failFor(name));
     const output = this.#unique(name);
     this.#define({ name: output, dtype: out.dtype, shape: out.shape });
-    this.graph.nodes.push({ name, op, inputs, outputs: [output], attrs: full });
+    this.graph.nodes.push({ name, op, inputs: [...inputs], outputs: [output], attrs: full });
     return output;
   }
 
@@ -116,16 +127,30 @@ export class GraphBuilder {
     }, o.name);
   }
 
-  /** nn.BatchNorm2d in eval mode, with random affine parameters and running statistics. */
-  batchNorm(x: string, name: string, epsilon = 1e-5): string {
+  /**
+   * nn.BatchNorm2d in eval mode, with random affine parameters and running statistics.
+   * `weightRange` bounds the random scale γ; a small one damps a residual branch (in the spirit
+   * of torchvision's zero_init_residual) without making it vanish.
+   */
+  batchNorm(
+    x: string,
+    name: string,
+    epsilon = 1e-5,
+    weightRange: [number, number] = [0.8, 1.2],
+  ): string {
     const c = [this.shape(x)[1]];
-    return this.node("BatchNorm", [
-      x,
-      this.range(`${name}.weight`, c, 0.8, 1.2),
-      this.range(`${name}.bias`, c, -0.1, 0.1),
-      this.range(`${name}.running_mean`, c, -0.1, 0.1),
-      this.range(`${name}.running_var`, c, 0.8, 1.2),
-    ], { epsilon }, name);
+    return this.node(
+      "BatchNorm",
+      [
+        x,
+        this.range(`${name}.weight`, c, weightRange[0], weightRange[1]),
+        this.range(`${name}.bias`, c, -0.1, 0.1),
+        this.range(`${name}.running_mean`, c, -0.1, 0.1),
+        this.range(`${name}.running_var`, c, 0.8, 1.2),
+      ],
+      { epsilon },
+      name,
+    );
   }
 
   /** nn.Linear: y = x · Wᵀ + b, W [out, in]. */
@@ -139,11 +164,16 @@ export class GraphBuilder {
 
   layerNorm(x: string, name: string, epsilon = 1e-5): string {
     const c = [this.shape(x).at(-1)!];
-    return this.node("LayerNorm", [
-      x,
-      this.range(`${name}.weight`, c, 0.8, 1.2),
-      this.range(`${name}.bias`, c, -0.1, 0.1),
-    ], { epsilon }, name);
+    return this.node(
+      "LayerNorm",
+      [
+        x,
+        this.range(`${name}.weight`, c, 0.8, 1.2),
+        this.range(`${name}.bias`, c, -0.1, 0.1),
+      ],
+      { epsilon },
+      name,
+    );
   }
 
   /** nn.Embedding: a [count, dim] table gathered by int32 indices. */
@@ -208,7 +238,12 @@ export class GraphBuilder {
   slice(x: string, axes: number[], starts: number[], ends: number[], name?: string): string {
     return this.node("Slice", [x], { axes, starts, ends, steps: axes.map(() => 1) }, name);
   }
-  matmul(a: string, b: string, o: { transB?: boolean; alpha?: number } = {}, name?: string) {
+  matmul(
+    a: string,
+    b: string,
+    o: { transB?: boolean; alpha?: number } = {},
+    name?: string,
+  ): string {
     return this.node("MatMul", [a, b], o, name);
   }
   softmax(x: string, axis = -1, name?: string): string {
@@ -219,7 +254,9 @@ export class GraphBuilder {
   }
 
   build(): Graph {
-    if (this.graph.outputs.length === 0) throw new Error(`graph "${this.graph.name}" has no output`);
+    if (this.graph.outputs.length === 0) {
+      throw new Error(`graph "${this.graph.name}" has no output`);
+    }
     return this.graph;
   }
 

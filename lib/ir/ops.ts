@@ -412,8 +412,10 @@ export const OPS: { [K in OpName]: OpSpec<AttrsByOp[K]> } = {
       const k = a!.shape[a!.shape.length - 1];
       const [bk, n] = attrs.transB ? [b!.shape[1], b!.shape[0]] : b!.shape;
       if (bk !== k) {
-        fail(`"${a!.name}" ${shapeString(a!.shape)} and "${b!.name}" ${shapeString(b!.shape)}` +
-          ` disagree on K (${k} vs ${bk})`);
+        fail(
+          `"${a!.name}" ${shapeString(a!.shape)} and "${b!.name}" ${shapeString(b!.shape)}` +
+            ` disagree on K (${k} vs ${bk})`,
+        );
       }
       if (bias && numel(bias.shape) !== n) fail(`bias "${bias.name}" must have ${n} elements`);
       return [f32([...a!.shape.slice(0, -1), n])];
@@ -429,8 +431,10 @@ export const OPS: { [K in OpName]: OpSpec<AttrsByOp[K]> } = {
       const [m, k] = a!.shape.slice(-2);
       const [bk, n] = attrs.transB ? b!.shape.slice(-2).reverse() : b!.shape.slice(-2);
       if (k !== bk) {
-        fail(`"${a!.name}" ${shapeString(a!.shape)} and "${b!.name}" ${shapeString(b!.shape)}` +
-          ` disagree on K (${k} vs ${bk})`);
+        fail(
+          `"${a!.name}" ${shapeString(a!.shape)} and "${b!.name}" ${shapeString(b!.shape)}` +
+            ` disagree on K (${k} vs ${bk})`,
+        );
       }
       const batch = broadcastShapes(a!.shape.slice(0, -2), b!.shape.slice(0, -2), fail);
       if (batch.length > 4) fail("MatMul supports at most 4 batch dimensions");

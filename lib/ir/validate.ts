@@ -54,8 +54,7 @@ export function checkStructure(graph: Graph): void {
     check(
       t.shape.every((d) => Number.isInteger(d) && d >= 0) && t.data.length === numel(t.shape),
       "BAD_INITIALIZER",
-      () =>
-        `initializer "${name}" has ${t.data.length} elements but shape ${shapeString(t.shape)}`,
+      () => `initializer "${name}" has ${t.data.length} elements but shape ${shapeString(t.shape)}`,
     );
   }
   const nodeNames = new Set<string>();
@@ -156,7 +155,8 @@ export function validateGraph(graph: Graph): Map<string, Value> {
     check(
       !declared || shapeString(declared.shape) === shapeString(t.shape),
       "SHAPE_MISMATCH",
-      () => `initializer "${name}" is declared ${shapeString(declared!.shape)} but holds ` +
+      () =>
+        `initializer "${name}" is declared ${shapeString(declared!.shape)} but holds ` +
         shapeString(t.shape),
     );
   }

@@ -40,7 +40,12 @@ export function fuseResidualAdd(input: Graph): Graph {
       graph.values.delete(conv.outputs[0]);
       conv.inputs = [conv.inputs[0], conv.inputs[1], conv.inputs[2] ?? "", other];
       conv.outputs = [...add.outputs];
-      conv.attrs = { ...conv.attrs, activation: act.activation, actMin: act.actMin, actMax: act.actMax };
+      conv.attrs = {
+        ...conv.attrs,
+        activation: act.activation,
+        actMin: act.actMin,
+        actMax: act.actMax,
+      };
       producer.set(conv.outputs[0], conv);
       graph.nodes = graph.nodes.filter((n) => n !== add);
       break;

@@ -4,7 +4,7 @@
  * `capture()` records the whole schedule into one graph: the worker streams fork from the capture
  * stream with events and join back into it before the capture ends.
  */
-import { type Backend, type Handle } from "../../ffi/backend.ts";
+import type { Backend, Handle } from "../../ffi/backend.ts";
 import { BraidError } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
 import type { MemoryPlan } from "../memory/planner.ts";
@@ -35,7 +35,11 @@ export class Resources {
     for (const s of this.streams) attempt(() => b.streamDestroy(ctx, s));
     for (const buf of this.buffers) attempt(() => b.bufferFree(ctx, buf));
     attempt(() => b.contextDestroy(ctx));
-    this.graphs = this.events = this.streams = this.buffers = [];
+    this.graphs =
+      this.events =
+      this.streams =
+      this.buffers =
+        [];
   }
 }
 

@@ -46,7 +46,7 @@ const op = (
 /** Element strides of `shape` broadcast to `out` (0 along broadcast dimensions). */
 function broadcastStrides(shape: number[], out: number[]): number[] {
   const strides = stridesOf(shape);
-  return out.map((d, i) => {
+  return out.map((_, i) => {
     const j = i - (out.length - shape.length);
     return j < 0 || shape[j] === 1 ? 0 : strides[j];
   });

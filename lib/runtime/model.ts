@@ -44,7 +44,10 @@ export async function loadModel(path: string): Promise<Model> {
   try {
     bytes = await readFile(path);
   } catch (e) {
-    throw new BraidError("MALFORMED_FILE", `cannot read model file ${path}: ${(e as Error).message}`);
+    throw new BraidError(
+      "MALFORMED_FILE",
+      `cannot read model file ${path}: ${(e as Error).message}`,
+    );
   }
   return modelFromBytes(bytes, path);
 }

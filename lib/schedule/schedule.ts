@@ -114,7 +114,9 @@ export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void
   }
   const seen = new Set<number>();
   for (const l of schedule.launches) {
-    if (seen.has(l.node) || !graph.nodes[l.node]) fail(`node ${l.node} is launched twice or unknown`);
+    if (seen.has(l.node) || !graph.nodes[l.node]) {
+      fail(`node ${l.node} is launched twice or unknown`);
+    }
     if (l.stream < 0 || l.stream >= schedule.streams) fail(`stream ${l.stream} is out of range`);
     seen.add(l.node);
   }
@@ -131,8 +133,10 @@ export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void
     for (const v of node.inputs) {
       const p = producer.get(v);
       if (p !== undefined && !before(at.get(p)!, at.get(i)!)) {
-        fail(`read-after-write race on "${v}": "${graph.nodes[p].name}" is not ordered before ` +
-          `"${node.name}"`);
+        fail(
+          `read-after-write race on "${v}": "${graph.nodes[p].name}" is not ordered before ` +
+            `"${node.name}"`,
+        );
       }
     }
   });
@@ -155,8 +159,10 @@ export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void
       const aFirst = A.all.every((x) => before(x, B.writer) && x !== B.writer);
       const bFirst = B.all.every((x) => before(x, A.writer) && x !== A.writer);
       if (!aFirst && !bFirst) {
-        fail(`"${a.value}" and "${b.value}" share bytes [${Math.max(a.offset, b.offset)}, ` +
-          `${Math.min(a.offset + a.bytes, b.offset + b.bytes)}) but their uses are not ordered`);
+        fail(
+          `"${a.value}" and "${b.value}" share bytes [${Math.max(a.offset, b.offset)}, ` +
+            `${Math.min(a.offset + a.bytes, b.offset + b.bytes)}) but their uses are not ordered`,
+        );
       }
     }
   }

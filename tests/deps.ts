@@ -1,0 +1,1 @@
+export { default as assert } from "node:assert/strict";
