@@ -20,11 +20,13 @@ export { loadModel, Model, modelFromBytes, saveModel } from "./lib/runtime/model
 export {
   type DeviceOption,
   type HostTensor,
+  type PrecisionOption,
   type SchedulerOption,
   Session,
   type SessionOptions,
   type SessionReport,
 } from "./lib/runtime/session.ts";
+export { type ConvChoice, TuningCache } from "./lib/runtime/tuning.ts";
 export { graphFlops, parameterCount } from "./lib/analysis/cost.ts";
 export { buildDag, criticalPath, width } from "./lib/analysis/dag.ts";
 export { buildZooModel, ZOO, zooNames } from "./lib/models/index.ts";

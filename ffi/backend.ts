@@ -6,7 +6,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -217,6 +217,32 @@ export class Backend {
     // deno-lint-ignore no-explicit-any
     const fn = this.#sym[name] as (...args: any[]) => number;
     this.unwrap(fn(ctx, stream, params, ...tensors), name);
+  }
+
+  /** Measures conv algorithms: the fastest one's id, workspace bytes and milliseconds. */
+  conv2dTune(
+    ctx: Handle,
+    stream: Handle,
+    params: Uint8Array,
+    tensors: Handle[],
+  ): { algorithm: number; workspaceBytes: number; ms: number } {
+    const out = new Int32Array(2);
+    const [x, w, bias, residual, y, workspace] = tensors;
+    const status = this.#sym.braid_conv2d_tune(
+      ctx,
+      stream,
+      params,
+      x,
+      w,
+      bias,
+      residual,
+      y,
+      workspace,
+      out,
+      this.#f32,
+    );
+    this.unwrap(status, "braid_conv2d_tune");
+    return { algorithm: out[0], workspaceBytes: out[1], ms: this.#f32[0] };
   }
 
   concat(

@@ -11,7 +11,7 @@ export const MAX_CONCAT = 64;
 
 const LAYOUTS = {
   conv2d: "n c h w k oh ow kh kw stride_h stride_w pad_top pad_left dilation_h dilation_w " +
-    "groups activation act_min:f act_max:f",
+    "groups activation act_min:f act_max:f algorithm workspace_bytes allow_tf32",
   batchnorm: "n c spatial epsilon:f",
   unary: "count kind act_min:f act_max:f",
   binary: "kind rank shape[6] a_strides[6] b_strides[6] activation act_min:f act_max:f",
@@ -20,8 +20,9 @@ const LAYOUTS = {
   global_avgpool: "outer spatial",
   concat: "count outer out_inner inner[64]",
   strided_copy: "rank shape[6] strides[6] offset",
-  gemm: "m n k trans_b alpha:f beta:f activation act_min:f act_max:f",
-  matmul: "batch_rank batch_shape[4] a_batch_strides[4] b_batch_strides[4] m n k trans_b alpha:f",
+  gemm: "m n k trans_b alpha:f beta:f activation act_min:f act_max:f allow_tf32",
+  matmul:
+    "batch_rank batch_shape[4] a_batch_strides[4] b_batch_strides[4] m n k trans_b alpha:f allow_tf32",
   softmax: "outer axis inner",
   layernorm: "rows cols epsilon:f",
   gather: "outer axis inner count",

@@ -37,7 +37,11 @@ export const symbols = {
   braid_graph_launch: { parameters: [u64, u64, u64], result: status },
   braid_graph_destroy: { parameters: [u64, u64], result: status },
 
-  braid_conv2d: op(u64, u64, u64, u64, u64),
+  braid_conv2d: op(u64, u64, u64, u64, u64, u64),
+  braid_conv2d_tune: {
+    parameters: [u64, u64, buffer, u64, u64, u64, u64, u64, u64, buffer, buffer],
+    result: status,
+  },
   braid_batchnorm: op(u64, u64, u64, u64, u64, u64),
   braid_unary: op(u64, u64),
   braid_binary: op(u64, u64, u64),

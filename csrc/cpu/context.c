@@ -516,12 +516,16 @@ int32_t braid_stream_synchronize(uint64_t ctx, uint64_t stream) {
   braid_context* c = NULL;
   int32_t st = braid__resolve(ctx, stream, fn, &c);
   if (st) return st;
+  if (braid__capturing(c))
+    return braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  return BRAID_OK; /* work already ran when it was issued */
+}
+
+int braid__capturing(braid_context* c) {
   pthread_mutex_lock(&c->lock);
   int capturing = c->capturing;
   pthread_mutex_unlock(&c->lock);
-  if (capturing)
-    return braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
-  return BRAID_OK; /* work already ran when it was issued */
+  return capturing;
 }
 
 /* ---------------------------------------------------------------- events */

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <omp.h>
 
@@ -134,12 +135,10 @@ static int32_t run_conv2d(const braid_op* op) {
   return BRAID_OK;
 }
 
-int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p, uint64_t x,
-                     uint64_t w, uint64_t bias, uint64_t residual, uint64_t y) {
-  static const char fn[] = "braid_conv2d";
-  braid_context* c = NULL;
-  int32_t st = braid__resolve(ctx, stream, fn, &c);
-  if (st) return st;
+/* Validates a conv2d parameter record and its tensor addresses. */
+static int32_t check_conv2d(const char* fn, const braid_conv2d_params* p, uint64_t x, uint64_t w,
+                            uint64_t y) {
+  int32_t st;
   if (p == NULL) return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
   if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0)
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
@@ -196,6 +195,21 @@ int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p
   if ((st = braid__need(fn, "x", x)) || (st = braid__need(fn, "w", w)) ||
       (st = braid__need(fn, "y", y)))
     return st;
+  if (p->algorithm < -1 || p->algorithm > 0)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                       "%s: algorithm %d is not one of this backend's (-1 or 0)", fn,
+                       p->algorithm);
+  return BRAID_OK;
+}
+
+int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p, uint64_t x,
+                     uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                     uint64_t workspace) {
+  static const char fn[] = "braid_conv2d";
+  braid_context* c = NULL;
+  int32_t st = braid__resolve(ctx, stream, fn, &c);
+  if (st) return st;
+  if ((st = check_conv2d(fn, p, x, w, y))) return st;
   braid_op op;
   memset(&op, 0, sizeof op);
   op.run = run_conv2d;
@@ -207,4 +221,30 @@ int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p
   op.addr[3] = residual;
   op.addr[4] = y;
   return braid__submit(c, &op);
+}
+
+int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p,
+                          uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                          uint64_t workspace, int32_t* out, float* out_ms) {
+  static const char fn[] = "braid_conv2d_tune";
+  braid_context* c = NULL;
+  int32_t st = braid__resolve(ctx, stream, fn, &c);
+  if (st) return st;
+  if (out == NULL || out_ms == NULL)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out or out_ms is NULL", fn);
+  if (braid__capturing(c))
+    return braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  if ((st = check_conv2d(fn, p, x, w, y))) return st;
+  /* One algorithm: time one run of it. */
+  braid_conv2d_params q = *p;
+  q.algorithm = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  st = braid_conv2d(ctx, stream, &q, x, w, bias, residual, y, workspace);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (st) return st;
+  out[0] = 0;
+  out[1] = 0;
+  *out_ms = (float)((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6);
+  return BRAID_OK;
 }

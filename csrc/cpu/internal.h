@@ -75,6 +75,9 @@ struct braid_op {
 /* Resolves ctx and stream (0 = the context's default stream) for an operator or a copy. */
 BRAID_INTERNAL int32_t braid__resolve(uint64_t ctx, uint64_t stream, const char* fn,
                                       braid_context** out);
+/* True while the context is capturing. */
+int braid__capturing(braid_context* c);
+
 /* Runs the op now, or records a deep copy of it while the context captures. */
 BRAID_INTERNAL int32_t braid__submit(braid_context* c, const braid_op* op);
 

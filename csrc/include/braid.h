@@ -11,6 +11,8 @@
  * - Every operator takes a fixed parameter record: a packed little-endian struct of int32_t and
  *   float fields (4 bytes each, no padding), mirrored once in TypeScript (ffi/params.ts).
  * - All tensors are dense, row-major (NCHW for images), float32 unless stated otherwise.
+ * - The library keeps no tuning state: braid_conv2d_tune() measures and reports, the caller
+ *   remembers (lib/runtime/tuning.ts) and passes its choice back in the parameter record.
  * - Work on a stream runs in issue order. Ordering between streams is by events only.
  * - Between braid_capture_begin() and braid_capture_end(), work issued on the capturing stream,
  *   and on streams that waited on an event recorded during the capture, is recorded into a graph
@@ -25,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 1
+#define BRAID_ABI_VERSION 2
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -111,7 +113,11 @@ int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph);
 
 /* 2-D convolution, NCHW, weights [k, c/groups, kh, kw]:
  * y = act(conv(x, w) + bias[k] + residual), bias and residual optional (address 0).
- * residual has y's shape. Padding bottom/right is implied by oh and ow. */
+ * residual has y's shape. Padding bottom/right is implied by oh and ow.
+ * `algorithm` is a backend algorithm id from braid_conv2d_tune, or -1 for the backend's own
+ * heuristic choice; `workspace` (device address, may be 0) holds workspace_bytes of scratch,
+ * which must not be used concurrently by another launch. allow_tf32: TF32 tensor-core math
+ * allowed (PyTorch's default for convolutions), else strict fp32. */
 typedef struct braid_conv2d_params {
   int32_t n, c, h, w;           /* input */
   int32_t k, oh, ow;            /* output channels and size */
@@ -122,9 +128,20 @@ typedef struct braid_conv2d_params {
   int32_t groups;
   int32_t activation;           /* braid_activation */
   float act_min, act_max;       /* BRAID_ACT_CLAMP bounds */
+  int32_t algorithm;            /* -1: backend's choice */
+  int32_t workspace_bytes;      /* bytes available at `workspace` */
+  int32_t allow_tf32;
 } braid_conv2d_params;
 int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p, uint64_t x,
-                     uint64_t w, uint64_t bias, uint64_t residual, uint64_t y);
+                     uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                     uint64_t workspace);
+/* Measures the convolution algorithms the backend has for p (p->algorithm is ignored) on the
+ * given tensors (y is overwritten), using at most p->workspace_bytes at `workspace`, and writes
+ * the fastest: out[0] its algorithm id, out[1] the workspace bytes it needs; *out_ms its time.
+ * Synchronises the stream; illegal during capture. The CPU backend has one algorithm (0). */
+int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p,
+                          uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                          uint64_t workspace, int32_t* out, float* out_ms);
 
 /* Inference batch normalisation over x [n, c, spatial]:
  * y = (x - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + bias[c]. */
@@ -212,13 +229,15 @@ int32_t braid_strided_copy(uint64_t ctx, uint64_t stream, const braid_strided_co
                            uint64_t x, uint64_t y);
 
 /* Linear / Gemm: y[m, n] = act(alpha * a[m, k] · op(b) + beta * bias[n]),
- * op(b) = b[k, n], or b[n, k] transposed when trans_b. bias optional (address 0). */
+ * op(b) = b[k, n], or b[n, k] transposed when trans_b. bias optional (address 0).
+ * allow_tf32: TF32 tensor-core math allowed, else strict fp32 (the default for products). */
 typedef struct braid_gemm_params {
   int32_t m, n, k;
   int32_t trans_b;
   float alpha, beta;
   int32_t activation;
   float act_min, act_max;
+  int32_t allow_tf32;
 } braid_gemm_params;
 int32_t braid_gemm(uint64_t ctx, uint64_t stream, const braid_gemm_params* p, uint64_t a,
                    uint64_t b, uint64_t bias, uint64_t y);
@@ -235,6 +254,7 @@ typedef struct braid_matmul_params {
   int32_t m, n, k;
   int32_t trans_b;
   float alpha;
+  int32_t allow_tf32;
 } braid_matmul_params;
 int32_t braid_matmul(uint64_t ctx, uint64_t stream, const braid_matmul_params* p, uint64_t a,
                      uint64_t b, uint64_t y);

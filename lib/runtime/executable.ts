@@ -4,14 +4,30 @@
  * `capture()` records the whole schedule into one graph: the worker streams fork from the capture
  * stream with events and join back into it before the capture ends.
  */
-import type { Backend, Handle } from "../../ffi/backend.ts";
+import type { Backend, DeviceInfo, Handle } from "../../ffi/backend.ts";
+import { encodeRecord } from "../../ffi/params.ts";
 import { BraidError } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
 import type { MemoryPlan } from "../memory/planner.ts";
 import type { Schedule } from "../schedule/schedule.ts";
-import { type Call, lowerNode } from "./lower.ts";
+import { type Call, lowerNode, type Precision } from "./lower.ts";
+import { TuningCache } from "./tuning.ts";
+import { Random } from "../util/random.ts";
 
 const ALIGN = 256;
+/** The most scratch one conv algorithm may use while it is being tuned. */
+const TUNING_WORKSPACE = 256 * 2 ** 20;
+
+export interface ExecutableOptions {
+  precision: Precision;
+  device: DeviceInfo;
+  /** Where measured choices are looked up and recorded. */
+  tuning: TuningCache;
+  /** Measure missing choices (else the backend's heuristic is used). */
+  tune: boolean;
+  /** SM budget the session runs under (the whole device when not partitioned). */
+  smBudget: number;
+}
 
 /** Native resources of an executable, freed together (also by the finalizer). */
 export class Resources {
@@ -53,6 +69,8 @@ interface Step {
 export class Executable {
   readonly weightBytes: number;
   readonly kernelLaunches: number;
+  /** Convolutions whose algorithm was measured now, and found in the cache. */
+  readonly tuned = { measured: 0, cached: 0 };
   readonly #steps: Step[];
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
@@ -65,6 +83,7 @@ export class Executable {
     readonly shapes: Map<string, Value>,
     readonly schedule: Schedule,
     readonly plan: MemoryPlan,
+    options: ExecutableOptions,
   ) {
     const { ctx } = resources;
     // Weights: one buffer, each tensor 256-byte aligned.
@@ -107,12 +126,22 @@ export class Executable {
       return arena + BigInt(offset);
     };
     this.#address.set("", 0n);
+    const calls = schedule.launches.map((l) =>
+      lowerNode(graph.nodes[l.node], shapes, options.precision)
+    );
+    if (backend.kind === "cuda") {
+      this.#chooseConvAlgorithms(
+        calls,
+        schedule.launches.map((l) => l.stream),
+        address,
+        arena,
+        options,
+      );
+    }
     let kernels = 0;
-    this.#steps = schedule.launches.map((launch) => {
-      const node = graph.nodes[launch.node];
+    this.#steps = schedule.launches.map((launch, i) => {
       const stream = this.#streams[launch.stream];
-      const call = lowerNode(node, shapes);
-      const issue = this.#issuer(call, stream, address);
+      const issue = this.#issuer(calls[i], stream, address);
       if (issue) kernels++;
       return {
         stream,
@@ -168,6 +197,88 @@ export class Executable {
     return graph;
   }
 
+  /**
+   * Picks each convolution's algorithm from the tuning cache, measuring the missing ones, then
+   * gives every stream one workspace as large as its convolutions need (a stream runs one
+   * kernel at a time, so its convolutions can share it).
+   */
+  #chooseConvAlgorithms(
+    calls: Call[],
+    streamOf: number[],
+    address: (v: string) => bigint,
+    arena: bigint,
+    options: ExecutableOptions,
+  ): void {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    const convs = calls.flatMap((
+      c,
+      i,
+    ) => (c.kind === "op" && c.symbol === "braid_conv2d" ? [i] : []));
+    if (convs.length === 0) return;
+    const keyOf = (c: Extract<Call, { kind: "op" }>) => {
+      const { algorithm: _a, workspace_bytes: _w, ...signature } = c.values;
+      return TuningCache.key(options.device, options.smBudget, "conv2d", JSON.stringify(signature));
+    };
+    let scratch: bigint | undefined;
+    try {
+      for (const i of convs) {
+        const call = calls[i] as Extract<Call, { kind: "op" }>;
+        const key = keyOf(call);
+        let choice = options.tuning.get(key);
+        if (choice) this.tuned.cached++;
+        else if (options.tune) {
+          if (scratch === undefined) {
+            scratch = backend.bufferAlloc(ctx, TUNING_WORKSPACE);
+            this.#fillRandom(arena, this.plan.arenaBytes);
+          }
+          const values = { ...call.values, workspace_bytes: TUNING_WORKSPACE };
+          const tensors = call.tensors.map((v, k) => (k === 5 ? scratch! : address(v)));
+          choice = backend.conv2dTune(ctx, 0n, encodeRecord("conv2d", values), tensors);
+          options.tuning.set(key, choice);
+          this.tuned.measured++;
+        }
+        if (choice) {
+          call.values = {
+            ...call.values,
+            algorithm: choice.algorithm,
+            workspace_bytes: choice.workspaceBytes,
+          };
+        }
+      }
+    } finally {
+      if (scratch !== undefined) backend.bufferFree(ctx, scratch);
+    }
+    // One workspace per stream, sized for its largest convolution.
+    const need = new Map<number, number>();
+    for (const i of convs) {
+      const bytes = (calls[i] as Extract<Call, { kind: "op" }>).values.workspace_bytes as number;
+      need.set(streamOf[i], Math.max(need.get(streamOf[i]) ?? 0, bytes));
+    }
+    const workspace = new Map<number, bigint>();
+    for (const [stream, bytes] of need) if (bytes > 0) workspace.set(stream, this.#alloc(bytes));
+    for (const i of convs) {
+      const call = calls[i] as Extract<Call, { kind: "op" }>;
+      const ws = workspace.get(streamOf[i]);
+      if (ws !== undefined && (call.values.workspace_bytes as number) > 0) {
+        const name = `#workspace${streamOf[i]}`;
+        this.#address.set(name, ws);
+        call.tensors[5] = name;
+      }
+    }
+  }
+
+  /** Fills device bytes with seeded random floats, so nothing is timed on zeros. */
+  #fillRandom(address: bigint, bytes: number): void {
+    const chunk = new Random(12345).floats(Math.min(bytes, 4 * 2 ** 20) / 4);
+    for (let at = 0; at < bytes; at += chunk.byteLength) {
+      const n = Math.min(chunk.byteLength, bytes - at);
+      const part = new Uint8Array(chunk.buffer, 0, n);
+      this.backend.memcpyH2D(this.resources.ctx, 0n, address + BigInt(at), part);
+    }
+    this.backend.streamSynchronize(this.resources.ctx, 0n);
+  }
+
   #alloc(bytes: number): bigint {
     const addr = this.backend.bufferAlloc(this.resources.ctx, bytes);
     this.resources.buffers.push(addr);
@@ -193,7 +304,8 @@ export class Executable {
       }
       case "op": {
         const tensors = call.tensors.map(address);
-        return () => backend.op(call.symbol, ctx, stream, call.params, tensors);
+        const params = encodeRecord(call.record, call.values);
+        return () => backend.op(call.symbol, ctx, stream, params, tensors);
       }
     }
   }

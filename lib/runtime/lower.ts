@@ -11,7 +11,13 @@ import {
   opSpec,
   sliceRange,
 } from "../ir/ops.ts";
-import { encodeRecord, MAX_CONCAT, MAX_RANK, type RecordValues } from "../../ffi/params.ts";
+import {
+  encodeRecord,
+  MAX_CONCAT,
+  MAX_RANK,
+  type RecordName,
+  type RecordValues,
+} from "../../ffi/params.ts";
 import type { OpSymbol } from "../../ffi/backend.ts";
 
 export const ACTIVATION_CODE: Record<Activation, number> = {
@@ -26,7 +32,7 @@ const BINARY_CODE = { Add: 0, Sub: 1, Mul: 2, Div: 3 } as const;
 
 /** A lowered node. Tensor operands are value names ("" for an absent optional one). */
 export type Call =
-  | { kind: "op"; symbol: OpSymbol; params: Uint8Array; tensors: string[] }
+  | { kind: "op"; symbol: OpSymbol; record: RecordName; values: RecordValues; tensors: string[] }
   | { kind: "concat"; params: Uint8Array; inputs: string[]; output: string }
   | { kind: "view" };
 
@@ -38,10 +44,16 @@ const act = (a: FusedActivation) => ({
 
 const op = (
   symbol: OpSymbol,
-  record: Parameters<typeof encodeRecord>[0],
+  record: RecordName,
   values: RecordValues,
   tensors: string[],
-): Call => ({ kind: "op", symbol, params: encodeRecord(record, values), tensors });
+): Call => ({ kind: "op", symbol, record, values, tensors });
+
+/** Numerics a session asks for: TF32 for convolutions and for matrix products. */
+export interface Precision {
+  convTf32: boolean;
+  matmulTf32: boolean;
+}
 
 /** Element strides of `shape` broadcast to `out` (0 along broadcast dimensions). */
 function broadcastStrides(shape: number[], out: number[]): number[] {
@@ -58,7 +70,11 @@ function checkRank(node: Node, shape: number[], limit = MAX_RANK) {
   }
 }
 
-export function lowerNode(node: Node, shapes: Map<string, Value>): Call {
+export function lowerNode(
+  node: Node,
+  shapes: Map<string, Value>,
+  precision: Precision = { convTf32: false, matmulTf32: false },
+): Call {
   const shape = (v: string) => shapes.get(v)!.shape;
   const [x] = node.inputs;
   const [y] = node.outputs;
@@ -89,7 +105,10 @@ export function lowerNode(node: Node, shapes: Map<string, Value>): Call {
         dilation_w: c.dilations[1],
         groups: c.groups,
         ...act(c),
-      }, [x, node.inputs[1], node.inputs[2] ?? "", node.inputs[3] ?? "", y]);
+        algorithm: -1,
+        workspace_bytes: 0,
+        allow_tf32: precision.convTf32 ? 1 : 0,
+      }, [x, node.inputs[1], node.inputs[2] ?? "", node.inputs[3] ?? "", y, ""]);
     }
     case "BatchNorm": {
       const s = shape(x);
@@ -222,6 +241,7 @@ export function lowerNode(node: Node, shapes: Map<string, Value>): Call {
         alpha: g.alpha,
         beta: g.beta,
         ...act(g),
+        allow_tf32: precision.matmulTf32 ? 1 : 0,
       }, [x, node.inputs[1], node.inputs[2] ?? "", y]);
     }
     case "MatMul": {
@@ -242,6 +262,7 @@ export function lowerNode(node: Node, shapes: Map<string, Value>): Call {
         k: sa.at(-1)!,
         trans_b: m.transB ? 1 : 0,
         alpha: m.alpha,
+        allow_tf32: precision.matmulTf32 ? 1 : 0,
       }, [node.inputs[0], node.inputs[1], y]);
     }
     case "Softmax": {

@@ -16,6 +16,7 @@ import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, Resources } from "./executable.ts";
 import { Model } from "./model.ts";
+import { TuningCache } from "./tuning.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
 export type SchedulerOption = "auto" | "sequential";
@@ -32,7 +33,21 @@ export interface SessionOptions {
   optimize?: boolean;
   /** Device index for CUDA. */
   deviceIndex?: number;
+  /**
+   * "default" follows PyTorch: TF32 allowed in convolutions, strict fp32 in matrix products.
+   * "fp32" is strict everywhere; "tf32" allows TF32 everywhere.
+   */
+  precision?: PrecisionOption;
+  /** Measured choices (conv algorithms) to reuse and extend; shared between sessions. */
+  tuning?: TuningCache;
+  /** Measure choices missing from the tuning cache (default true). */
+  tune?: boolean;
 }
+
+export type PrecisionOption = "default" | "fp32" | "tf32";
+
+/** One cache for the whole process unless a session is given its own. */
+const processTuning = new TuningCache();
 
 export type HostTensor = Float32Array | Int32Array;
 
@@ -52,6 +67,9 @@ export interface SessionReport {
   /** The arena without any reuse (every intermediate in its own bytes). */
   noReuseBytes: number;
   weightBytes: number;
+  precision: PrecisionOption;
+  /** Convolution algorithms measured while preparing, and found in the tuning cache. */
+  tuning: { measured: number; cached: number };
   /** Wall-clock run() latency in milliseconds. */
   latency: { runs: number; lastMs: number; medianMs: number; minMs: number };
 }
@@ -119,6 +137,12 @@ export class Session {
       "BAD_OPTION",
       () => `scheduler "${schedulerName}" is not available (have: auto, sequential)`,
     );
+    const precision = options.precision ?? "default";
+    check(
+      ["default", "fp32", "tf32"].includes(precision),
+      "BAD_OPTION",
+      () => `precision must be "default", "fp32" or "tf32", got "${precision}"`,
+    );
     inferShapes(source, batch); // shape errors at this batch surface before any allocation
 
     const graph: Graph = options.optimize === false ? source : optimize(source);
@@ -133,7 +157,13 @@ export class Session {
     const resources = new Resources(backend, ctx);
     try {
       const deviceInfo = backend.deviceInfo(ctx);
-      const exec = new Executable(backend, resources, graph, shapes, schedule, plan);
+      const exec = new Executable(backend, resources, graph, shapes, schedule, plan, {
+        precision: { convTf32: precision !== "fp32", matmulTf32: precision === "tf32" },
+        device: deviceInfo,
+        tuning: options.tuning ?? processTuning,
+        tune: options.tune ?? true,
+        smBudget: deviceInfo.multiprocessors,
+      });
       const session = new Session(exec, deviceInfo, {
         model: source.name,
         scheduler: schedule.scheduler,
@@ -147,6 +177,8 @@ export class Session {
         arenaBytes: plan.arenaBytes,
         noReuseBytes: plan.noReuseBytes,
         weightBytes: exec.weightBytes,
+        precision,
+        tuning: { ...exec.tuned },
       });
       if (!options.eager) session.#graphHandle = exec.capture();
       registry.register(session, resources, session);
