@@ -14,7 +14,17 @@ CFLAGS_CPU := -std=c11 -O3 -march=native -fPIC -fopenmp -Wall -Wextra -Wno-unuse
 CPU_SOURCES := $(wildcard csrc/cpu/*.c)
 CPU_HEADERS := csrc/include/braid.h $(wildcard csrc/cpu/*.h)
 
-.PHONY: deno deps cpu demo test check fmt schema clean
+# CUDA backend: Hopper machine code plus PTX for other GPUs; cuDNN and cuBLAS found by the
+# normal linker path, with an rpath to the CUDA toolkit's libraries.
+NVCC ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall -Icsrc/include \
+             -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
+CUDA_SOURCES := $(wildcard csrc/cuda/*.cu)
+CUDA_HEADERS := csrc/include/braid.h $(wildcard csrc/cuda/*.h) $(wildcard csrc/cuda/*.cuh)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas
+
+.PHONY: deno deps cpu cuda demo test test-gpu check fmt schema clean
 
 $(TOOLS)/bin/deno:
 	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
@@ -37,12 +47,23 @@ build/libbraid_cpu.so: $(CPU_SOURCES) $(CPU_HEADERS)
 	$(CC) $(CFLAGS_CPU) -shared -o $@ $(CPU_SOURCES) -lm
 cpu: build/libbraid_cpu.so
 
+build/libbraid_cuda.so: $(CUDA_SOURCES) $(CUDA_HEADERS)
+	@mkdir -p build
+	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_SOURCES) $(CUDA_LIBS)
+cuda: build/libbraid_cuda.so
+
 demo: cpu deps
 	@$(DENO) run $(DENO_FLAGS) lib/cli/main.ts demo
 
 # Tests also compile a C probe (params_test) and run the CLI in subprocesses.
 test: cpu deps
 	@$(DENO) test $(DENO_FLAGS) --allow-run tests/
+
+# On the GPU machine (no network): deno and node_modules travel with the tree, so this target
+# does not run `deno install`. Runs every test, the GPU ones included (BRAID_GPU_TESTS=1 makes
+# a missing GPU an error instead of a skip).
+test-gpu: cpu cuda
+	@BRAID_GPU_TESTS=1 $(DENO) test --cached-only $(DENO_FLAGS) --allow-run tests/
 
 check: deps
 	@$(DENO) fmt --check

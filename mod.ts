@@ -27,6 +27,7 @@ export {
   type SessionReport,
 } from "./lib/runtime/session.ts";
 export { type ConvChoice, TuningCache } from "./lib/runtime/tuning.ts";
+export { type Profile, type Stats } from "./lib/runtime/profiler.ts";
 export { graphFlops, parameterCount } from "./lib/analysis/cost.ts";
 export { buildDag, criticalPath, width } from "./lib/analysis/dag.ts";
 export { buildZooModel, ZOO, zooNames } from "./lib/models/index.ts";

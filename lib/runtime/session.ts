@@ -17,6 +17,7 @@ import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, Resources } from "./executable.ts";
 import { Model } from "./model.ts";
 import { TuningCache } from "./tuning.ts";
+import { type Profile, stats } from "./profiler.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
 export type SchedulerOption = "auto" | "sequential";
@@ -261,19 +262,50 @@ export class Session {
     }
   }
 
+  /**
+   * Measures this session: `runs` replays of the captured graph timed with device events, and
+   * `runs` calls of run() timed on the wall clock, after `warmup` untimed runs.
+   */
+  profile(inputs: Record<string, HostTensor>, { warmup = 20, runs = 200 } = {}): Profile {
+    const exec = this.#live();
+    if (this.#graphHandle === undefined) {
+      throw new BraidError("BAD_OPTION", "profile() needs a captured graph (eager: false)");
+    }
+    const { backend } = exec;
+    const ctx = exec.resources.ctx;
+    for (let i = 0; i < warmup; i++) this.runSync(inputs);
+    const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+    const gpu: number[] = [];
+    try {
+      for (let i = 0; i < runs; i++) {
+        backend.eventRecord(ctx, start, 0n);
+        backend.graphLaunch(ctx, this.#graphHandle, 0n);
+        backend.eventRecord(ctx, end, 0n);
+        backend.streamSynchronize(ctx, 0n);
+        gpu.push(backend.eventElapsed(ctx, start, end));
+      }
+    } finally {
+      backend.eventDestroy(ctx, start);
+      backend.eventDestroy(ctx, end);
+    }
+    const wall: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      this.runSync(inputs);
+      wall.push(performance.now() - t);
+    }
+    const result = { gpu: stats(gpu), run: stats(wall) };
+    return { ...result, hostOverheadUs: 1000 * (result.run.medianMs - result.gpu.medianMs) };
+  }
+
   /** What this session runs and how fast it has run so far. */
   report(): SessionReport {
     this.#live();
-    const sorted = [...this.#latencies].sort((a, b) => a - b);
+    const { runs, medianMs, minMs } = stats(this.#latencies);
     return {
       ...this.#info,
       device: this.#device,
-      latency: {
-        runs: sorted.length,
-        lastMs: this.#latencies.at(-1) ?? NaN,
-        medianMs: sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN,
-        minMs: sorted[0] ?? NaN,
-      },
+      latency: { runs, lastMs: this.#latencies.at(-1) ?? NaN, medianMs, minMs },
     };
   }
 

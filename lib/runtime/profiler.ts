@@ -1,0 +1,26 @@
+/**
+ * Latency statistics. GPU time comes from device events around graph replays; the host overhead
+ * of run() is its wall time minus that GPU time (medians of each).
+ */
+export interface Stats {
+  runs: number;
+  medianMs: number;
+  p10Ms: number;
+  p90Ms: number;
+  minMs: number;
+}
+
+export function stats(samples: number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+  return { runs: s.length, medianMs: at(0.5), p10Ms: at(0.1), p90Ms: at(0.9), minMs: s[0] ?? NaN };
+}
+
+export interface Profile {
+  /** One captured-graph replay, timed with device events. */
+  gpu: Stats;
+  /** Wall time of run(): copies in, one replay, copies out, synchronise. */
+  run: Stats;
+  /** Median run() wall time minus median replay GPU time, in microseconds. */
+  hostOverheadUs: number;
+}
