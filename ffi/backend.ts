@@ -6,7 +6,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -142,6 +142,21 @@ export class Backend {
 
   bufferFree(ctx: Handle, address: Handle): void {
     this.unwrap(this.#sym.braid_buffer_free(ctx, address), "braid_buffer_free");
+  }
+
+  /** Page-locked host memory, as an ArrayBuffer over it (valid until hostFree). */
+  hostAlloc(ctx: Handle, bytes: number): { address: Handle; buffer: ArrayBuffer } {
+    const address = this.#handle(
+      this.#sym.braid_host_alloc(ctx, BigInt(bytes), this.#slot),
+      `braid_host_alloc(${bytes} bytes)`,
+    );
+    // Allocation time only: the hot path passes typed arrays over this buffer as plain buffers.
+    const pointer = Deno.UnsafePointer.create(address)!;
+    return { address, buffer: Deno.UnsafePointerView.getArrayBuffer(pointer, bytes) };
+  }
+
+  hostFree(ctx: Handle, address: Handle): void {
+    this.unwrap(this.#sym.braid_host_free(ctx, address), "braid_host_free");
   }
 
   memcpyH2D(ctx: Handle, stream: Handle, dst: Handle, src: HostBuffer): void {

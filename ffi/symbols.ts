@@ -20,6 +20,8 @@ export const symbols = {
   braid_device_info: { parameters: [u64, buffer, "i32", buffer], result: status },
   braid_buffer_alloc: { parameters: [u64, u64, buffer], result: status },
   braid_buffer_free: { parameters: [u64, u64], result: status },
+  braid_host_alloc: { parameters: [u64, u64, buffer], result: status },
+  braid_host_free: { parameters: [u64, u64], result: status },
   braid_memcpy_h2d: { parameters: [u64, u64, u64, buffer, u64], result: status },
   braid_memcpy_d2h: { parameters: [u64, u64, buffer, u64, u64], result: status },
   braid_memcpy_d2d: { parameters: [u64, u64, u64, u64, u64], result: status },

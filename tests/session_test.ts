@@ -55,6 +55,23 @@ Deno.test("a session matches the float64 reference, graph and eager alike", asyn
   assert.equal(report.latency.runs, 1);
 });
 
+Deno.test("launch() on the page-locked io buffers equals run()", async () => {
+  const g = smallNet();
+  using s = await Session.create(g, { device: "cpu" });
+  const x = input(768);
+  const viaRun = (await s.run({ x }))[g.outputs[0]];
+  s.io.inputs.x.set(x);
+  s.launch();
+  assert.deepEqual(s.io.outputs[g.outputs[0]], viaRun);
+  // run() accepts the io buffer itself (no copy) and returns a copy of the outputs.
+  const again = s.runSync({ x: s.io.inputs.x });
+  assert.deepEqual(again[g.outputs[0]], viaRun);
+  assert.notEqual(again[g.outputs[0]], s.io.outputs[g.outputs[0]]);
+  const profile = s.profile({ x }, { warmup: 1, runs: 3 });
+  assert.equal(profile.gpu.runs, 3);
+  assert.ok(profile.run.medianMs > 0 && profile.launch.medianMs > 0);
+});
+
 Deno.test("batch size is a session option", async () => {
   const g = smallNet();
   using s = await Session.create(g, { device: "cpu", batch: 3 });

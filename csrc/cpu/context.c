@@ -420,6 +420,15 @@ int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
   return BRAID_OK;
 }
 
+/* On the CPU, host and device memory are the same: pinned memory is an ordinary allocation. */
+int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
+  return braid_buffer_alloc(ctx, bytes, out_addr);
+}
+
+int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
+  return braid_buffer_free(ctx, addr);
+}
+
 /* ---------------------------------------------------------------- copies */
 
 static int32_t run_copy(const braid_op* op) {

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 2
+#define BRAID_ABI_VERSION 3
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -77,6 +77,12 @@ int32_t braid_device_info(uint64_t ctx, uint8_t* name, int32_t name_len, int64_t
 int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
 /* Frees an allocation made by braid_buffer_alloc (by its base address). */
 int32_t braid_buffer_free(uint64_t ctx, uint64_t addr);
+/* Allocates `bytes` of page-locked host memory (CUDA: cudaHostAlloc), 256-byte aligned, for
+ * inputs and outputs: copies from and to it run asynchronously and can be captured in a graph.
+ * Writes its host address to *out_addr. */
+int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
+/* Frees memory from braid_host_alloc. */
+int32_t braid_host_free(uint64_t ctx, uint64_t addr);
 /* Copies host → device on a stream. `src` must stay valid until the stream reaches the copy. */
 int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,
                          uint64_t bytes);

@@ -1,8 +1,9 @@
 /**
  * The executable form of a scheduled graph on one device context: weights uploaded, an arena
  * for activations, streams and events created, and every launch lowered to a backend call.
- * `capture()` records the whole schedule into one graph: the worker streams fork from the capture
- * stream with events and join back into it before the capture ends.
+ * `capture()` records the whole schedule into one graph: the inputs' copies from page-locked host
+ * buffers, the worker streams forked from the capture stream with events, the schedule, the join
+ * back into the capture stream, and the outputs' copies back into page-locked host buffers.
  */
 import type { Backend, DeviceInfo, Handle } from "../../ffi/backend.ts";
 import { encodeRecord } from "../../ffi/params.ts";
@@ -32,6 +33,7 @@ export interface ExecutableOptions {
 /** Native resources of an executable, freed together (also by the finalizer). */
 export class Resources {
   buffers: Handle[] = [];
+  hostBuffers: Handle[] = [];
   streams: Handle[] = [];
   events: Handle[] = [];
   graphs: Handle[] = [];
@@ -50,12 +52,13 @@ export class Resources {
     for (const e of this.events) attempt(() => b.eventDestroy(ctx, e));
     for (const s of this.streams) attempt(() => b.streamDestroy(ctx, s));
     for (const buf of this.buffers) attempt(() => b.bufferFree(ctx, buf));
+    for (const buf of this.hostBuffers) attempt(() => b.hostFree(ctx, buf));
     attempt(() => b.contextDestroy(ctx));
-    this.graphs =
-      this.events =
-      this.streams =
-      this.buffers =
-        [];
+    this.graphs = [];
+    this.events = [];
+    this.streams = [];
+    this.buffers = [];
+    this.hostBuffers = [];
   }
 }
 
@@ -75,6 +78,9 @@ export class Executable {
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
   readonly #forkJoin: Handle[];
+  /** Page-locked host buffers of the graph inputs and outputs, as typed arrays. */
+  readonly hostInputs = new Map<string, Float32Array | Int32Array>();
+  readonly hostOutputs = new Map<string, Float32Array | Int32Array>();
 
   constructor(
     readonly backend: Backend,
@@ -152,6 +158,21 @@ export class Executable {
     });
     this.kernelLaunches = kernels;
     for (const name of [...graph.inputs, ...graph.outputs]) this.#address.set(name, address(name));
+    for (const name of graph.inputs) this.hostInputs.set(name, this.#hostTensor(name));
+    for (const name of graph.outputs) this.hostOutputs.set(name, this.#hostTensor(name));
+  }
+
+  #hostTensor(name: string): Float32Array | Int32Array {
+    const { dtype, shape } = this.shapes.get(name)!;
+    const count = numel(shape);
+    const { address, buffer } = this.backend.hostAlloc(
+      this.resources.ctx,
+      Math.max(ALIGN, count * DTYPE_SIZE[dtype]),
+    );
+    this.resources.hostBuffers.push(address);
+    return dtype === "int32"
+      ? new Int32Array(buffer, 0, count)
+      : new Float32Array(buffer, 0, count);
   }
 
   /** Device address of a graph input or output. */
@@ -159,10 +180,13 @@ export class Executable {
     return this.#address.get(value)!;
   }
 
-  /** Issues the whole schedule on its streams (eagerly, or inside a capture). */
+  /** Issues input copies, the whole schedule and output copies (eagerly, or inside a capture). */
   issue(): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
+    for (const [name, host] of this.hostInputs) {
+      backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
+    }
     // Fork: every worker stream waits for the work already on the capture stream.
     if (this.#streams.length > 1) {
       backend.eventRecord(ctx, this.#forkJoin[0], 0n);
@@ -178,6 +202,9 @@ export class Executable {
       backend.eventRecord(ctx, this.#forkJoin[i + 1], s);
       backend.streamWaitEvent(ctx, 0n, this.#forkJoin[i + 1]);
     });
+    for (const [name, host] of this.hostOutputs) {
+      backend.memcpyD2H(ctx, 0n, host, this.#address.get(name)!);
+    }
   }
 
   /** Captures the schedule into one graph; returns its handle. */

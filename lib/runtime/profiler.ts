@@ -17,10 +17,14 @@ export function stats(samples: number[]): Stats {
 }
 
 export interface Profile {
-  /** One captured-graph replay, timed with device events. */
+  /** One captured-graph replay (input copies, schedule, output copies), timed with device events. */
   gpu: Stats;
-  /** Wall time of run(): copies in, one replay, copies out, synchronise. */
+  /** Wall time of run(): the caller's inputs into page-locked buffers, one replay, output copies. */
   run: Stats;
+  /** Wall time of launch(): one replay on the page-locked buffers as they are. */
+  launch: Stats;
   /** Median run() wall time minus median replay GPU time, in microseconds. */
   hostOverheadUs: number;
+  /** Median launch() wall time minus median replay GPU time, in microseconds. */
+  launchOverheadUs: number;
 }
