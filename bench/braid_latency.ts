@@ -33,13 +33,15 @@ for (const name of args.models!.split(",")) {
   const profile = session.profile(inputs, { warmup: 50, runs: Number(args.runs) });
   const report = session.report();
   result[name] = { ...profile, prepareMs, report };
+  const f = (v: number, digits: number) => v.toFixed(digits);
   console.log(
-    `braid ${name}: gpu ${profile.gpu.medianMs.toFixed(3)} ms, run() ${
-      profile.run.medianMs.toFixed(3)
-    } ms, host overhead ${
-      profile.hostOverheadUs.toFixed(1)
-    } us, ${report.kernelLaunches} kernels, ` +
-      `prepared in ${prepareMs.toFixed(0)} ms (${report.tuning.measured} convs tuned)`,
+    `braid ${name}: gpu ${f(profile.gpu.medianMs, 3)} ms, run() ${
+      f(profile.run.medianMs, 3)
+    } ms, ` +
+      `overhead run() ${f(profile.hostOverheadUs, 1)} us, launch() ${
+        f(profile.launchOverheadUs, 1)
+      } us, ${report.kernelLaunches} kernels, prepared in ${f(prepareMs, 0)} ms ` +
+      `(${report.tuning.measured} convs tuned)`,
   );
 }
 if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(result, null, 1));

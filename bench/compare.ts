@@ -24,6 +24,7 @@ const rows = [[
   "braid seq graph",
   "braid/torch graph",
   "run() overhead us",
+  "launch() overhead us",
 ]];
 for (const [name, t] of Object.entries<Record<string, { median_ms: number }>>(torch.models)) {
   const b = braid[name];
@@ -36,6 +37,7 @@ for (const [name, t] of Object.entries<Record<string, { median_ms: number }>>(to
     ms(b?.gpu.medianMs),
     ratio === undefined ? "-" : `${ratio.toFixed(2)}x`,
     b ? b.hostOverheadUs.toFixed(1) : "-",
+    b ? b.launchOverheadUs.toFixed(1) : "-",
   ]);
 }
 console.log(`\n${torch.device}, batch ${torch.batch}, torch ${torch.torch}, cuDNN ${torch.cudnn}`);
