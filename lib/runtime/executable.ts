@@ -113,7 +113,7 @@ export class Executable {
     // Streams: logical stream 0 is the context's default stream, the capture stream.
     this.#streams = [0n];
     for (let s = 1; s < schedule.streams; s++) {
-      const stream = backend.streamCreate(ctx, 0);
+      const stream = backend.streamCreate(ctx, schedule.priorities?.[s] ?? 0);
       resources.streams.push(stream);
       this.#streams.push(stream);
     }

@@ -24,6 +24,8 @@ export interface Schedule {
   streams: number;
   events: number;
   launches: Launch[];
+  /** Priority of each stream (higher runs first where the device supports it); default 0. */
+  priorities?: number[];
 }
 
 /**
