@@ -30,7 +30,7 @@ export interface ExecutableOptions {
   smBudget: number;
 }
 
-/** Native resources of an executable, freed together (also by the finalizer). */
+/** Native resources, freed together (also by the finalizer). */
 export class Resources {
   buffers: Handle[] = [];
   hostBuffers: Handle[] = [];
@@ -38,9 +38,10 @@ export class Resources {
   events: Handle[] = [];
   graphs: Handle[] = [];
 
-  constructor(readonly backend: Backend, readonly ctx: Handle) {}
+  /** `ownsContext`: release() destroys the context too (false for a trial executable's). */
+  constructor(readonly backend: Backend, readonly ctx: Handle, readonly ownsContext = true) {}
 
-  /** Frees everything and the context itself; keeps going past individual failures. */
+  /** Frees everything (and the context if owned); keeps going past individual failures. */
   release(): void {
     const b = this.backend, ctx = this.ctx;
     const attempt = (f: () => void) => {
@@ -53,12 +54,37 @@ export class Resources {
     for (const s of this.streams) attempt(() => b.streamDestroy(ctx, s));
     for (const buf of this.buffers) attempt(() => b.bufferFree(ctx, buf));
     for (const buf of this.hostBuffers) attempt(() => b.hostFree(ctx, buf));
-    attempt(() => b.contextDestroy(ctx));
+    if (this.ownsContext) attempt(() => b.contextDestroy(ctx));
     this.graphs = [];
     this.events = [];
     this.streams = [];
     this.buffers = [];
     this.hostBuffers = [];
+  }
+}
+
+/** A graph's weights on the device: one buffer, each tensor 256-byte aligned. */
+export class Weights {
+  readonly address = new Map<string, bigint>();
+  readonly bytes: number;
+
+  constructor(backend: Backend, resources: Resources, graph: Graph) {
+    const offsets = new Map<string, number>();
+    let bytes = 0;
+    for (const [name, t] of graph.initializers) {
+      offsets.set(name, bytes);
+      bytes += Math.ceil((numel(t.shape) * DTYPE_SIZE[t.dtype]) / ALIGN) * ALIGN;
+    }
+    this.bytes = bytes;
+    const base = backend.bufferAlloc(resources.ctx, Math.max(bytes, ALIGN));
+    resources.buffers.push(base);
+    for (const [name, t] of graph.initializers) {
+      const at = base + BigInt(offsets.get(name)!);
+      this.address.set(name, at);
+      const data = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      backend.memcpyH2D(resources.ctx, 0n, at, data);
+    }
+    backend.streamSynchronize(resources.ctx, 0n);
   }
 }
 
@@ -90,25 +116,13 @@ export class Executable {
     readonly schedule: Schedule,
     readonly plan: MemoryPlan,
     options: ExecutableOptions,
+    /** Weights already on the device (shared by trial executables), else uploaded here. */
+    weights: Weights = new Weights(backend, resources, graph),
   ) {
     const { ctx } = resources;
-    // Weights: one buffer, each tensor 256-byte aligned.
-    const offsets = new Map<string, number>();
-    let weightBytes = 0;
-    for (const [name, t] of graph.initializers) {
-      offsets.set(name, weightBytes);
-      weightBytes += Math.ceil((numel(t.shape) * DTYPE_SIZE[t.dtype]) / ALIGN) * ALIGN;
-    }
-    this.weightBytes = weightBytes;
-    const weights = this.#alloc(Math.max(weightBytes, ALIGN));
+    this.weightBytes = weights.bytes;
+    for (const [name, at] of weights.address) this.#address.set(name, at);
     const arena = this.#alloc(Math.max(plan.arenaBytes, ALIGN));
-    for (const [name, t] of graph.initializers) {
-      const at = weights + BigInt(offsets.get(name)!);
-      this.#address.set(name, at);
-      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      backend.memcpyH2D(ctx, 0n, at, bytes);
-    }
-    backend.streamSynchronize(ctx, 0n);
 
     // Streams: logical stream 0 is the context's default stream, the capture stream.
     this.#streams = [0n];

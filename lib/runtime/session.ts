@@ -6,7 +6,6 @@
  */
 import { Backend, type DeviceInfo } from "../../ffi/backend.ts";
 import type { BackendKind } from "../../ffi/library.ts";
-import { buildDag } from "../analysis/dag.ts";
 import { BraidError, check } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
 import { inferShapes, validateGraph } from "../ir/validate.ts";
@@ -14,13 +13,85 @@ import { planMemory } from "../memory/planner.ts";
 import { optimize } from "../passes/mod.ts";
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
-import { Executable, Resources } from "./executable.ts";
+import {
+  isSchedulerName,
+  makeSchedule,
+  scheduleContext,
+  type SchedulerName,
+  SCHEDULERS,
+} from "../schedule/mod.ts";
+import { CPU, type DeviceModel, H200 } from "../analysis/device_model.ts";
+import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
 import { Model } from "./model.ts";
 import { TuningCache } from "./tuning.ts";
 import { type Profile, stats } from "./profiler.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
-export type SchedulerOption = "auto" | "sequential";
+export type SchedulerOption = SchedulerName;
+
+/** One schedule measured by auto: its name, streams and median replay time. */
+export interface Trial {
+  scheduler: string;
+  streams: number;
+  ms: number;
+}
+
+/** The analytic model of the device a session runs on (for the cost-model schedulers). */
+function deviceModelOf(info: DeviceInfo): DeviceModel {
+  const base = info.backend === "cuda" ? H200 : CPU;
+  return { ...base, name: info.name, sms: info.multiprocessors || base.sms };
+}
+
+/**
+ * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
+ * executable with its own arena and streams, sharing the uploaded weights), then freed.
+ */
+function timeSchedule(
+  backend: Backend,
+  ctx: bigint,
+  graph: Graph,
+  shapes: Map<string, Value>,
+  schedule: Schedule,
+  options: ExecutableOptions,
+  weights: Weights,
+  { warmup = 5, runs = 30 } = {},
+): number {
+  const plan = planMemory(graph, shapes, schedule);
+  verify(graph, schedule, plan);
+  const trial = new Resources(backend, ctx, false);
+  try {
+    const exec = new Executable(backend, trial, graph, shapes, schedule, plan, options, weights);
+    return medianReplayMs(backend, ctx, exec.capture(), warmup, runs);
+  } finally {
+    trial.release();
+  }
+}
+
+/** Median of `runs` replays of a captured graph, each between two device events. */
+function medianReplayMs(
+  backend: Backend,
+  ctx: bigint,
+  graph: bigint,
+  warmup: number,
+  runs: number,
+): number {
+  const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+  try {
+    for (let i = 0; i < warmup; i++) backend.graphLaunch(ctx, graph, 0n);
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      backend.eventRecord(ctx, start, 0n);
+      backend.graphLaunch(ctx, graph, 0n);
+      backend.eventRecord(ctx, end, 0n);
+      backend.streamSynchronize(ctx, 0n);
+      samples.push(backend.eventElapsed(ctx, start, end));
+    }
+    return stats(samples).medianMs;
+  } finally {
+    backend.eventDestroy(ctx, start);
+    backend.eventDestroy(ctx, end);
+  }
+}
 
 export interface SessionOptions {
   /** "auto" picks CUDA when its library loads and a GPU is present, else the CPU. */
@@ -71,6 +142,8 @@ export interface SessionReport {
   precision: PrecisionOption;
   /** Convolution algorithms measured while preparing, and found in the tuning cache. */
   tuning: { measured: number; cached: number };
+  /** Schedules auto measured on the device before choosing (empty otherwise). */
+  trials: Trial[];
   /** Wall-clock run() latency in milliseconds. */
   latency: { runs: number; lastMs: number; medianMs: number; minMs: number };
 }
@@ -117,7 +190,7 @@ export class Session {
     return Promise.resolve().then(() => Session.#create(model, options));
   }
 
-  static #create(model: Model | Graph, options: SessionOptions): Session {
+  static async #create(model: Model | Graph, options: SessionOptions): Promise<Session> {
     const source = model instanceof Model ? model.graph : model;
     if (!(model instanceof Model)) validateGraph(source);
     const batch = options.batch ?? source.values.get(source.inputs[0])?.shape[0] ?? 1;
@@ -134,9 +207,9 @@ export class Session {
     );
     const schedulerName = options.scheduler ?? "auto";
     check(
-      ["auto", "sequential"].includes(schedulerName),
+      isSchedulerName(schedulerName),
       "BAD_OPTION",
-      () => `scheduler "${schedulerName}" is not available (have: auto, sequential)`,
+      () => `scheduler "${schedulerName}" is unknown (have: ${Object.keys(SCHEDULERS).join(", ")})`,
     );
     const precision = options.precision ?? "default";
     check(
@@ -148,23 +221,42 @@ export class Session {
 
     const graph: Graph = options.optimize === false ? source : optimize(source);
     const shapes = inferShapes(graph, batch);
-    const dag = buildDag(graph);
-    const schedule: Schedule = sequentialSchedule(dag);
-    const plan = planMemory(graph, shapes, schedule);
-    verify(graph, schedule, plan);
-
     const backend = openBackend(device);
     const ctx = backend.contextCreate(options.deviceIndex ?? 0);
     const resources = new Resources(backend, ctx);
     try {
       const deviceInfo = backend.deviceInfo(ctx);
-      const exec = new Executable(backend, resources, graph, shapes, schedule, plan, {
+      const execOptions: ExecutableOptions = {
         precision: { convTf32: precision !== "fp32", matmulTf32: precision === "tf32" },
         device: deviceInfo,
         tuning: options.tuning ?? processTuning,
         tune: options.tune ?? true,
         smBudget: deviceInfo.multiprocessors,
-      });
+      };
+      const weights = new Weights(backend, resources, graph);
+      const trials: Trial[] = [];
+      const measure = (schedule: Schedule) => {
+        const ms = timeSchedule(backend, ctx, graph, shapes, schedule, execOptions, weights);
+        trials.push({ scheduler: schedule.scheduler, streams: schedule.streams, ms });
+        return ms;
+      };
+      const scheduleCtx = scheduleContext(graph, shapes, deviceModelOf(deviceInfo), { measure });
+      // The CPU backend runs streams one after another: parallel schedules cannot win there.
+      const schedule = schedulerName === "auto" && backend.kind === "cpu"
+        ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
+        : await makeSchedule(schedulerName, scheduleCtx);
+      const plan = planMemory(graph, shapes, schedule);
+      verify(graph, schedule, plan);
+      const exec = new Executable(
+        backend,
+        resources,
+        graph,
+        shapes,
+        schedule,
+        plan,
+        execOptions,
+        weights,
+      );
       const session = new Session(exec, deviceInfo, {
         model: source.name,
         scheduler: schedule.scheduler,
@@ -180,6 +272,7 @@ export class Session {
         weightBytes: exec.weightBytes,
         precision,
         tuning: { ...exec.tuned },
+        trials,
       });
       if (!options.eager) session.#graphHandle = exec.capture();
       registry.register(session, resources, session);
