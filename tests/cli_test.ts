@@ -33,6 +33,30 @@ Deno.test("cli: zoo, info and run on squeezenet1_1", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("cli: schedule draws one bar per op of the scheduled graph", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/squeezenet.braid`;
+  assert.equal((await braid("zoo", "squeezenet1_1", "-o", file)).code, 0);
+  const out = await braid(
+    "schedule",
+    file,
+    "--scheduler",
+    "opara",
+    "--device",
+    "cpu",
+    "--svg",
+    `${dir}/t.svg`,
+  );
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /scheduler\s+opara: \d+ streams/);
+  const bars = Number(/\((\d+) bars\)/.exec(out.stdout)![1]);
+  const svg = await Deno.readTextFile(`${dir}/t.svg`);
+  assert.equal(svg.match(/<rect class="op"/g)?.length, bars);
+  const bad = await braid("schedule", file, "--scheduler", "magic");
+  assert.equal(bad.code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("cli: errors are one line with a code, and a non-zero exit", async () => {
   const missing = await braid("info", "/nonexistent/model.braid");
   assert.equal(missing.code, 1);

@@ -3,6 +3,7 @@
  *   zoo NAME -o FILE.braid      write a built-in model
  *   info FILE.braid             ops, parameters, FLOPs, critical path, width
  *   run FILE.braid              run once on random input: top-5 and latency
+ *   schedule FILE.braid         schedule it and draw the timeline (--svg)
  *   demo                        googlenet end to end (what `make demo` runs)
  */
 import { parseArgs } from "../deps.ts";
@@ -10,6 +11,8 @@ import { BraidError } from "../errors.ts";
 import { info } from "./info.ts";
 import { demo, run } from "./run.ts";
 import { zoo } from "./zoo.ts";
+import { schedule } from "./schedule.ts";
+import { isSchedulerName, SCHEDULERS } from "../schedule/mod.ts";
 import { fail, paint } from "./output.ts";
 
 const USAGE = `usage: braid <command> [options]
@@ -17,8 +20,11 @@ const USAGE = `usage: braid <command> [options]
 commands:
   zoo [NAME] -o FILE.braid [--batch N] [--seed S]   write a zoo model (no NAME: list them)
   info FILE.braid                                   ops, parameters, FLOPs, critical path, width
-  run FILE.braid [--device cpu|cuda|auto] [--batch N] [--runs K] [--eager]
+  run FILE.braid [--device cpu|cuda|auto] [--batch N] [--runs K] [--eager] [--scheduler S]
                                                     run on seeded random input: top-5, latency
+  schedule FILE.braid --scheduler S [--svg OUT.svg] [--device D] [--batch N]
+                                                    schedule and draw the timeline
+                                                    (S: sequential, opara, nimble, ios, auto)
   demo [--device cpu|cuda|auto] [--runs K]          googlenet end to end
 `;
 
@@ -33,6 +39,8 @@ export async function main(args: string[]): Promise<number> {
       device: { type: "string" },
       runs: { type: "string" },
       eager: { type: "boolean" },
+      scheduler: { type: "string" },
+      svg: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -51,6 +59,13 @@ export async function main(args: string[]): Promise<number> {
     return n;
   };
   const device = (values.device ?? "auto") as "auto" | "cpu" | "cuda";
+  const scheduler = values.scheduler ?? "auto";
+  if (!isSchedulerName(scheduler)) {
+    throw new BraidError(
+      "USAGE",
+      `--scheduler must be one of ${Object.keys(SCHEDULERS).join(", ")}, got "${scheduler}"`,
+    );
+  }
   switch (command) {
     case "zoo":
       return await zoo(rest[0], values.output, int("batch", 1), int("seed", 0) || undefined);
@@ -62,6 +77,14 @@ export async function main(args: string[]): Promise<number> {
         batch: values.batch === undefined ? undefined : int("batch", 1),
         runs: int("runs", 10),
         eager: values.eager ?? false,
+        scheduler,
+      });
+    case "schedule":
+      return await schedule(need(rest[0], "schedule FILE.braid --scheduler S [--svg OUT.svg]"), {
+        scheduler,
+        device,
+        batch: values.batch === undefined ? undefined : int("batch", 1),
+        svg: values.svg,
       });
     case "demo":
       return await demo({ device, runs: int("runs", 10) });

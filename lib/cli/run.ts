@@ -6,12 +6,14 @@ import { loadModel, type Model, saveModel } from "../runtime/model.ts";
 import { type DeviceOption, type HostTensor, Session } from "../runtime/session.ts";
 import { Random } from "../util/random.ts";
 import { bytes, paint } from "./output.ts";
+import type { SchedulerName } from "../schedule/mod.ts";
 
 export interface RunOptions {
   device: DeviceOption;
   batch?: number;
   runs: number;
   eager?: boolean;
+  scheduler?: SchedulerName;
 }
 
 /** Softmax of one row of logits, and its five most likely classes. */
@@ -47,6 +49,7 @@ async function runModel(model: Model, options: RunOptions): Promise<number> {
     device: options.device,
     batch: options.batch,
     eager: options.eager,
+    scheduler: options.scheduler,
   });
   const prepareMs = performance.now() - start;
   const inputs = randomInputs(session);

@@ -196,22 +196,61 @@ export class Executable {
 
   /** Issues input copies, the whole schedule and output copies (eagerly, or inside a capture). */
   issue(): void {
+    this.#fork();
+    for (const step of this.#steps) this.#issueStep(step);
+    this.#join();
+  }
+
+  /**
+   * Issues the schedule eagerly with a device event before and after every launch, and returns
+   * each launch's start and end in milliseconds since the input copies began.
+   */
+  issueTimed(): { startMs: number[]; endMs: number[] } {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    const origin = backend.eventCreate(ctx);
+    const marks = this.#steps.map(() => [backend.eventCreate(ctx), backend.eventCreate(ctx)]);
+    try {
+      backend.eventRecord(ctx, origin, 0n);
+      this.#fork();
+      this.#steps.forEach((step, i) => this.#issueStep(step, marks[i]));
+      this.#join();
+      backend.streamSynchronize(ctx, 0n);
+      const since = (e: Handle) => backend.eventElapsed(ctx, origin, e);
+      return { startMs: marks.map(([b]) => since(b)), endMs: marks.map(([, a]) => since(a)) };
+    } finally {
+      for (const e of [origin, ...marks.flat()]) backend.eventDestroy(ctx, e);
+    }
+  }
+
+  /** Copies the inputs in on the capture stream; every worker stream then waits for them. */
+  #fork(): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
     for (const [name, host] of this.hostInputs) {
       backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
     }
-    // Fork: every worker stream waits for the work already on the capture stream.
     if (this.#streams.length > 1) {
       backend.eventRecord(ctx, this.#forkJoin[0], 0n);
       for (const s of this.#streams.slice(1)) backend.streamWaitEvent(ctx, s, this.#forkJoin[0]);
     }
-    for (const step of this.#steps) {
-      for (const e of step.waits) backend.streamWaitEvent(ctx, step.stream, e);
-      step.issue?.();
-      if (step.record) backend.eventRecord(ctx, step.record, step.stream);
-    }
-    // Join: the capture stream waits for every worker stream.
+  }
+
+  /** One launch: its waits, its kernel (between two timing events, if given), its record. */
+  #issueStep(step: Step, timing?: Handle[]): void {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    for (const e of step.waits) backend.streamWaitEvent(ctx, step.stream, e);
+    if (timing) backend.eventRecord(ctx, timing[0], step.stream);
+    step.issue?.();
+    if (timing) backend.eventRecord(ctx, timing[1], step.stream);
+    if (step.record) backend.eventRecord(ctx, step.record, step.stream);
+  }
+
+  /** The capture stream waits for every worker stream, then copies the outputs out. */
+  #join(): void {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
     this.#streams.slice(1).forEach((s, i) => {
       backend.eventRecord(ctx, this.#forkJoin[i + 1], s);
       backend.streamWaitEvent(ctx, 0n, this.#forkJoin[i + 1]);

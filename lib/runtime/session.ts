@@ -288,6 +288,33 @@ export class Session {
     return this.#exec;
   }
 
+  /** The graph this session runs (after the rewrites). */
+  get graph(): Graph {
+    return this.#live().graph;
+  }
+
+  /** The schedule this session runs. */
+  get schedule(): Schedule {
+    return this.#live().schedule;
+  }
+
+  /**
+   * Runs once eagerly with a device event before and after every launch: where each op ran and
+   * when, in milliseconds since the input copies began (after `warmup` untimed runs).
+   */
+  measureTimeline(warmup = 3): { node: number; stream: number; startMs: number; endMs: number }[] {
+    const exec = this.#live();
+    for (let i = 0; i < warmup; i++) this.#launch(exec);
+    const { startMs, endMs } = exec.issueTimed();
+    exec.backend.streamSynchronize(exec.resources.ctx, 0n);
+    return exec.schedule.launches.map((l, i) => ({
+      node: l.node,
+      stream: l.stream,
+      startMs: startMs[i],
+      endMs: endMs[i],
+    }));
+  }
+
   /** Input names with their shapes and dtypes at this session's batch. */
   get inputs(): Value[] {
     return this.#inputs.map((i) => i.value);

@@ -69,7 +69,9 @@ export function timelineSvg(bars: Bar[], options: TimelineOptions): string {
     `<text x="${width - right}" y="${axisY + 16}" text-anchor="end" fill="#555">µs</text>`,
     ...(["compute", "memory", "view"] as const).map((k, i) =>
       `<rect x="${left + i * 120}" y="${axisY + 8}" width="10" height="10" fill="${COLOURS[k]}"/>` +
-      `<text x="${left + i * 120 + 14}" y="${axisY + 17}">${k}-bound</text>`
+      `<text x="${left + i * 120 + 14}" y="${axisY + 17}">${
+        k === "view" ? "view (no kernel)" : `${k}-bound`
+      }</text>`
     ),
     "</svg>",
   );
