@@ -3,7 +3,7 @@
  * one lane per stream and one bar per op. On a GPU the bars are measured (device events around
  * every launch of an eager run); on the CPU they come from the H200 cost model.
  */
-import { type OpCost } from "../analysis/cost.ts";
+import type { OpCost } from "../analysis/cost.ts";
 import { H200, opClass, timeline } from "../analysis/device_model.ts";
 import { opSpec } from "../ir/ops.ts";
 import { loadModel } from "../runtime/model.ts";

@@ -36,15 +36,25 @@ export function startModel(
 
 /** Renames the value `x` (the last layer's output) to "logits", marks it the output, builds. */
 export function finishModel(b: GraphBuilder, x: string): Graph {
+  return finishOutputs(b, [[x, OUTPUT_NAME]]);
+}
+
+/**
+ * Renames each value to its output name (wherever it is produced or read), marks the renamed
+ * values as the graph outputs in the given order, and builds.
+ */
+export function finishOutputs(b: GraphBuilder, outputs: [value: string, name: string][]): Graph {
   const graph = b.graph;
-  const value = graph.value(x);
-  graph.values.delete(x);
-  graph.values.set(OUTPUT_NAME, { ...value, name: OUTPUT_NAME });
-  for (const node of graph.nodes) {
-    node.inputs = node.inputs.map((i) => (i === x ? OUTPUT_NAME : i));
-    node.outputs = node.outputs.map((o) => (o === x ? OUTPUT_NAME : o));
+  for (const [x, name] of outputs) {
+    const value = graph.value(x);
+    graph.values.delete(x);
+    graph.values.set(name, { ...value, name });
+    for (const node of graph.nodes) {
+      node.inputs = node.inputs.map((i) => (i === x ? name : i));
+      node.outputs = node.outputs.map((o) => (o === x ? name : o));
+    }
+    b.output(name);
   }
-  b.output(OUTPUT_NAME);
   return b.build();
 }
 
