@@ -15,33 +15,62 @@ const [torchFile, braidFile] = positionals;
 const torch = JSON.parse(await Deno.readTextFile(torchFile));
 const braid = JSON.parse(await Deno.readTextFile(braidFile));
 
+interface TorchRun {
+  median_ms: number;
+  peak_bytes?: number;
+  streams?: number;
+}
+interface BraidRun {
+  gpu: { medianMs: number };
+  hostOverheadUs: number;
+  launchOverheadUs: number;
+  report: { scheduler: string; streams: number; deviceBytes: number };
+}
+
 const ms = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(3));
+const mib = (v: number | undefined) => (v === undefined ? "-" : (v / 2 ** 20).toFixed(0));
+const x = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined ? "-" : `${(a / b).toFixed(2)}x`;
+
 const rows = [[
   "model",
   "torch eager",
   "torch graph",
+  "torch opara",
   "torch compile",
-  "braid seq graph",
-  "braid/torch graph",
-  "run() overhead us",
-  "launch() overhead us",
+  "braid",
+  "streams",
+  "torch graph/braid",
+  "torch opara/braid",
+  "MiB torch graph",
+  "MiB braid",
+  "run() us",
+  "launch() us",
 ]];
-for (const [name, t] of Object.entries<Record<string, { median_ms: number }>>(torch.models)) {
-  const b = braid[name];
-  const ratio = b ? b.gpu.medianMs / t.graph.median_ms : undefined;
-  rows.push([
-    name,
-    ms(t.eager.median_ms),
-    ms(t.graph.median_ms),
-    ms(t.compile?.median_ms),
-    ms(b?.gpu.medianMs),
-    ratio === undefined ? "-" : `${ratio.toFixed(2)}x`,
-    b ? b.hostOverheadUs.toFixed(1) : "-",
-    b ? b.launchOverheadUs.toFixed(1) : "-",
-  ]);
+for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) {
+  for (const [scheduler, b] of Object.entries<BraidRun>(braid[name] ?? {})) {
+    rows.push([
+      name,
+      ms(t.eager?.median_ms),
+      ms(t.graph?.median_ms),
+      ms(t.opara?.median_ms),
+      ms(t.compile?.median_ms),
+      `${ms(b.gpu.medianMs)} ${scheduler === "auto" ? b.report.scheduler : scheduler}`,
+      String(b.report.streams),
+      x(t.graph?.median_ms, b.gpu.medianMs),
+      x(t.opara?.median_ms, b.gpu.medianMs),
+      mib(t.graph?.peak_bytes),
+      mib(b.report.deviceBytes),
+      b.hostOverheadUs.toFixed(1),
+      b.launchOverheadUs.toFixed(1),
+    ]);
+  }
 }
 console.log(`\n${torch.device}, batch ${torch.batch}, torch ${torch.torch}, cuDNN ${torch.cudnn}`);
-console.log("medians in ms (CUDA events; braid and torch measured in the same command)\n");
+console.log(
+  "medians of CUDA-event-timed graph replays in ms (braid and torch in the same command); " +
+    "ratios > 1 mean braid is faster\n",
+);
 console.log(table(rows));
 const out = values.out ??
   `bench/results/compare-b${torch.batch}-${

@@ -15,12 +15,15 @@ import time
 import torch
 import torchvision
 
+from torch_opara import capture_opara
+
 MODELS = {
     "googlenet": (lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True), 224),
     "inception_v3": (lambda: torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True), 299),
     "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), 224),
     "resnet50": (lambda: torchvision.models.resnet50(weights=None), 224),
     "densenet121": (lambda: torchvision.models.densenet121(weights=None), 224),
+    "nasnet_large": (lambda: __import__("timm").create_model("nasnetalarge", pretrained=False), 331),
 }
 
 
@@ -73,7 +76,19 @@ def measure(name, batch, warmup, runs, compile_too):
             static_y = model(static_x)
         out["graph"] = time_events(graph.replay, warmup, runs)
         out["graph"]["peak_bytes"] = torch.cuda.max_memory_allocated()
+        reference = static_y.clone()
         del graph, static_y
+
+        torch.cuda.reset_peak_memory_stats()
+        opara, opara_y, streams = capture_opara(model, static_x)
+        torch.cuda.synchronize()
+        out["opara"] = time_events(opara.replay, warmup, runs)
+        out["opara"]["peak_bytes"] = torch.cuda.max_memory_allocated()
+        out["opara"]["streams"] = streams
+        opara.replay()
+        torch.cuda.synchronize()
+        out["opara"]["max_abs_diff"] = (opara_y - reference).abs().max().item()
+        del opara, opara_y
     if compile_too:
         torch._dynamo.reset()
         compiled = torch.compile(model, mode="reduce-overhead")
@@ -108,7 +123,9 @@ def main():
     for name in a.models.split(","):
         result["models"][name] = measure(name, a.batch, a.warmup, a.runs, a.compile)
         m = result["models"][name]
-        print(f"torch {name}: eager {m['eager']['median_ms']:.3f} ms, graph {m['graph']['median_ms']:.3f} ms"
+        print(f"torch {name}: eager {m['eager']['median_ms']:.3f} ms, graph {m['graph']['median_ms']:.3f} ms, "
+              f"opara {m['opara']['median_ms']:.3f} ms ({m['opara']['streams']} streams, "
+              f"max diff {m['opara']['max_abs_diff']:.2e})"
               + (f", compile {m['compile']['median_ms']:.3f} ms" if "compile" in m else ""), flush=True)
     with open(a.json, "w") as f:
         json.dump(result, f, indent=1)

@@ -38,8 +38,19 @@ export class Resources {
   events: Handle[] = [];
   graphs: Handle[] = [];
 
+  /** Device bytes allocated through alloc(). */
+  deviceBytes = 0;
+
   /** `ownsContext`: release() destroys the context too (false for a trial executable's). */
   constructor(readonly backend: Backend, readonly ctx: Handle, readonly ownsContext = true) {}
+
+  /** Device memory freed with the rest. */
+  alloc(bytes: number): Handle {
+    const address = this.backend.bufferAlloc(this.ctx, bytes);
+    this.buffers.push(address);
+    this.deviceBytes += bytes;
+    return address;
+  }
 
   /** Frees everything (and the context if owned); keeps going past individual failures. */
   release(): void {
@@ -76,8 +87,7 @@ export class Weights {
       bytes += Math.ceil((numel(t.shape) * DTYPE_SIZE[t.dtype]) / ALIGN) * ALIGN;
     }
     this.bytes = bytes;
-    const base = backend.bufferAlloc(resources.ctx, Math.max(bytes, ALIGN));
-    resources.buffers.push(base);
+    const base = resources.alloc(Math.max(bytes, ALIGN));
     for (const [name, t] of graph.initializers) {
       const at = base + BigInt(offsets.get(name)!);
       this.address.set(name, at);
@@ -360,9 +370,7 @@ export class Executable {
   }
 
   #alloc(bytes: number): bigint {
-    const addr = this.backend.bufferAlloc(this.resources.ctx, bytes);
-    this.resources.buffers.push(addr);
-    return addr;
+    return this.resources.alloc(bytes);
   }
 
   #event(): Handle {

@@ -139,6 +139,8 @@ export interface SessionReport {
   /** The arena without any reuse (every intermediate in its own bytes). */
   noReuseBytes: number;
   weightBytes: number;
+  /** Device memory this session holds: weights, arena and workspaces. */
+  deviceBytes: number;
   precision: PrecisionOption;
   /** Convolution algorithms measured while preparing, and found in the tuning cache. */
   tuning: { measured: number; cached: number };
@@ -270,6 +272,7 @@ export class Session {
         arenaBytes: plan.arenaBytes,
         noReuseBytes: plan.noReuseBytes,
         weightBytes: exec.weightBytes,
+        deviceBytes: resources.deviceBytes,
         precision,
         tuning: { ...exec.tuned },
         trials,
