@@ -68,7 +68,7 @@ test-gpu: cpu cuda
 check: deps
 	@$(DENO) fmt --check
 	@$(DENO) lint
-	@$(DENO) check mod.ts lib/cli/main.ts
+	@$(DENO) check mod.ts lib/cli/main.ts tests/ bench/
 
 fmt: deps
 	@$(DENO) fmt

@@ -12,7 +12,7 @@ for (const name of zooNames()) {
     using session = await Session.create(model, { device: "cpu" });
     const outputs = await session.run(randomInputs(session, Date.now() % 1e9));
     for (const { name: output, shape } of session.outputs) {
-      const data = outputs[output];
+      const data = Float64Array.from(outputs[output]);
       assert.equal(data.length, shape.reduce((a, b) => a * b, 1));
       assert.ok(data.every(Number.isFinite), `${output} is finite`);
       const mean = data.reduce((s, v) => s + v, 0) / data.length;
