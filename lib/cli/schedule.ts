@@ -68,7 +68,11 @@ export async function schedule(path: string, options: ScheduleOptions): Promise<
       `${modelled.toFixed(1)} µs vs sequential ${sequential.toFixed(1)} µs ` +
       `(${(sequential / modelled).toFixed(2)}×)`,
     ],
-    ["arena", `${report.arenaBytes} bytes (no reuse ${report.noReuseBytes})`],
+    [
+      "arena",
+      `${report.arenaBytes} bytes (sequential plan ${report.sequentialArenaBytes}, ` +
+      `no reuse ${report.noReuseBytes})`,
+    ],
   ]));
   if (options.svg) {
     const source = measured

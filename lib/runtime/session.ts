@@ -138,6 +138,8 @@ export interface SessionReport {
   arenaBytes: number;
   /** The arena without any reuse (every intermediate in its own bytes). */
   noReuseBytes: number;
+  /** The arena the sequential schedule would need (the baseline for parallel schedules). */
+  sequentialArenaBytes: number;
   weightBytes: number;
   /** Device memory this session holds: weights, arena and workspaces. */
   deviceBytes: number;
@@ -249,6 +251,9 @@ export class Session {
         : await makeSchedule(schedulerName, scheduleCtx);
       const plan = planMemory(graph, shapes, schedule);
       verify(graph, schedule, plan);
+      const sequentialArenaBytes = schedule.streams === 1
+        ? plan.arenaBytes
+        : planMemory(graph, shapes, sequentialSchedule(scheduleCtx.dag)).arenaBytes;
       const exec = new Executable(
         backend,
         resources,
@@ -271,6 +276,7 @@ export class Session {
         events: schedule.events,
         arenaBytes: plan.arenaBytes,
         noReuseBytes: plan.noReuseBytes,
+        sequentialArenaBytes,
         weightBytes: exec.weightBytes,
         deviceBytes: resources.deviceBytes,
         precision,
