@@ -5,6 +5,7 @@ import { dropIdentities, fuseActivations } from "./fuse_activation.ts";
 import { fuseResidualAdd } from "./fuse_residual.ts";
 
 export { dropIdentities, dropUnusedInitializers, foldBatchNorm, fuseActivations, fuseResidualAdd };
+export { mergeCandidates, type MergeOptions, mergeSiblingConvs } from "./merge_convs.ts";
 
 export interface PassOptions {
   /** Run no rewrites at all (debugging). */
