@@ -229,3 +229,14 @@ for (const [model, expected] of [["googlenet", 9], ["inception_v3", 10]] as cons
     assert.ok(e < 1e-5, `relative error ${e}`);
   });
 }
+
+Deno.test("Session({ merge: true }) runs the merged googlenet with the same outputs", async () => {
+  const graph = buildZooModel("googlenet");
+  const x = new Random(Date.now()).floats(3 * 224 * 224, 0, 1);
+  using plain = await Session.create(graph, { device: "cpu", merge: false });
+  using merged = await Session.create(graph, { device: "cpu", merge: true });
+  const a = (await plain.run({ input: x })).logits;
+  const b = (await merged.run({ input: x })).logits;
+  assert.ok(merged.report().kernelLaunches !== plain.report().kernelLaunches);
+  assert.ok(relativeError(b, a) < 1e-5);
+});

@@ -44,6 +44,22 @@ export class Resources {
   /** `ownsContext`: release() destroys the context too (false for a trial executable's). */
   constructor(readonly backend: Backend, readonly ctx: Handle, readonly ownsContext = true) {}
 
+  /** Takes over another set of resources (on the same context), which is left empty. */
+  adopt(other: Resources): void {
+    this.buffers.push(...other.buffers);
+    this.hostBuffers.push(...other.hostBuffers);
+    this.streams.push(...other.streams);
+    this.events.push(...other.events);
+    this.graphs.push(...other.graphs);
+    this.deviceBytes += other.deviceBytes;
+    other.buffers = [];
+    other.hostBuffers = [];
+    other.streams = [];
+    other.events = [];
+    other.graphs = [];
+    other.deviceBytes = 0;
+  }
+
   /** Device memory freed with the rest. */
   alloc(bytes: number): Handle {
     const address = this.backend.bufferAlloc(this.ctx, bytes);

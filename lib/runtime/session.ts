@@ -10,7 +10,8 @@ import { BraidError, check } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
 import { inferShapes, validateGraph } from "../ir/validate.ts";
 import { planMemory } from "../memory/planner.ts";
-import { optimize } from "../passes/mod.ts";
+import { mergeCandidates, mergeSiblingConvs, optimize } from "../passes/mod.ts";
+import type { Dag } from "../analysis/dag.ts";
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import {
@@ -34,6 +35,53 @@ export interface Trial {
   scheduler: string;
   streams: number;
   ms: number;
+}
+
+/** A graph variant made ready to run: weights uploaded, schedule chosen (and measured). */
+interface Prepared {
+  graph: Graph;
+  shapes: Map<string, Value>;
+  dag: Dag;
+  schedule: Schedule;
+  weights: Weights;
+  /** Resources holding the weights (adopted by the session if this variant wins). */
+  resources: Resources;
+  trials: Trial[];
+  /** The chosen schedule's measured replay time (0 when nothing was measured). */
+  ms: number;
+}
+
+async function prepare(
+  backend: Backend,
+  ctx: bigint,
+  graph: Graph,
+  batch: number,
+  scheduler: SchedulerName,
+  options: ExecutableOptions,
+  label: string,
+): Promise<Prepared> {
+  const shapes = inferShapes(graph, batch);
+  const resources = new Resources(backend, ctx, false);
+  try {
+    const weights = new Weights(backend, resources, graph);
+    const trials: Trial[] = [];
+    const measure = (schedule: Schedule) => {
+      const ms = timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
+      trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
+      return ms;
+    };
+    const scheduleCtx = scheduleContext(graph, shapes, deviceModelOf(options.device), { measure });
+    // The CPU backend runs streams one after another: parallel schedules cannot win there.
+    const schedule = scheduler === "auto" && backend.kind === "cpu"
+      ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
+      : await makeSchedule(scheduler, scheduleCtx);
+    const name = label + schedule.scheduler.replace(/^auto:/, "");
+    const ms = trials.filter((t) => t.scheduler === name).at(-1)?.ms ?? 0;
+    return { graph, shapes, dag: scheduleCtx.dag, schedule, weights, resources, trials, ms };
+  } catch (e) {
+    resources.release();
+    throw e;
+  }
 }
 
 /** The analytic model of the device a session runs on (for the cost-model schedulers). */
@@ -114,6 +162,12 @@ export interface SessionOptions {
   tuning?: TuningCache;
   /** Measure choices missing from the tuning cache (default true). */
   tune?: boolean;
+  /**
+   * IOS's operator merge of sibling convolutions: "auto" (default) tries the graph with and
+   * without it when the auto scheduler measures on a GPU and keeps the faster; true or false
+   * forces it.
+   */
+  merge?: boolean | "auto";
 }
 
 export type PrecisionOption = "default" | "fp32" | "tf32";
@@ -224,7 +278,6 @@ export class Session {
     inferShapes(source, batch); // shape errors at this batch surface before any allocation
 
     const graph: Graph = options.optimize === false ? source : optimize(source);
-    const shapes = inferShapes(graph, batch);
     const backend = openBackend(device);
     const ctx = backend.contextCreate(options.deviceIndex ?? 0);
     const resources = new Resources(backend, ctx);
@@ -237,27 +290,41 @@ export class Session {
         tune: options.tune ?? true,
         smBudget: deviceInfo.multiprocessors,
       };
-      const weights = new Weights(backend, resources, graph);
+      const merge = options.merge ?? "auto";
+      const variants = merge === true ? [mergeSiblingConvs(graph)] : [graph];
+      const measuring = schedulerName === "auto" && backend.kind === "cuda";
+      if (merge === "auto" && measuring && mergeCandidates(graph).length > 0) {
+        variants.push(mergeSiblingConvs(graph));
+      }
       const trials: Trial[] = [];
-      const measure = (schedule: Schedule) => {
-        const ms = timeSchedule(backend, ctx, graph, shapes, schedule, execOptions, weights);
-        trials.push({ scheduler: schedule.scheduler, streams: schedule.streams, ms });
-        return ms;
-      };
-      const scheduleCtx = scheduleContext(graph, shapes, deviceModelOf(deviceInfo), { measure });
-      // The CPU backend runs streams one after another: parallel schedules cannot win there.
-      const schedule = schedulerName === "auto" && backend.kind === "cpu"
-        ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
-        : await makeSchedule(schedulerName, scheduleCtx);
-      const plan = planMemory(graph, shapes, schedule);
-      verify(graph, schedule, plan);
+      let best: Prepared | undefined;
+      for (const [i, variant] of variants.entries()) {
+        const prepared = await prepare(
+          backend,
+          ctx,
+          variant,
+          batch,
+          schedulerName,
+          execOptions,
+          i === 0 ? "" : "merged:",
+        );
+        trials.push(...prepared.trials);
+        if (!best || prepared.ms < best.ms) {
+          best?.resources.release();
+          best = prepared;
+        } else prepared.resources.release();
+      }
+      const { graph: chosen, shapes, schedule, weights, dag } = best!;
+      resources.adopt(best!.resources);
+      const plan = planMemory(chosen, shapes, schedule);
+      verify(chosen, schedule, plan);
       const sequentialArenaBytes = schedule.streams === 1
         ? plan.arenaBytes
-        : planMemory(graph, shapes, sequentialSchedule(scheduleCtx.dag)).arenaBytes;
+        : planMemory(chosen, shapes, sequentialSchedule(dag)).arenaBytes;
       const exec = new Executable(
         backend,
         resources,
-        graph,
+        chosen,
         shapes,
         schedule,
         plan,
@@ -270,7 +337,7 @@ export class Session {
         batch,
         eager: options.eager ?? false,
         modelOps: source.nodes.length,
-        ops: graph.nodes.length,
+        ops: chosen.nodes.length,
         kernelLaunches: exec.kernelLaunches,
         streams: schedule.streams,
         events: schedule.events,
