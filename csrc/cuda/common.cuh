@@ -1,0 +1,277 @@
+/*
+ * common.cuh — shared by the files of the CUDA backend (libbraid_cuda.so); not part of the ABI.
+ *
+ * Execution model: a device address is a CUDA device pointer; every operator validates its
+ * parameter record exactly as the CPU backend does, then enqueues its work on the CUDA stream
+ * behind the braid stream handle (stream 0 = the context's own non-blocking stream). Capture is
+ * CUDA stream capture, so nothing here may allocate, synchronise or read device memory on the
+ * host while an operator is being issued. Per-record state (cuDNN descriptors, chosen algorithms,
+ * cuBLASLt layouts and heuristics) is cached inside the context, keyed by the record's bytes, so
+ * issuing an operator a second time (graph capture after tuning, eager runs) costs a hash lookup.
+ *
+ * Errors: every CUDA, cuDNN and cuBLAS status is checked; a failure sets the calling thread's
+ * message (naming the braid function and the failing call) and returns a braid_status.
+ */
+#ifndef BRAID_CUDA_COMMON_CUH
+#define BRAID_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "braid.h"
+
+#define BRAID_HIDDEN __attribute__((visibility("hidden")))
+
+namespace braid_cuda {
+
+/* ---------------------------------------------------------------- errors */
+
+/* Formats the calling thread's error message and returns `status`. */
+BRAID_HIDDEN int32_t fail(int32_t status, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A failed CUDA runtime call: out of memory → BRAID_ERR_OUT_OF_MEMORY, stream-capture misuse →
+ * BRAID_ERR_CAPTURE, anything else → BRAID_ERR_CUDA. Clears the (non-sticky) error state so the
+ * context stays usable. `call` is the call's source text; the message names its function. */
+BRAID_HIDDEN int32_t cuda_fail(const char* fn, const char* call, cudaError_t e);
+BRAID_HIDDEN int32_t cudnn_fail(const char* fn, const char* call, cudnnStatus_t s);
+BRAID_HIDDEN int32_t cublas_fail(const char* fn, const char* call, cublasStatus_t s);
+
+#define CUDA_TRY(fn, call)                                           \
+  do {                                                               \
+    cudaError_t braid_e_ = (call);                                   \
+    if (braid_e_ != cudaSuccess) return cuda_fail(fn, #call, braid_e_); \
+  } while (0)
+#define CUDNN_TRY(fn, call)                                                   \
+  do {                                                                        \
+    cudnnStatus_t braid_s_ = (call);                                          \
+    if (braid_s_ != CUDNN_STATUS_SUCCESS) return cudnn_fail(fn, #call, braid_s_); \
+  } while (0)
+#define CUBLAS_TRY(fn, call)                                                    \
+  do {                                                                          \
+    cublasStatus_t braid_s_ = (call);                                           \
+    if (braid_s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(fn, #call, braid_s_); \
+  } while (0)
+/* After a kernel launch: a bad configuration or an earlier asynchronous fault. */
+#define LAUNCH_CHECK(fn, kernel)                                               \
+  do {                                                                         \
+    cudaError_t braid_e_ = cudaGetLastError();                                 \
+    if (braid_e_ != cudaSuccess) return cuda_fail(fn, "launch of " kernel, braid_e_); \
+  } while (0)
+
+/* ---------------------------------------------------------------- handles */
+
+constexpr uint32_t MAGIC_CONTEXT = 0x42524358u; /* "BRCX" */
+constexpr uint32_t MAGIC_STREAM = 0x42525354u;  /* "BRST" */
+constexpr uint32_t MAGIC_EVENT = 0x42524556u;   /* "BREV" */
+constexpr uint32_t MAGIC_GRAPH = 0x42524752u;   /* "BRGR" */
+
+/* The cuBLASLt workspace each stream owns (a stream runs one product at a time). */
+constexpr size_t LT_WORKSPACE_BYTES = 32u << 20;
+/* Zero bias for cuDNN's fused call when a convolution has none (floats). */
+constexpr int ZERO_BIAS_COUNT = 16384;
+
+struct Context;
+struct ConvCache;
+struct GemmCache;
+
+struct Stream {
+  uint32_t magic;
+  Context* ctx;
+  cudaStream_t s;
+  void* lt_ws; /* cuBLASLt workspace of this stream */
+  size_t lt_ws_bytes;
+};
+
+struct Event {
+  uint32_t magic;
+  Context* ctx;
+  cudaEvent_t e;
+  int recorded; /* recorded outside a capture at least once */
+};
+
+struct Graph {
+  uint32_t magic;
+  Context* ctx;
+  cudaGraphExec_t exec;
+};
+
+/* Where gather reports an out-of-range index: page-locked, mapped host memory the kernel writes
+ * (only on error) and braid_stream_synchronize reads without a copy. */
+struct DeviceError {
+  int flag;
+  int axis;
+  int index; /* index and position: one 8-byte store (offset 8) */
+  int position;
+};
+
+struct Context {
+  uint32_t magic;
+  int device;
+  int sms;
+  int cc;
+  int64_t l2_bytes;
+  int64_t total_memory;
+  int prio_least, prio_greatest; /* CUDA stream priorities: lower numbers run first */
+  char name[256];
+  std::mutex lock; /* guards everything below */
+  Stream stream0;
+  cudnnHandle_t cudnn;
+  cudaStream_t cudnn_stream; /* the stream cudnn is bound to */
+  cublasLtHandle_t lt;
+  float* zeros; /* ZERO_BIAS_COUNT zero floats */
+  DeviceError* err_host;
+  DeviceError* err_dev;
+  int capturing;
+  Stream* capture_stream;
+  std::unordered_set<uint64_t> handles; /* live stream, event and graph handles */
+  int64_t streams, events, graphs;
+  std::unordered_map<uint64_t, uint64_t> bufs;  /* device allocations: base → bytes */
+  std::map<uint64_t, uint64_t> host_bufs;       /* page-locked allocations: base → bytes */
+  ConvCache* conv_cache;
+  GemmCache* gemm_cache;
+};
+
+/* Validates a context handle (and makes its device current). */
+BRAID_HIDDEN int32_t get_context(uint64_t h, const char* fn, Context** out);
+/* Resolves ctx and stream (0 = the context's default stream) for an operator or a copy. */
+BRAID_HIDDEN int32_t resolve(uint64_t ctx, uint64_t stream, const char* fn, Context** c,
+                             Stream** s);
+/* True while `s` is being captured (cudaStreamIsCapturing; legal during a capture). */
+BRAID_HIDDEN bool stream_capturing(Stream* s);
+
+/* Caches, created on first use and destroyed with the context (conv.cu, gemm.cu). */
+BRAID_HIDDEN void conv_cache_destroy(Context* c);
+BRAID_HIDDEN void gemm_cache_destroy(Context* c);
+
+/* Host-side set-up (allocations, library heuristics and descriptor queries) is not stream work,
+ * but CUDA refuses "unsafe" calls on a thread that is capturing in thread-local mode; inside this
+ * scope such calls are allowed (relaxed mode) and still recorded nowhere. */
+struct RelaxedCapture {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  RelaxedCapture() { (void)cudaThreadExchangeStreamCaptureMode(&mode); }
+  ~RelaxedCapture() { (void)cudaThreadExchangeStreamCaptureMode(&mode); }
+  RelaxedCapture(const RelaxedCapture&) = delete;
+  RelaxedCapture& operator=(const RelaxedCapture&) = delete;
+};
+
+/* ---------------------------------------------------------------- validation helpers */
+
+static inline int32_t need(const char* fn, const char* what, uint64_t addr) {
+  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: %s address is 0", fn, what);
+  return BRAID_OK;
+}
+
+static inline int32_t check_activation(const char* fn, int32_t act, float lo, float hi) {
+  if (act < BRAID_ACT_NONE || act > BRAID_ACT_GELU)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: activation %d is not a braid_activation", fn,
+                act);
+  if (act == BRAID_ACT_CLAMP && (std::isnan(lo) || std::isnan(hi)))
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: clamp bounds [%g, %g] include NaN", fn,
+                (double)lo, (double)hi);
+  return BRAID_OK;
+}
+
+/* ---------------------------------------------------------------- launch helpers */
+
+constexpr int THREADS = 256;
+
+/* Blocks for a grid-stride loop over `work` items: enough to fill the device a few times over,
+ * never more than the work needs. */
+static inline unsigned grid_for(const Context* c, int64_t work, int threads = THREADS,
+                                int per_sm = 8) {
+  int64_t blocks = (work + threads - 1) / threads;
+  int64_t cap = (int64_t)c->sms * per_sm;
+  if (blocks > cap) blocks = cap;
+  if (blocks < 1) blocks = 1;
+  return (unsigned)blocks;
+}
+
+__host__ __device__ inline bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
+
+#define FPTR(addr) (reinterpret_cast<float*>((uintptr_t)(addr)))
+#define CFPTR(addr) (reinterpret_cast<const float*>((uintptr_t)(addr)))
+
+/* ---------------------------------------------------------------- activations (device) */
+
+__device__ __forceinline__ float sigmoid_f(float x) {
+  if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+  float e = expf(x);
+  return e / (1.0f + e);
+}
+
+/* act(v) for a compile-time activation kind; NaN passes through relu and clamp as on the CPU. */
+template <int ACT>
+__device__ __forceinline__ float act_apply(float v, float lo, float hi) {
+  if (ACT == BRAID_ACT_RELU) return v < 0.0f ? 0.0f : v;
+  if (ACT == BRAID_ACT_CLAMP) {
+    float t = v < lo ? lo : v;
+    return t > hi ? hi : t;
+  }
+  if (ACT == BRAID_ACT_SIGMOID) return sigmoid_f(v);
+  if (ACT == BRAID_ACT_TANH) return tanhf(v);
+  if (ACT == BRAID_ACT_GELU) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  return v;
+}
+
+__device__ __forceinline__ float act_dynamic(float v, int act, float lo, float hi) {
+  switch (act) {
+    case BRAID_ACT_RELU: return act_apply<BRAID_ACT_RELU>(v, lo, hi);
+    case BRAID_ACT_CLAMP: return act_apply<BRAID_ACT_CLAMP>(v, lo, hi);
+    case BRAID_ACT_SIGMOID: return act_apply<BRAID_ACT_SIGMOID>(v, lo, hi);
+    case BRAID_ACT_TANH: return act_apply<BRAID_ACT_TANH>(v, lo, hi);
+    case BRAID_ACT_GELU: return act_apply<BRAID_ACT_GELU>(v, lo, hi);
+    default: return v;
+  }
+}
+
+/* Runs the statement(s) after `act` with the constant ACT_ bound to that activation kind. */
+#define BRAID_DISPATCH_ACT(act, ...)                                                    \
+  switch (act) {                                                                        \
+    case BRAID_ACT_RELU: { constexpr int ACT_ = BRAID_ACT_RELU; __VA_ARGS__; break; }       \
+    case BRAID_ACT_CLAMP: { constexpr int ACT_ = BRAID_ACT_CLAMP; __VA_ARGS__; break; }     \
+    case BRAID_ACT_SIGMOID: { constexpr int ACT_ = BRAID_ACT_SIGMOID; __VA_ARGS__; break; } \
+    case BRAID_ACT_TANH: { constexpr int ACT_ = BRAID_ACT_TANH; __VA_ARGS__; break; }       \
+    case BRAID_ACT_GELU: { constexpr int ACT_ = BRAID_ACT_GELU; __VA_ARGS__; break; }       \
+    default: { constexpr int ACT_ = BRAID_ACT_NONE; __VA_ARGS__; break; }                   \
+  }
+
+/* ---------------------------------------------------------------- epilogue (elementwise.cu) */
+
+/* y[i] = act(x[i] + bias_scale * bias[(i / inner) % channels] + res[i]) over `count` elements;
+ * bias and res may be NULL, x may equal y. Used by braid_unary, and after cuDNN / cuBLASLt for
+ * the activations and bias scalings they cannot fuse. */
+BRAID_HIDDEN int32_t launch_map(Context* c, cudaStream_t s, const char* fn, const float* x,
+                                float* y, int64_t count, int64_t inner, int64_t channels,
+                                const float* bias, float bias_scale, const float* res, int act,
+                                float lo, float hi);
+
+/* ---------------------------------------------------------------- record-keyed caches */
+
+/* FNV-1a over the key's bytes; keys are plain structs zeroed before they are filled. */
+template <typename K>
+struct BytesHash {
+  size_t operator()(const K& k) const {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(&k);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof(K); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return (size_t)h;
+  }
+};
+template <typename K>
+struct BytesEq {
+  bool operator()(const K& a, const K& b) const { return std::memcmp(&a, &b, sizeof(K)) == 0; }
+};
+
+}  // namespace braid_cuda
+
+#endif /* BRAID_CUDA_COMMON_CUH */

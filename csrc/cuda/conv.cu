@@ -1,0 +1,603 @@
+/*
+ * conv.cu — braid_conv2d and braid_conv2d_tune through cuDNN's descriptor API, with a direct
+ * kernel for what cuDNN cannot express.
+ *
+ * Paths (chosen once per parameter record and cached in the context with its descriptors):
+ * - fused: cudnnConvolutionBiasActivationForward, y = relu|identity(conv(x, w) + z + bias) in one
+ *   call (residual as z with alpha2 = 1; a context-owned zero bias when the conv has none).
+ *   cuDNN allows the identity activation only with IMPLICIT_PRECOMP_GEMM.
+ * - plain: cudnnConvolutionForward, then (when there is a bias, residual or an activation cuDNN
+ *   cannot fuse: clamp, sigmoid, tanh, exact GELU) one epilogue pass over y.
+ * - direct: braid's own kernel (algorithm id 8), for padding cuDNN cannot express (cuDNN pads
+ *   symmetrically; braid's bottom/right padding is implied by oh, ow and may differ) and as the
+ *   fallback when no cuDNN algorithm fits the workspace.
+ * Algorithm ids 0..7 are cudnnConvolutionFwdAlgo_t. Math: allow_tf32 → CUDNN_DEFAULT_MATH (TF32
+ * tensor cores allowed, PyTorch's default for convolutions); otherwise CUDNN_FMA_MATH, and only
+ * the GEMM-family algorithms (0, 1, 2) are chosen by the heuristic or the tuner, since FFT and
+ * Winograd transforms lose accuracy that strict fp32 promises.
+ */
+#include "common.cuh"
+
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace braid_cuda {
+
+constexpr int ALGO_COUNT = 8;   /* cuDNN forward algorithms: ids 0..7 */
+constexpr int ALGO_DIRECT = 8;  /* braid's direct kernel */
+constexpr int ALGO_PLAIN = 16;  /* 16 + a: cuDNN algorithm a, never the fused call */
+
+enum ConvPath { PATH_PLAIN = 0, PATH_FUSED = 1, PATH_DIRECT = 2 };
+
+struct ConvKey {
+  braid_conv2d_params p;
+  int32_t has_bias, has_res;
+};
+
+struct ConvPlan {
+  int path = PATH_DIRECT;
+  bool epilogue = false; /* plain path: bias / residual / activation pass after cuDNN */
+  cudnnTensorDescriptor_t xd = nullptr, yd = nullptr, bd = nullptr;
+  cudnnFilterDescriptor_t wd = nullptr;
+  cudnnConvolutionDescriptor_t cd = nullptr;
+  cudnnActivationDescriptor_t ad = nullptr;
+  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  size_t ws = 0;
+  /* The record gave no workspace and the heuristic chose an algorithm that needs some: use the
+   * launching stream's own scratch (its cuBLASLt workspace; a stream runs one launch at a time). */
+  bool stream_scratch = false;
+  ~ConvPlan() {
+    if (xd) cudnnDestroyTensorDescriptor(xd);
+    if (yd) cudnnDestroyTensorDescriptor(yd);
+    if (bd) cudnnDestroyTensorDescriptor(bd);
+    if (wd) cudnnDestroyFilterDescriptor(wd);
+    if (cd) cudnnDestroyConvolutionDescriptor(cd);
+    if (ad) cudnnDestroyActivationDescriptor(ad);
+  }
+};
+
+struct ConvCache {
+  std::unordered_map<ConvKey, ConvPlan*, BytesHash<ConvKey>, BytesEq<ConvKey>> map;
+};
+
+void conv_cache_destroy(Context* c) {
+  if (c->conv_cache == nullptr) return;
+  for (auto& kv : c->conv_cache->map) delete kv.second;
+  delete c->conv_cache;
+  c->conv_cache = nullptr;
+}
+
+static bool algo_allowed(const braid_conv2d_params* p, int algo) {
+  return p->allow_tf32 != 0 || algo <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+}
+
+/* ---------------------------------------------------------------- direct kernel */
+
+struct DirectArgs {
+  const float *x, *w, *bias, *res;
+  float* y;
+  int64_t total;
+  int c, h, wd, k, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, cpg, kpg;
+  int act;
+  float lo, hi;
+};
+
+__global__ void __launch_bounds__(THREADS) conv_direct_kernel(DirectArgs a) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.total; i += stride) {
+    const int ox = (int)(i % a.ow);
+    int64_t t = i / a.ow;
+    const int oy = (int)(t % a.oh);
+    t /= a.oh;
+    const int ko = (int)(t % a.k);
+    const int64_t img = t / a.k;
+    const int g = ko / a.kpg;
+    float acc = 0.0f;
+    for (int ci = 0; ci < a.cpg; ci++) {
+      const float* xp = a.x + ((img * a.c + (int64_t)g * a.cpg + ci) * a.h) * a.wd;
+      const float* wp = a.w + ((int64_t)ko * a.cpg + ci) * a.kh * a.kw;
+      for (int ky = 0; ky < a.kh; ky++) {
+        const int iy = oy * a.sh - a.pt + ky * a.dh;
+        if (iy < 0 || iy >= a.h) continue;
+        for (int kx = 0; kx < a.kw; kx++) {
+          const int ix = ox * a.sw - a.pl + kx * a.dw;
+          if (ix < 0 || ix >= a.wd) continue;
+          acc = fmaf(__ldg(xp + (int64_t)iy * a.wd + ix), __ldg(wp + ky * a.kw + kx), acc);
+        }
+      }
+    }
+    if (a.bias) acc += __ldg(a.bias + ko);
+    if (a.res) acc += a.res[i];
+    a.y[i] = act_dynamic(acc, a.act, a.lo, a.hi);
+  }
+}
+
+/* ---------------------------------------------------------------- plans */
+
+/* cuDNN descriptors of a record; *cudnn_fits is false when cuDNN's symmetric padding does not
+ * give the record's output size. */
+static int32_t make_descriptors(const char* fn, const braid_conv2d_params* p, ConvPlan* pl,
+                                bool* cudnn_fits) {
+  CUDNN_TRY(fn, cudnnCreateTensorDescriptor(&pl->xd));
+  CUDNN_TRY(fn, cudnnCreateTensorDescriptor(&pl->yd));
+  CUDNN_TRY(fn, cudnnCreateTensorDescriptor(&pl->bd));
+  CUDNN_TRY(fn, cudnnCreateFilterDescriptor(&pl->wd));
+  CUDNN_TRY(fn, cudnnCreateConvolutionDescriptor(&pl->cd));
+  CUDNN_TRY(fn, cudnnCreateActivationDescriptor(&pl->ad));
+  CUDNN_TRY(fn, cudnnSetTensor4dDescriptor(pl->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->n, p->c,
+                                           p->h, p->w));
+  CUDNN_TRY(fn, cudnnSetTensor4dDescriptor(pl->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, p->n, p->k,
+                                           p->oh, p->ow));
+  CUDNN_TRY(fn,
+            cudnnSetTensor4dDescriptor(pl->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, p->k, 1, 1));
+  CUDNN_TRY(fn, cudnnSetFilter4dDescriptor(pl->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p->k,
+                                           p->c / p->groups, p->kh, p->kw));
+  CUDNN_TRY(fn, cudnnSetConvolution2dDescriptor(pl->cd, p->pad_top, p->pad_left, p->stride_h,
+                                                p->stride_w, p->dilation_h, p->dilation_w,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  CUDNN_TRY(fn, cudnnSetConvolutionGroupCount(pl->cd, p->groups));
+  CUDNN_TRY(fn, cudnnSetConvolutionMathType(pl->cd, p->allow_tf32 != 0 ? CUDNN_DEFAULT_MATH
+                                                                   : CUDNN_FMA_MATH));
+  CUDNN_TRY(fn, cudnnSetActivationDescriptor(pl->ad,
+                                             p->activation == BRAID_ACT_RELU
+                                                 ? CUDNN_ACTIVATION_RELU
+                                                 : CUDNN_ACTIVATION_IDENTITY,
+                                             CUDNN_PROPAGATE_NAN, 0.0));
+  int on = 0, oc = 0, ooh = 0, oow = 0;
+  cudnnStatus_t s = cudnnGetConvolution2dForwardOutputDim(pl->cd, pl->xd, pl->wd, &on, &oc, &ooh,
+                                                          &oow);
+  *cudnn_fits = s == CUDNN_STATUS_SUCCESS && on == p->n && oc == p->k && ooh == p->oh &&
+                oow == p->ow;
+  return BRAID_OK;
+}
+
+/* Fused call when cuDNN can do the whole epilogue in it (and the id does not ask for the plain
+ * path); else plain conv + one epilogue pass. */
+static void choose_path(const ConvKey& key, ConvPlan* pl, bool force_plain) {
+  const braid_conv2d_params* p = &key.p;
+  const bool extra = key.has_bias || key.has_res;
+  const bool fusable =
+      p->activation == BRAID_ACT_RELU ||
+      (p->activation == BRAID_ACT_NONE && extra &&
+       pl->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+  if (!force_plain && fusable && (key.has_bias || p->k <= ZERO_BIAS_COUNT)) {
+    pl->path = PATH_FUSED;
+    pl->epilogue = false;
+  } else {
+    pl->path = PATH_PLAIN;
+    pl->epilogue = extra || p->activation != BRAID_ACT_NONE;
+  }
+}
+
+static int32_t make_plan(Context* c, const char* fn, const ConvKey& key, ConvPlan** out) {
+  const braid_conv2d_params* p = &key.p;
+  std::unique_ptr<ConvPlan> pl(new (std::nothrow) ConvPlan());
+  if (!pl) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  bool fits = false;
+  int32_t st = make_descriptors(fn, p, pl.get(), &fits);
+  if (st) return st;
+  if (!fits || p->algorithm == ALGO_DIRECT) {
+    pl->path = PATH_DIRECT;
+    *out = pl.release();
+    return BRAID_OK;
+  }
+  const bool force_plain = p->algorithm >= ALGO_PLAIN;
+  int algo = force_plain ? p->algorithm - ALGO_PLAIN : p->algorithm;
+  size_t ws = 0;
+  if (algo < 0) {
+    /* No workspace given: the heuristic may use up to the stream's own scratch. */
+    const bool scratch = p->workspace_bytes == 0;
+    const size_t limit = scratch ? LT_WORKSPACE_BYTES : (size_t)p->workspace_bytes;
+    cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
+    int n = 0;
+    CUDNN_TRY(fn, cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, pl->xd, pl->wd, pl->cd, pl->yd,
+                                                         ALGO_COUNT, &n, perf));
+    for (int i = 0; i < n && algo < 0; i++) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo)) continue;
+      size_t need_ws = 0;
+      if (cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, pl->xd, pl->wd, pl->cd, pl->yd,
+                                                  perf[i].algo, &need_ws) != CUDNN_STATUS_SUCCESS)
+        continue;
+      if (need_ws > limit) continue;
+      algo = perf[i].algo;
+      ws = need_ws;
+    }
+    pl->stream_scratch = scratch && ws > 0;
+    if (algo < 0) { /* nothing fits the workspace: braid's direct kernel needs none */
+      pl->path = PATH_DIRECT;
+      *out = pl.release();
+      return BRAID_OK;
+    }
+  } else {
+    cudnnStatus_t s = cudnnGetConvolutionForwardWorkspaceSize(
+        c->cudnn, pl->xd, pl->wd, pl->cd, pl->yd, (cudnnConvolutionFwdAlgo_t)algo, &ws);
+    if (s != CUDNN_STATUS_SUCCESS)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: algorithm %d is not available for this convolution (%s)", fn, algo,
+                  cudnnGetErrorString(s));
+    if (ws > (size_t)p->workspace_bytes)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn, algo,
+                  ws, p->workspace_bytes);
+  }
+  pl->algo = (cudnnConvolutionFwdAlgo_t)algo;
+  pl->ws = ws;
+  choose_path(key, pl.get(), force_plain);
+  *out = pl.release();
+  return BRAID_OK;
+}
+
+/* The cached plan of a record (context lock held). */
+static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
+                        bool has_res, ConvPlan** out) {
+  ConvKey key;
+  memset(&key, 0, sizeof key);
+  key.p = *p;
+  key.has_bias = has_bias;
+  key.has_res = has_res;
+  if (c->conv_cache == nullptr) {
+    c->conv_cache = new (std::nothrow) ConvCache();
+    if (c->conv_cache == nullptr) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  auto it = c->conv_cache->map.find(key);
+  if (it != c->conv_cache->map.end()) {
+    *out = it->second;
+    return BRAID_OK;
+  }
+  ConvPlan* pl = nullptr;
+  int32_t st;
+  {
+    RelaxedCapture relaxed;
+    st = make_plan(c, fn, key, &pl);
+  }
+  if (st) return st;
+  try {
+    c->conv_cache->map.emplace(key, pl);
+  } catch (...) {
+    delete pl;
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  *out = pl;
+  return BRAID_OK;
+}
+
+static int32_t bind_cudnn(Context* c, const char* fn, cudaStream_t s) {
+  if (c->cudnn_stream != s) {
+    CUDNN_TRY(fn, cudnnSetStream(c->cudnn, s));
+    c->cudnn_stream = s;
+  }
+  return BRAID_OK;
+}
+
+static bool not_supported(cudnnStatus_t s) { return s >= 3000 && s < 4000; }
+
+/* Issues one convolution (context lock held). */
+static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2d_params* p,
+                        uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                        uint64_t workspace) {
+  ConvPlan* pl = nullptr;
+  int32_t st = get_plan(c, fn, p, bias != 0, residual != 0, &pl);
+  if (st) return st;
+  if (pl->path == PATH_DIRECT) {
+    DirectArgs a;
+    a.x = CFPTR(x);
+    a.w = CFPTR(w);
+    a.bias = bias ? CFPTR(bias) : nullptr;
+    a.res = residual ? CFPTR(residual) : nullptr;
+    a.y = FPTR(y);
+    a.total = (int64_t)p->n * p->k * p->oh * p->ow;
+    a.c = p->c;
+    a.h = p->h;
+    a.wd = p->w;
+    a.k = p->k;
+    a.oh = p->oh;
+    a.ow = p->ow;
+    a.kh = p->kh;
+    a.kw = p->kw;
+    a.sh = p->stride_h;
+    a.sw = p->stride_w;
+    a.pt = p->pad_top;
+    a.pl = p->pad_left;
+    a.dh = p->dilation_h;
+    a.dw = p->dilation_w;
+    a.cpg = p->c / p->groups;
+    a.kpg = p->k / p->groups;
+    a.act = p->activation;
+    a.lo = p->act_min;
+    a.hi = p->act_max;
+    conv_direct_kernel<<<grid_for(c, a.total, THREADS, 16), THREADS, 0, s->s>>>(a);
+    LAUNCH_CHECK(fn, "conv_direct_kernel");
+    return BRAID_OK;
+  }
+  if (pl->stream_scratch) workspace = (uint64_t)(uintptr_t)s->lt_ws;
+  if (pl->ws > 0 && workspace == 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: algorithm %d needs %zu bytes of workspace but the workspace address is 0", fn,
+                (int)pl->algo, pl->ws);
+  if ((st = bind_cudnn(c, fn, s->s))) return st;
+  void* wsp = reinterpret_cast<void*>((uintptr_t)workspace);
+  if (pl->path == PATH_FUSED) {
+    const float alpha1 = 1.0f, alpha2 = residual ? 1.0f : 0.0f;
+    const void* z = residual ? CFPTR(residual) : CFPTR(y);
+    const void* b = bias ? CFPTR(bias) : c->zeros;
+    cudnnStatus_t r = cudnnConvolutionBiasActivationForward(
+        c->cudnn, &alpha1, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->algo, wsp, pl->ws,
+        &alpha2, pl->yd, z, pl->bd, b, pl->ad, pl->yd, FPTR(y));
+    if (r == CUDNN_STATUS_SUCCESS) return BRAID_OK;
+    if (!not_supported(r))
+      return cudnn_fail(fn, "cudnnConvolutionBiasActivationForward", r);
+    /* This algorithm has no fused form here: from now on, conv then the epilogue pass. */
+    pl->path = PATH_PLAIN;
+    pl->epilogue = true;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  CUDNN_TRY(fn, cudnnConvolutionForward(c->cudnn, &alpha, pl->xd, CFPTR(x), pl->wd, CFPTR(w),
+                                        pl->cd, pl->algo, wsp, pl->ws, &beta, pl->yd, FPTR(y)));
+  if (pl->epilogue) {
+    const int64_t inner = (int64_t)p->oh * p->ow;
+    return launch_map(c, s->s, fn, CFPTR(y), FPTR(y), (int64_t)p->n * p->k * inner, inner, p->k,
+                      bias ? CFPTR(bias) : nullptr, 1.0f, residual ? CFPTR(residual) : nullptr,
+                      p->activation, p->act_min, p->act_max);
+  }
+  return BRAID_OK;
+}
+
+/* Device time of one launch of a record: a first launch (which also builds the plan), a second
+ * one timed eagerly (when even that is far slower than `best_ms` plus any host overhead, its time
+ * is the answer), then TIME_REPS launches captured on the stream into a graph, replayed
+ * TIME_LAUNCHES times between two events (context lock held; the stream is not capturing). */
+constexpr int TIME_REPS = 5, TIME_LAUNCHES = 2;
+
+static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_conv2d_params* q,
+                             uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                             uint64_t workspace, cudaEvent_t e0, cudaEvent_t e1, float best_ms,
+                             float* out_ms) {
+  /* The first launch of a plan pays one-time set-up (cuDNN loads its kernels): untimed. */
+  int32_t st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+  if (st) return st;
+  CUDA_TRY(fn, cudaEventRecord(e0, s->s));
+  st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+  if (st) return st;
+  CUDA_TRY(fn, cudaEventRecord(e1, s->s));
+  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
+  float warm_ms = 0.0f;
+  CUDA_TRY(fn, cudaEventElapsedTime(&warm_ms, e0, e1));
+  /* Far slower than the best so far even with its launch overhead: not worth timing. */
+  if (best_ms >= 0.0f && warm_ms > 4.0f * best_ms + 0.3f) {
+    *out_ms = warm_ms;
+    return BRAID_OK;
+  }
+  CUDA_TRY(fn, cudaStreamBeginCapture(s->s, cudaStreamCaptureModeThreadLocal));
+  for (int r = 0; r < TIME_REPS && st == BRAID_OK; r++)
+    st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(s->s, &graph);
+  if (st || e != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return st ? st : cuda_fail(fn, "cudaStreamEndCapture", e);
+  }
+  cudaGraphExec_t exec = nullptr;
+  e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
+  e = cudaGraphLaunch(exec, s->s); /* warm */
+  if (e == cudaSuccess) e = cudaEventRecord(e0, s->s);
+  for (int l = 0; l < TIME_LAUNCHES && e == cudaSuccess; l++) e = cudaGraphLaunch(exec, s->s);
+  if (e == cudaSuccess) e = cudaEventRecord(e1, s->s);
+  if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+  float ms = 0.0f;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+  cudaGraphExecDestroy(exec);
+  if (e != cudaSuccess) return cuda_fail(fn, "timing a captured graph", e);
+  *out_ms = ms / (TIME_REPS * TIME_LAUNCHES);
+  return BRAID_OK;
+}
+
+/* Validates a conv2d parameter record and its tensor addresses (as the CPU backend does, plus
+ * this backend's algorithm ids and the workspace fields). */
+static int32_t check_conv2d(const char* fn, const braid_conv2d_params* p, uint64_t x, uint64_t w,
+                            uint64_t y, uint64_t workspace) {
+  int32_t st;
+  if (p == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+  if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: input n %d, c %d, h %d, w %d must be positive", fn,
+                p->n, p->c, p->h, p->w);
+  if (p->k <= 0 || p->oh <= 0 || p->ow <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: output k %d, oh %d, ow %d must be positive", fn,
+                p->k, p->oh, p->ow);
+  if (p->kh <= 0 || p->kw <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: kernel %dx%d must be positive", fn, p->kh, p->kw);
+  if (p->stride_h <= 0 || p->stride_w <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: stride %dx%d must be positive", fn, p->stride_h,
+                p->stride_w);
+  if (p->dilation_h <= 0 || p->dilation_w <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: dilation %dx%d must be positive", fn,
+                p->dilation_h, p->dilation_w);
+  if (p->pad_top < 0 || p->pad_left < 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: padding top %d, left %d is negative", fn,
+                p->pad_top, p->pad_left);
+  if (p->groups <= 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: groups %d must be positive", fn, p->groups);
+  if (p->c % p->groups != 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: groups %d does not divide c %d", fn, p->groups,
+                p->c);
+  if (p->k % p->groups != 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: groups %d does not divide k %d", fn, p->groups,
+                p->k);
+  /* oh, ow imply the bottom/right padding (see the CPU backend): accept from 0 (less the rows a
+   * stride skips) up to max(pad_top, ext) + stride - 1. */
+  {
+    const int64_t dims[2][6] = {
+        {p->h, p->kh, p->stride_h, p->pad_top, p->dilation_h, p->oh},
+        {p->w, p->kw, p->stride_w, p->pad_left, p->dilation_w, p->ow},
+    };
+    static const char* const names[2] = {"oh", "ow"};
+    for (int d = 0; d < 2; d++) {
+      const int64_t in = dims[d][0], kk = dims[d][1], sd = dims[d][2], pad = dims[d][3];
+      const int64_t dil = dims[d][4], out = dims[d][5];
+      const int64_t ext = dil * (kk - 1) + 1;
+      const int64_t pad_end = (out - 1) * sd + ext - in - pad;
+      const int64_t pad_end_max = (pad > ext ? pad : ext) + sd - 1;
+      if (pad_end < -(sd - 1) || pad_end > pad_end_max)
+        return fail(BRAID_ERR_INVALID_ARGUMENT,
+                    "%s: %s %lld is inconsistent with input %lld, kernel %lld, stride %lld, "
+                    "padding %lld, dilation %lld (implied end padding %lld)",
+                    fn, names[d], (long long)out, (long long)in, (long long)kk, (long long)sd,
+                    (long long)pad, (long long)dil, (long long)pad_end);
+    }
+  }
+  if ((st = check_activation(fn, p->activation, p->act_min, p->act_max))) return st;
+  if ((st = need(fn, "x", x)) || (st = need(fn, "w", w)) || (st = need(fn, "y", y))) return st;
+  if (p->algorithm < -1 || (p->algorithm > ALGO_DIRECT && p->algorithm < ALGO_PLAIN) ||
+      p->algorithm >= ALGO_PLAIN + ALGO_COUNT)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: algorithm %d is not one of this backend's (-1; cuDNN 0..7; direct 8; cuDNN "
+                "16..23 without the fused call)",
+                fn, p->algorithm);
+  if (p->workspace_bytes < 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: workspace_bytes %d is negative", fn,
+                p->workspace_bytes);
+  if (p->workspace_bytes > 0 && workspace == 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: workspace_bytes %d but the workspace address is 0",
+                fn, p->workspace_bytes);
+  return BRAID_OK;
+}
+
+}  // namespace braid_cuda
+
+using namespace braid_cuda;
+
+extern "C" {
+
+int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p, uint64_t x,
+                     uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                     uint64_t workspace) {
+  static const char fn[] = "braid_conv2d";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if ((st = check_conv2d(fn, p, x, w, y, workspace))) return st;
+  std::lock_guard<std::mutex> g(c->lock);
+  return run_conv(c, s, fn, p, x, w, bias, residual, y, workspace);
+}
+
+int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p,
+                          uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
+                          uint64_t workspace, int32_t* out, float* out_ms) {
+  static const char fn[] = "braid_conv2d_tune";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out == NULL || out_ms == NULL)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out or out_ms is NULL", fn);
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->capturing || stream_capturing(s))
+      return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  }
+  braid_conv2d_params base = p ? *p : braid_conv2d_params();
+  if ((st = check_conv2d(fn, p, x, w, y, workspace))) return st;
+  base.algorithm = -1;
+
+  /* Candidates: the algorithms cuDNN measures fastest here within the workspace (FindEx, on
+   * these tensors), and for those braid_conv2d would run as cuDNN's fused call, the same
+   * algorithm as plain conv + braid's epilogue (id 16 + a). Each is timed as a captured CUDA
+   * graph of repeated launches: device time only, as the session's graph will see it (cuDNN's
+   * legacy calls cost tens of microseconds of host time each, so eager timing measures the
+   * host). */
+  std::vector<int> candidates;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    ConvPlan* pl = nullptr;
+    if ((st = get_plan(c, fn, &base, bias != 0, residual != 0, &pl))) return st;
+    int on = 0, oc = 0, ooh = 0, oow = 0;
+    const bool fits = cudnnGetConvolution2dForwardOutputDim(pl->cd, pl->xd, pl->wd, &on, &oc,
+                                                            &ooh, &oow) == CUDNN_STATUS_SUCCESS &&
+                      ooh == p->oh && oow == p->ow;
+    if (fits) {
+      if ((st = bind_cudnn(c, fn, s->s))) return st;
+      cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
+      int n = 0;
+      cudnnStatus_t fs = cudnnFindConvolutionForwardAlgorithmEx(
+          c->cudnn, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->yd, FPTR(y), ALGO_COUNT, &n,
+          perf, reinterpret_cast<void*>((uintptr_t)workspace), (size_t)p->workspace_bytes);
+      /* FindEx's device times rank the bare convolutions: keep the few within 4x of the best
+       * (the rest, FFT or GEMM on grouped convolutions, can take milliseconds and cannot win by
+       * fusing), plus IMPLICIT_PRECOMP_GEMM, the only one cuDNN fuses a bias without ReLU into. */
+      std::vector<int> algos;
+      if (fs == CUDNN_STATUS_SUCCESS) {
+        float best_find = -1.0f;
+        for (int i = 0; i < n; i++) {
+          if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo) ||
+              perf[i].memory > (size_t)p->workspace_bytes || perf[i].time < 0.0f)
+            continue;
+          if (best_find < 0.0f) best_find = perf[i].time;
+          const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+          const bool near = perf[i].time <= 4.0f * best_find + 0.02f;
+          if ((near && algos.size() < 4) || precomp) algos.push_back(perf[i].algo);
+        }
+      } else {
+        (void)cudaGetLastError(); /* no measurements: try the GEMM-family algorithms */
+        for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) algos.push_back(a);
+      }
+      const bool extra = bias != 0 || residual != 0;
+      for (int a : algos) {
+        candidates.push_back(a);
+        const bool fused = p->activation == BRAID_ACT_RELU ||
+                           (p->activation == BRAID_ACT_NONE && extra &&
+                            a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+        if (fused) candidates.push_back(ALGO_PLAIN + a);
+      }
+    }
+  }
+  if (candidates.empty()) candidates.push_back(ALGO_DIRECT);
+
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  CUDA_TRY(fn, cudaEventCreate(&e0));
+  cudaError_t ce = cudaEventCreate(&e1);
+  if (ce != cudaSuccess) {
+    cudaEventDestroy(e0);
+    return cuda_fail(fn, "cudaEventCreate", ce);
+  }
+  int best = -1;
+  size_t best_ws = 0;
+  float best_ms = 0.0f;
+  int32_t last_error = BRAID_OK;
+  for (int algo : candidates) {
+    braid_conv2d_params q = base;
+    q.algorithm = algo;
+    std::lock_guard<std::mutex> g(c->lock);
+    float ms = 0.0f;
+    st = time_in_graph(c, s, fn, &q, x, w, bias, residual, y, workspace, e0, e1,
+                       best < 0 ? -1.0f : best_ms, &ms);
+    if (st) {
+      last_error = st;
+      continue;
+    }
+    if (best < 0 || ms < best_ms) {
+      ConvPlan* pl = nullptr;
+      if (get_plan(c, fn, &q, bias != 0, residual != 0, &pl) == BRAID_OK) {
+        best = algo;
+        best_ms = ms;
+        best_ws = pl->path == PATH_DIRECT ? 0 : pl->ws;
+      }
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  if (best < 0) {
+    if (last_error) return last_error;
+    return fail(BRAID_ERR_INTERNAL, "%s: no algorithm could be timed", fn);
+  }
+  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
+  out[0] = best;
+  out[1] = (int32_t)best_ws;
+  *out_ms = best_ms;
+  return BRAID_OK;
+}
+
+}  // extern "C"

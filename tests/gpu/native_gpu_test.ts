@@ -1,0 +1,289 @@
+/**
+ * The CUDA backend at the C ABI level: device facts, out-of-memory and invalid launches as
+ * BraidErrors that leave contexts and sessions usable, gather's deferred index check, misaligned
+ * and odd-sized operands (the scalar paths beside the 16-byte ones), capture misuse, and a
+ * two-stream fork/join captured into one graph, each against the CPU backend.
+ */
+import { Backend } from "../../ffi/backend.ts";
+import { BraidError, type BraidErrorCode } from "../../lib/errors.ts";
+import { GraphBuilder } from "../../lib/ir/builder.ts";
+import type { Graph } from "../../lib/ir/graph.ts";
+import { Session } from "../../mod.ts";
+import { Random } from "../../lib/util/random.ts";
+import { assert } from "../deps.ts";
+import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
+import { CONV, Device, twoStreamCapture } from "./scenario.ts";
+
+const gpuTest = gpuSuite("native_gpu_test.ts");
+
+function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp): BraidError {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof BraidError, `expected a BraidError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (mention) assert.match(e.message, mention);
+    return e;
+  }
+  throw new Error(`expected BraidError ${code}`);
+}
+
+function smallNet(): Graph {
+  const b = new GraphBuilder("small", 5);
+  const x = b.input("x", [1, 3, 16, 16]);
+  let v = b.relu(
+    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
+  );
+  const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
+  const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
+  v = b.concat([left, right], 1, "cat");
+  v = b.flatten(b.globalAvgPool(v), 1);
+  b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
+  return b.build();
+}
+
+gpuTest("device info reports a CUDA device", () => {
+  const backend = cuda();
+  const ctx = backend.contextCreate(0);
+  try {
+    const info = backend.deviceInfo(ctx);
+    assert.equal(info.backend, "cuda");
+    assert.ok(info.name.length > 0);
+    assert.ok(info.multiprocessors > 0 && info.computeCapability >= 50, JSON.stringify(info));
+    assert.ok(info.totalMemory > 0 && info.freeMemory > 0 && info.freeMemory <= info.totalMemory);
+    assert.ok(info.l2Bytes > 0 && info.runtimeVersion > 0 && info.libraryVersion > 0);
+    console.log(
+      `  ${info.name}: ${info.multiprocessors} SMs, cc ${info.computeCapability}, ` +
+        `${(info.totalMemory / 2 ** 30).toFixed(0)} GiB, L2 ${info.l2Bytes / 2 ** 20} MiB, ` +
+        `CUDA runtime ${info.runtimeVersion}, cuDNN ${info.libraryVersion}`,
+    );
+    throwsCode(() => backend.contextCreate(4096), "NATIVE_INVALID_ARGUMENT", /out of range/);
+  } finally {
+    backend.contextDestroy(ctx);
+  }
+});
+
+gpuTest("out of memory is NATIVE_OUT_OF_MEMORY and contexts and sessions go on", async () => {
+  const g = smallNet();
+  const x = new Random(BASE_SEED).floats(3 * 16 * 16);
+  using session = await Session.create(g, { device: "cuda", precision: "fp32" });
+  const before = session.runSync({ x })[g.outputs[0]];
+
+  const d = new Device(cuda());
+  try {
+    throwsCode(() => d.alloc(2 ** 48), "NATIVE_OUT_OF_MEMORY", /braid_buffer_alloc.*bytes/);
+    throwsCode(() => d.backend.hostAlloc(d.ctx, 2 ** 53), "NATIVE_OUT_OF_MEMORY");
+    // The same context still allocates, copies and computes.
+    const a = d.alloc(256), y = d.alloc(256);
+    const data = new Random(1).floats(256);
+    d.upload(a, data);
+    d.op("braid_unary", "unary", { count: 256, kind: 1, act_min: 0, act_max: 0 }, [a, y]);
+    assert.deepEqual(d.download(y, 256), data.map((v) => Math.max(v, 0)));
+  } finally {
+    d.close();
+  }
+
+  // A session whose batch makes the arena far larger than the device fails cleanly...
+  await Session.create(g, { device: "cuda", batch: 2 ** 26 }).then(
+    () => assert.fail("a terabyte arena was allocated"),
+    (e) => {
+      assert.ok(e instanceof BraidError, String(e));
+      assert.equal(e.code, "NATIVE_OUT_OF_MEMORY", e.message);
+    },
+  );
+  // ...and the live session still runs, with the same answer.
+  assert.deepEqual(session.runSync({ x })[g.outputs[0]], before);
+});
+
+gpuTest("invalid launches are BraidErrors and the context goes on", () => {
+  const d = new Device(cuda());
+  try {
+    const x = d.alloc(1024), w = d.alloc(8 * 4 * 9), y = d.alloc(2048);
+    const unary = (count: number, kind: number) => () =>
+      d.op("braid_unary", "unary", { count, kind, act_min: 0, act_max: 0 }, [x, y]);
+    throwsCode(unary(0, 1), "NATIVE_INVALID_ARGUMENT", /count 0/);
+    throwsCode(unary(16, 9), "NATIVE_INVALID_ARGUMENT", /kind 9/);
+    throwsCode(
+      () => d.op("braid_unary", "unary", { count: 4, kind: 1, act_min: 0, act_max: 0 }, [0n, y]),
+      "NATIVE_INVALID_ARGUMENT",
+      /x address is 0/,
+    );
+    const conv = (change: Record<string, number>) => () =>
+      d.op("braid_conv2d", "conv2d", { ...CONV, ...change }, [x, w, 0n, 0n, y, 0n]);
+    throwsCode(conv({ oh: 40 }), "NATIVE_INVALID_ARGUMENT", /oh 40 is inconsistent/);
+    throwsCode(conv({ groups: 3 }), "NATIVE_INVALID_ARGUMENT", /groups 3/);
+    throwsCode(conv({ algorithm: 42 }), "NATIVE_INVALID_ARGUMENT", /algorithm 42/);
+    throwsCode(conv({ workspace_bytes: 1024 }), "NATIVE_INVALID_ARGUMENT", /workspace/);
+    throwsCode(conv({ activation: 7 }), "NATIVE_INVALID_ARGUMENT", /activation 7/);
+    throwsCode(
+      () =>
+        d.op("braid_gemm", "gemm", {
+          m: 2,
+          n: 2,
+          k: 2,
+          trans_b: 3,
+          alpha: 1,
+          beta: 1,
+          activation: 0,
+          act_min: 0,
+          act_max: 0,
+          allow_tf32: 0,
+        }, [x, x, 0n, y]),
+      "NATIVE_INVALID_ARGUMENT",
+      /trans_b 3/,
+    );
+    const concat = new Uint8Array(4 * 67);
+    new Int32Array(concat.buffer).set([2, 1, 5, 2, 2]); // inner sizes add up to 4, not 5
+    throwsCode(
+      () => d.backend.concat(d.ctx, 0n, concat, BigUint64Array.from([x, x]), y),
+      "NATIVE_INVALID_ARGUMENT",
+      /add up to 4/,
+    );
+    throwsCode(() => d.backend.streamSynchronize(d.ctx, 12345n), "NATIVE_INVALID_HANDLE");
+    throwsCode(() => d.backend.bufferFree(d.ctx, x + 4n), "NATIVE_INVALID_ARGUMENT");
+    // Still usable: a valid conv runs and matches the CPU backend.
+    const rng = new Random(BASE_SEED);
+    const xs = rng.floats(1024), ws = rng.floats(8 * 4 * 9, -0.3, 0.3);
+    d.upload(x, xs);
+    d.upload(w, ws);
+    d.op("braid_conv2d", "conv2d", CONV, [x, w, 0n, 0n, y, 0n]);
+    const got = d.download(y, 2048);
+    const c = new Device(Backend.open("cpu"));
+    try {
+      const [cx, cw, cy] = [c.alloc(1024), c.alloc(8 * 4 * 9), c.alloc(2048)];
+      c.upload(cx, xs);
+      c.upload(cw, ws);
+      c.op("braid_conv2d", "conv2d", { ...CONV, algorithm: 0 }, [cx, cw, 0n, 0n, cy, 0n]);
+      expectClose(got, c.download(cy, 2048), 1e-5, "conv after errors");
+    } finally {
+      c.close();
+    }
+  } finally {
+    d.close();
+  }
+});
+
+gpuTest("a gather index out of range is reported at the next synchronize", () => {
+  const d = new Device(cuda());
+  try {
+    const data = d.alloc(40), idx = d.alloc(3), y = d.alloc(12);
+    const values = new Random(3).floats(40);
+    d.upload(data, values);
+    d.upload(idx, new Int32Array([1, 12, -2]));
+    d.op("braid_gather", "gather", { outer: 1, axis: 10, inner: 4, count: 3 }, [data, idx, y]);
+    throwsCode(
+      () => d.backend.streamSynchronize(d.ctx, 0n),
+      "NATIVE_INVALID_ARGUMENT",
+      /gather index out of range: index 12 \(at position 1\) for axis size 10/,
+    );
+    d.backend.streamSynchronize(d.ctx, 0n); // reported once
+    const out = d.download(y, 12);
+    assert.deepEqual(out.subarray(0, 4), values.subarray(4, 8));
+    assert.deepEqual(out.subarray(4, 8), new Float32Array(4));
+    assert.deepEqual(out.subarray(8, 12), values.subarray(32, 36));
+  } finally {
+    d.close();
+  }
+});
+
+gpuTest("misaligned and odd-sized operands take the scalar paths correctly", () => {
+  const run = (backend: Backend): Float32Array[] => {
+    const d = new Device(backend);
+    try {
+      const rng = new Random(BASE_SEED ^ 77);
+      const n = 4099;
+      const base = d.alloc(3 * n + 64, 64);
+      const x = base + 4n, b = base + BigInt(4 * n + 8), y = base + BigInt(8 * n + 12);
+      d.upload(x, rng.floats(n, -4, 4));
+      d.upload(b, rng.floats(n, 0.5, 1.5));
+      const out: Float32Array[] = [];
+      d.op("braid_unary", "unary", { count: n, kind: 5, act_min: 0, act_max: 0 }, [x, y]);
+      out.push(d.download(y, n));
+      d.op("braid_binary", "binary", {
+        kind: 3,
+        rank: 1,
+        shape: [n],
+        a_strides: [1],
+        b_strides: [1],
+        activation: 3,
+        act_min: 0,
+        act_max: 0,
+      }, [x, b, y]);
+      out.push(d.download(y, n));
+      // Concat of inner sizes 5 and 3 over 7 rows (4-byte path).
+      const params = new Uint8Array(4 * 67);
+      new Int32Array(params.buffer).set([2, 7, 8, 5, 3]);
+      d.backend.concat(d.ctx, 0n, params, BigUint64Array.from([x, b]), y);
+      out.push(d.download(y, 56));
+      // A transpose through strided_copy.
+      d.op("braid_strided_copy", "strided_copy", {
+        rank: 3,
+        shape: [5, 7, 3],
+        strides: [1, 15, 5],
+        offset: 2,
+      }, [x, y]);
+      out.push(d.download(y, 105));
+      return out;
+    } finally {
+      d.close();
+    }
+  };
+  const got = run(cuda()), want = run(Backend.open("cpu"));
+  got.forEach((g, i) => expectClose(g, want[i], 1e-6, `output ${i}`));
+});
+
+gpuTest("capture misuse is NATIVE_CAPTURE and leaves the context usable", () => {
+  const d = new Device(cuda());
+  try {
+    const { backend, ctx } = d;
+    throwsCode(() => backend.captureEnd(ctx, 0n), "NATIVE_CAPTURE", /not capturing/);
+    const s1 = d.stream();
+    const fork = d.event();
+    const x = d.alloc(64), y = d.alloc(64);
+    backend.captureBegin(ctx, 0n);
+    throwsCode(() => backend.captureBegin(ctx, 0n), "NATIVE_CAPTURE", /already capturing/);
+    throwsCode(() => backend.streamSynchronize(ctx, 0n), "NATIVE_CAPTURE");
+    // Fork a stream and never join it back: the capture cannot end into a graph.
+    backend.eventRecord(ctx, fork, 0n);
+    backend.streamWaitEvent(ctx, s1, fork);
+    d.op("braid_unary", "unary", { count: 64, kind: 1, act_min: 0, act_max: 0 }, [x, y], s1);
+    throwsCode(() => backend.captureEnd(ctx, 0n), "NATIVE_CAPTURE");
+    // Everything still works afterwards, eagerly and captured.
+    const data = new Random(9).floats(64);
+    d.upload(x, data);
+    backend.captureBegin(ctx, 0n);
+    d.op("braid_unary", "unary", { count: 64, kind: 4, act_min: 0, act_max: 0 }, [x, y]);
+    const graph = d.keepGraph(backend.captureEnd(ctx, 0n));
+    backend.graphLaunch(ctx, graph, 0n);
+    expectClose(d.download(y, 64), data.map(Math.tanh), 1e-6, "tanh replay");
+  } finally {
+    d.close();
+  }
+});
+
+gpuTest("two streams forked and joined inside a capture replay like the CPU backend", () => {
+  const seed = BASE_SEED ^ 0x5eed;
+  const got = twoStreamCapture(cuda(), seed);
+  const want = twoStreamCapture(Backend.open("cpu"), seed);
+  assert.equal(got.length, 3);
+  got.forEach((g, i) => expectClose(g, want[i], 1e-5, `launch ${i}`));
+  assert.notDeepEqual(got[0], got[1], "each launch read its fresh input");
+});
+
+gpuTest("events time device work and report incomplete use", () => {
+  const d = new Device(cuda());
+  try {
+    const { backend, ctx } = d;
+    const [e0, e1] = [d.event(), d.event()];
+    throwsCode(() => backend.eventElapsed(ctx, e0, e1), "NATIVE_INVALID_ARGUMENT", /recorded/);
+    const x = d.alloc(1 << 22), y = d.alloc(1 << 22);
+    backend.eventRecord(ctx, e0, 0n);
+    d.op("braid_unary", "unary", { count: 1 << 22, kind: 5, act_min: 0, act_max: 0 }, [x, y]);
+    backend.eventRecord(ctx, e1, 0n);
+    backend.streamSynchronize(ctx, 0n);
+    const ms = backend.eventElapsed(ctx, e0, e1);
+    assert.ok(ms > 0 && ms < 1000, `elapsed ${ms} ms`);
+  } finally {
+    d.close();
+  }
+});

@@ -1,0 +1,527 @@
+/**
+ * Every op of the op table on the CUDA backend against the CPU backend: one-node graphs run
+ * through Session on fresh random inputs (seed printed on failure; BRAID_TEST_SEED reproduces).
+ * Strict fp32 (precision "fp32"): ‖cuda − cpu‖ / ‖cpu‖ < 1e-5. Convolutions again with precision
+ * "default" (TF32 allowed, PyTorch's default) and products with "tf32": < 3e-3.
+ * The cases follow tests/ops_test.ts, plus sizes that reach the CUDA kernels' other paths
+ * (16-byte vectors with tails, block-per-row reductions, cuDNN and cuBLASLt at model sizes).
+ */
+import { Session } from "../../mod.ts";
+import { GraphBuilder } from "../../lib/ir/builder.ts";
+import { type Graph, numel } from "../../lib/ir/graph.ts";
+import {
+  type AttrsByOp,
+  type FusedActivation,
+  type OpName,
+  OPS,
+  windowOutput,
+} from "../../lib/ir/ops.ts";
+import type { PrecisionOption } from "../../lib/runtime/session.ts";
+import { Random } from "../../lib/util/random.ts";
+import { assert } from "../deps.ts";
+import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
+
+const gpuTest = gpuSuite("ops_gpu_test.ts");
+
+const FP32_TOLERANCE = 1e-5;
+const TF32_TOLERANCE = 3e-3;
+
+type Draw = (rng: Random, i: number) => number;
+interface Operand {
+  shape: number[];
+  dtype: "float32" | "int32";
+  draw: Draw;
+  constant?: boolean;
+}
+interface OpCase {
+  op: OpName;
+  name: string;
+  operands: (Operand | null)[];
+  attrs: Record<string, unknown>;
+}
+
+const u = (shape: number[], lo = -1, hi = 1): Operand => ({
+  shape,
+  dtype: "float32",
+  draw: (rng) => rng.uniform(lo, hi),
+});
+const away = (shape: number[]): Operand => ({
+  shape,
+  dtype: "float32",
+  draw: (rng) => (rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.5, 1.5),
+});
+const constant = (o: Operand): Operand => ({ ...o, constant: true });
+const indices = (shape: number[], dim: number): Operand => ({
+  shape,
+  dtype: "int32",
+  draw: (rng, i) => (i % 2 === 1 ? rng.int(-dim, -1) : rng.int(0, dim - 1)),
+});
+
+const CASES: OpCase[] = [];
+function add<K extends OpName>(
+  op: K,
+  name: string,
+  operands: (Operand | null)[],
+  attrs: Partial<AttrsByOp[K]> = {},
+) {
+  CASES.push({ op, name, operands, attrs });
+}
+
+const ACT: Record<string, FusedActivation> = {
+  none: { activation: "none", actMin: 0, actMax: 0 },
+  relu: { activation: "relu", actMin: 0, actMax: 0 },
+  relu6: { activation: "clamp", actMin: 0, actMax: 6 },
+  clamp: { activation: "clamp", actMin: -0.25, actMax: 0.5 },
+  sigmoid: { activation: "sigmoid", actMin: 0, actMax: 0 },
+  tanh: { activation: "tanh", actMin: 0, actMax: 0 },
+  gelu: { activation: "gelu", actMin: 0, actMax: 0 },
+};
+
+// ------------------------------------------------------------------------------ the cases
+
+const CONV_CASES: OpCase[] = [];
+{
+  const conv = (
+    name: string,
+    x: number[],
+    w: number[],
+    a: Partial<AttrsByOp["Conv2d"]>,
+    o: { bias?: boolean; residual?: boolean } = {},
+  ) => {
+    const [n, , h, wd] = x;
+    const [k, , kh, kw] = w;
+    const [sh, sw] = a.strides ?? [1, 1];
+    const [pt, pl, pb, pr] = a.pads ?? [0, 0, 0, 0];
+    const [dh, dw] = a.dilations ?? [1, 1];
+    const out = [n, k, windowOutput(h, kh, sh, pt, pb, dh), windowOutput(wd, kw, sw, pl, pr, dw)];
+    const operands = [u(x), u(w), o.bias ?? true ? u([k]) : null];
+    if (o.residual) operands.push(u(out));
+    const extras = `${o.bias ?? true ? "" : ", no bias"}${o.residual ? ", residual" : ""}`;
+    const act = a.activation ? `, ${a.activation}` : "";
+    add("Conv2d", `${name}${extras}${act}`, operands, a);
+    CONV_CASES.push(CASES[CASES.length - 1]);
+  };
+  conv("3x3 pad 1", [2, 4, 9, 9], [8, 4, 3, 3], { pads: [1, 1, 1, 1] });
+  conv("7x7 stride 2 pad 3", [2, 3, 16, 16], [8, 3, 7, 7], {
+    strides: [2, 2],
+    pads: [3, 3, 3, 3],
+    ...ACT.relu,
+  });
+  conv("1x1", [2, 16, 5, 6], [8, 16, 1, 1], {}, { bias: false });
+  conv("1x1 stride 2", [1, 8, 7, 7], [12, 8, 1, 1], { strides: [2, 2], ...ACT.relu6 });
+  conv("depthwise 3x3 groups=C pad 1", [2, 8, 10, 10], [8, 1, 3, 3], {
+    groups: 8,
+    pads: [1, 1, 1, 1],
+    ...ACT.relu6,
+  });
+  conv("depthwise 3x3 groups=C stride 2 pad 1", [2, 6, 9, 9], [6, 1, 3, 3], {
+    groups: 6,
+    strides: [2, 2],
+    pads: [1, 1, 1, 1],
+  });
+  conv("depthwise multiplier 2 (groups=4, 4→8)", [1, 4, 6, 6], [8, 1, 3, 3], {
+    groups: 4,
+    pads: [1, 1, 1, 1],
+    ...ACT.tanh,
+  });
+  conv("groups=2 3x3", [2, 4, 7, 8], [6, 2, 3, 3], { groups: 2, ...ACT.sigmoid });
+  conv("dilation 2 pad 2", [2, 3, 11, 11], [5, 3, 3, 3], {
+    dilations: [2, 2],
+    pads: [2, 2, 2, 2],
+    ...ACT.tanh,
+  });
+  conv("asymmetric pads [1, 0, 2, 1] stride 2 (direct kernel)", [2, 3, 8, 9], [4, 3, 3, 3], {
+    strides: [2, 2],
+    pads: [1, 0, 2, 1],
+    ...ACT.gelu,
+  });
+  conv("3x5 kernel stride [1, 2] dilation [2, 1] pads [0, 2, 1, 0]", [1, 3, 10, 12], [4, 3, 3, 5], {
+    strides: [1, 2],
+    dilations: [2, 1],
+    pads: [0, 2, 1, 0],
+  });
+  conv("3x3 pad 1", [2, 4, 6, 6], [4, 4, 3, 3], { pads: [1, 1, 1, 1], ...ACT.relu }, {
+    residual: true,
+  });
+  conv("3x3", [2, 4, 6, 6], [3, 4, 3, 3], {}, { bias: false, residual: true });
+  conv("1x1 groups=2", [2, 8, 5, 5], [8, 4, 1, 1], { groups: 2, ...ACT.gelu }, { residual: true });
+  conv("3x3 pad 1", [1, 5, 6, 7], [6, 5, 3, 3], { pads: [1, 1, 1, 1], ...ACT.clamp });
+  conv("stride 3 kernel 2 (windows skip pixels)", [1, 2, 10, 11], [3, 2, 2, 2], {
+    strides: [3, 3],
+  });
+  // Model-sized layers: what cuDNN's fused path and the tuner really see.
+  conv("resnet 3x3 64→64 on 28x28 pad 1", [1, 64, 28, 28], [64, 64, 3, 3], {
+    pads: [1, 1, 1, 1],
+    ...ACT.relu,
+  }, { residual: true });
+  conv("resnet 1x1 256→64 on 14x14", [2, 256, 14, 14], [64, 256, 1, 1], ACT.relu);
+  conv("stem 7x7 stride 2 pad 3 on 3x64x64", [1, 3, 64, 64], [32, 3, 7, 7], {
+    strides: [2, 2],
+    pads: [3, 3, 3, 3],
+    ...ACT.relu,
+  });
+  conv("downsample 1x1 stride 2, bias, no activation", [1, 64, 28, 28], [128, 64, 1, 1], {
+    strides: [2, 2],
+  });
+  conv("3x3 128→32 no bias, no activation (DenseNet)", [1, 128, 14, 14], [32, 128, 3, 3], {
+    pads: [1, 1, 1, 1],
+  }, { bias: false });
+}
+
+{
+  const bn = (x: number[], epsilon?: number) => {
+    const c = [x[1]];
+    add("BatchNorm", `[${x}]${epsilon ? ` epsilon ${epsilon}` : ""}`, [
+      u(x),
+      u(c),
+      u(c),
+      u(c),
+      u(c, 0.25, 1.5),
+    ], epsilon ? { epsilon } : {});
+  };
+  bn([2, 4, 5, 6]);
+  bn([3, 6]);
+  bn([2, 3, 7], 1e-3);
+  bn([1, 16, 3, 3], 0.1);
+  bn([2, 32, 28, 28]); // 16-byte vectors
+}
+
+for (const [op, range] of [["Relu", 1], ["Sigmoid", 6], ["Tanh", 4], ["Gelu", 5]] as const) {
+  add(op, `[2, 3, 4, 5] in [-${range}, ${range}]`, [u([2, 3, 4, 5], -range, range)]);
+  add(op, "[7] in [-1, 1]", [u([7])]);
+  add(op, "[3, 1000] in [-8, 8]", [u([3, 1000], -8, 8)]);
+  add(op, "[4099] (vectors and a tail)", [u([4099], -range, range)]);
+}
+add("Clamp", "min -0.5 max 0.5", [u([2, 3, 4, 5])], { min: -0.5, max: 0.5 });
+add("Clamp", "Relu6 (0, 6) on [-8, 8]", [u([2, 50], -8, 8)], { min: 0, max: 6 });
+add("Clamp", "min only (0.25)", [u([3, 17])], { min: 0.25 });
+add("Clamp", "max only (-0.25)", [u([3, 17])], { max: -0.25 });
+add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
+
+{
+  const shapes: [number[], number[]][] = [
+    [[2, 3, 4, 5], [2, 3, 4, 5]],
+    [[2, 3, 4, 5], [3, 1, 1]],
+    [[4, 1], [1, 5]],
+    [[2, 3, 4], [1]],
+    [[1], [2, 3, 4]],
+    [[2, 1, 4, 1], [3, 1, 6]],
+    [[5], [2, 3, 5]],
+    [[2, 3, 4, 5], [1, 3, 1, 5]],
+    [[3, 1027], [3, 1027]],
+  ];
+  const acts = Object.values(ACT);
+  (["Add", "Sub", "Mul", "Div"] as const).forEach((op, o) => {
+    shapes.forEach(([a, b], i) => {
+      const act = acts[(i + o) % acts.length];
+      add(op, `[${a}] ${op} [${b}], ${act.activation}`, [
+        u(a),
+        op === "Div" ? away(b) : u(b),
+      ], act);
+    });
+  });
+}
+
+{
+  const pools: [string, number[], Partial<AttrsByOp["MaxPool2d"]>][] = [
+    ["k3 s2 p1", [2, 3, 9, 9], { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }],
+    ["k3 s2 p1 ceil", [2, 3, 8, 8], {
+      kernel: [3, 3],
+      strides: [2, 2],
+      pads: [1, 1, 1, 1],
+      ceilMode: true,
+    }],
+    ["k2 s2 ceil on 7x7", [2, 3, 7, 7], { kernel: [2, 2], strides: [2, 2], ceilMode: true }],
+    ["k2 s2 p1 ceil on 5x5", [1, 2, 5, 5], {
+      kernel: [2, 2],
+      strides: [2, 2],
+      pads: [1, 1, 1, 1],
+      ceilMode: true,
+    }],
+    ["k3 s1 p1 (same size)", [2, 4, 6, 7], { kernel: [3, 3], pads: [1, 1, 1, 1] }],
+    ["k3 s2 floor", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2] }],
+    ["k3 s2 ceil", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2], ceilMode: true }],
+    ["k [2, 3] s [1, 2] p [1, 1] ceil", [2, 2, 6, 9], {
+      kernel: [2, 3],
+      strides: [1, 2],
+      pads: [1, 1, 1, 1],
+      ceilMode: true,
+    }],
+    ["k3 s2 asymmetric pads [1, 0, 0, 1]", [1, 2, 7, 8], {
+      kernel: [3, 3],
+      strides: [2, 2],
+      pads: [1, 0, 0, 1],
+    }],
+    ["global-sized window k7 on 7x7", [2, 8, 7, 7], { kernel: [7, 7], strides: [1, 1] }],
+    ["k3 s2 ceil on 64x112x112 (GoogLeNet stem)", [1, 64, 112, 112], {
+      kernel: [3, 3],
+      strides: [2, 2],
+      ceilMode: true,
+    }],
+  ];
+  for (const [name, x, a] of pools) {
+    add("MaxPool2d", name, [u(x)], a);
+    for (const countIncludePad of [true, false]) {
+      add("AvgPool2d", `${name}, count_include_pad ${countIncludePad}`, [u(x)], {
+        ...a,
+        countIncludePad,
+      });
+    }
+  }
+}
+
+add("GlobalAvgPool", "[2, 8, 7, 7]", [u([2, 8, 7, 7])]);
+add("GlobalAvgPool", "[3, 5, 4] (rank 3)", [u([3, 5, 4])]);
+add("GlobalAvgPool", "[1, 4, 1, 1]", [u([1, 4, 1, 1])]);
+add("GlobalAvgPool", "[2, 3, 13, 17]", [u([2, 3, 13, 17])]);
+add("GlobalAvgPool", "[2, 3, 64, 65] (block per row)", [u([2, 3, 64, 65])]);
+
+add("Concat", "axis 1, three inputs", [u([2, 3, 4]), u([2, 5, 4]), u([2, 1, 4])], { axis: 1 });
+add("Concat", "axis -1", [u([2, 3, 4]), u([2, 3, 2])], { axis: -1 });
+add("Concat", "axis 2 of rank 4", [u([2, 3, 4, 5]), u([2, 3, 1, 5])], { axis: 2 });
+add("Concat", "axis 0", [u([2, 3]), u([4, 3])], { axis: 0 });
+add("Concat", "one input", [u([2, 3, 4])], { axis: 1 });
+add("Concat", "axis 1 of [1, c, 28, 28] (16-byte vectors)", [
+  u([1, 64, 28, 28]),
+  u([1, 32, 28, 28]),
+  u([1, 8, 28, 28]),
+], { axis: 1 });
+add(
+  "Concat",
+  "axis 1, batch 2, 17 inputs",
+  Array.from({ length: 17 }, (_, i) => u([2, i + 1, 4])),
+  {
+    axis: 1,
+  },
+);
+
+add("Flatten", "axis 1", [u([2, 3, 4, 5])], { axis: 1 });
+add("Flatten", "axis 2", [u([2, 3, 4, 5])], { axis: 2 });
+add("Reshape", "[0, -1]", [u([2, 3, 4, 5])], { shape: [0, -1] });
+add("Reshape", "[4, -1, 5]", [u([2, 6, 5])], { shape: [4, -1, 5] });
+
+for (const perm of [[1, 0], [0, 2, 1], [2, 0, 1], [1, 2, 0]]) {
+  add("Transpose", `[${perm}] of [${[3, 4, 5].slice(0, perm.length)}]`, [
+    u([3, 4, 5].slice(0, perm.length)),
+  ], { perm });
+}
+for (const perm of [[0, 2, 3, 1], [0, 3, 1, 2], [3, 2, 1, 0], [0, 1, 3, 2], [2, 0, 3, 1]]) {
+  add("Transpose", `[${perm}] of [2, 3, 4, 5]`, [u([2, 3, 4, 5])], { perm });
+}
+
+{
+  const slices: [string, number[], number[], number[], number[]][] = [
+    ["axis 2 [1:-1]", [2], [1], [-1], [1]],
+    ["axes [1, 3] [-4:100], [0:-2:2]", [1, 3], [-4, 0], [100, -2], [1, 2]],
+    ["axis 3 reversed [-1:-100:-1]", [3], [-1], [-100], [-1]],
+    ["axis 2 [5:0:-2]", [2], [5], [0], [-2]],
+    ["axes [-1, 1] [1:7:3], [-2:-7:-1]", [-1, 1], [1, -2], [7, -7], [3, -1]],
+    ["axis 0 [-1:2147483647]", [0], [-1], [2147483647], [1]],
+    ["all axes", [0, 1, 2, 3], [0, 1, -3, -1], [2, 6, 7, -9], [1, 2, 1, -2]],
+  ];
+  for (const [name, axes, starts, ends, steps] of slices) {
+    add("Slice", `${name} of [2, 6, 7, 8]`, [u([2, 6, 7, 8])], { axes, starts, ends, steps });
+  }
+}
+
+const PRODUCT_CASES: OpCase[] = [];
+const product = <K extends "Gemm" | "MatMul">(
+  op: K,
+  name: string,
+  operands: Operand[],
+  attrs: Partial<AttrsByOp[K]> = {},
+) => {
+  add(op, name, operands, attrs);
+  PRODUCT_CASES.push(CASES[CASES.length - 1]);
+};
+product("Gemm", "transB false, bias", [u([6, 8]), u([8, 5]), u([5])]);
+product("Gemm", "transB true, alpha 0.5, beta 2, bias", [u([6, 8]), u([5, 8]), u([5])], {
+  transB: true,
+  alpha: 0.5,
+  beta: 2,
+});
+product("Gemm", "transB false, alpha -1.5, no bias", [u([7, 9]), u([9, 4])], { alpha: -1.5 });
+product("Gemm", "transB true, no bias, relu", [u([3, 16]), u([10, 16])], {
+  transB: true,
+  ...ACT.relu,
+});
+product("Gemm", "rank 3 A, transB true, relu", [u([2, 3, 8]), u([5, 8]), u([5])], {
+  transB: true,
+  ...ACT.relu,
+});
+product("Gemm", "bias [1, 6], beta 0.5, gelu", [u([4, 7]), u([7, 6]), u([1, 6])], {
+  beta: 0.5,
+  ...ACT.gelu,
+});
+product("Gemm", "transB true, clamp(-0.25, 0.5), alpha 2", [u([5, 12]), u([3, 12]), u([3])], {
+  transB: true,
+  alpha: 2,
+  ...ACT.clamp,
+});
+product("Gemm", "K 256, M 33, N 65 (odd sizes)", [u([33, 256]), u([256, 65]), u([65])]);
+product("Gemm", "classifier 2048 → 1000, transB, bias", [
+  u([2, 2048]),
+  u([1000, 2048], -0.05, 0.05),
+  u([1000]),
+], { transB: true });
+product("Gemm", "tanh, no bias, [9, 31] x [31, 17]", [u([9, 31]), u([31, 17])], {
+  ...ACT.tanh,
+});
+
+product("MatMul", "[2, 3, 4, 5] x [5, 6]", [u([2, 3, 4, 5]), u([5, 6])]);
+product("MatMul", "[2, 3, 4, 5] x [2, 3, 6, 5] transB alpha 0.25", [
+  u([2, 3, 4, 5]),
+  u([2, 3, 6, 5]),
+], { transB: true, alpha: 0.25 });
+product("MatMul", "[1, 3, 4, 5] x [2, 1, 5, 6] (broadcast batch)", [
+  u([1, 3, 4, 5]),
+  u([2, 1, 5, 6]),
+]);
+product("MatMul", "[2, 1, 4, 5] x [1, 3, 7, 5] transB alpha -2", [
+  u([2, 1, 4, 5]),
+  u([1, 3, 7, 5]),
+], { transB: true, alpha: -2 });
+product("MatMul", "[4, 5] x [2, 3, 5, 6]", [u([4, 5]), u([2, 3, 5, 6])]);
+product("MatMul", "[3, 4, 5] x [3, 5, 2]", [u([3, 4, 5]), u([3, 5, 2])]);
+product("MatMul", "[8, 33] x [33, 17]", [u([8, 33]), u([33, 17])]);
+product("MatMul", "[2, 2, 2, 3, 4] x [2, 1, 4, 5] (3 batch dims)", [
+  u([2, 2, 2, 3, 4]),
+  u([2, 1, 4, 5]),
+]);
+product("MatMul", "attention-like [2, 8, 64, 32] x [2, 8, 64, 32] transB", [
+  u([2, 8, 64, 32]),
+  u([2, 8, 64, 32]),
+], { transB: true, alpha: 0.125 });
+
+add("Softmax", "[2, 3, 4, 5] axis -1", [u([2, 3, 4, 5])], { axis: -1 });
+add("Softmax", "[2, 3, 4, 5] axis 1", [u([2, 3, 4, 5])], { axis: 1 });
+add("Softmax", "[2, 3, 4, 5] axis 0", [u([2, 3, 4, 5])], { axis: 0 });
+add("Softmax", "[4, 100] in [-20, 20] axis -1", [u([4, 100], -20, 20)], { axis: -1 });
+add("Softmax", "[3, 7, 2] axis -2", [u([3, 7, 2], -5, 5)], { axis: -2 });
+add("Softmax", "[3, 3000] axis -1 (block per row)", [u([3, 3000], -5, 5)], { axis: -1 });
+
+add("LayerNorm", "[2, 5, 16] axis -1", [u([2, 5, 16]), u([16]), u([16])]);
+add("LayerNorm", "[2, 5, 16] axis -2", [u([2, 5, 16]), u([5, 16]), u([80])], { axis: -2 });
+add("LayerNorm", "[3, 32] epsilon 1e-6, inputs in [2, 3]", [u([3, 32], 2, 3), u([32]), u([32])], {
+  epsilon: 1e-6,
+});
+add("LayerNorm", "[4, 3, 768] axis 2", [u([4, 3, 768]), u([768]), u([768])], { axis: 2 });
+add("LayerNorm", "[3, 2, 1536] axis 2 (block per row)", [u([3, 2, 1536]), u([1536]), u([1536])], {
+  axis: 2,
+});
+
+add("Gather", "axis 0, data [10, 4], indices [2, 3]", [constant(u([10, 4])), indices([2, 3], 10)], {
+  axis: 0,
+});
+add("Gather", "axis 1, data [3, 7, 5], indices [4]", [constant(u([3, 7, 5])), indices([4], 7)], {
+  axis: 1,
+});
+add("Gather", "axis 1, data [3, 7, 5] and indices [3] both inputs", [
+  u([3, 7, 5]),
+  indices([3], 7),
+], { axis: 1 });
+add("Gather", "axis -1, data [2, 3, 6], indices [2, 2]", [
+  constant(u([2, 3, 6])),
+  indices([2, 2], 6),
+], { axis: -1 });
+add("Gather", "axis 0 embedding, data [50, 16], indices [2, 7]", [
+  constant(u([50, 16])),
+  indices([2, 7], 50),
+], { axis: 0 });
+
+add("Identity", "[2, 3, 4]", [u([2, 3, 4])]);
+add("Identity", "[5]", [u([5])]);
+add("Dropout", "ratio 0.5 [2, 3, 4]", [u([2, 3, 4])]);
+add("Dropout", "ratio 0.1 [4, 9]", [u([4, 9])], { ratio: 0.1 });
+
+// ------------------------------------------------------------------------------ running a case
+
+type Feeds = Record<string, Float32Array | Int32Array>;
+
+/** A one-node graph; operands are graph inputs where the batch allows, else initializers. */
+function buildCase(c: OpCase, rng: Random): { graph: Graph; feeds: Feeds } {
+  const b = new GraphBuilder(`${c.op}: ${c.name}`);
+  const feeds: Feeds = {};
+  let batch: number | undefined;
+  const names = c.operands.map((o, i) => {
+    if (!o) return "";
+    const data = o.dtype === "int32"
+      ? new Int32Array(numel(o.shape))
+      : new Float32Array(numel(o.shape));
+    for (let j = 0; j < data.length; j++) data[j] = o.draw(rng, j);
+    const name = `in${i}`;
+    if (!o.constant && (batch === undefined || o.shape[0] === batch)) {
+      batch ??= o.shape[0];
+      feeds[name] = data;
+      return b.input(name, o.shape, o.dtype);
+    }
+    return b.constant(name, { dtype: o.dtype, shape: [...o.shape], data });
+  });
+  b.output(b.node(c.op, names, c.attrs, "node"));
+  return { graph: b.build(), feeds };
+}
+
+async function runCase(
+  c: OpCase,
+  precision: PrecisionOption,
+  tolerance: number,
+  tune = true,
+): Promise<number> {
+  const seed = (BASE_SEED ^ hash(`${c.op}/${c.name}/${precision}`)) >>> 0;
+  const { graph, feeds } = buildCase(c, new Random(seed));
+  const output = graph.outputs[0];
+  using cpu = await Session.create(graph, { device: "cpu" });
+  using gpu = await Session.create(graph, { device: "cuda", precision, tune });
+  const want = cpu.runSync(feeds)[output];
+  const got = gpu.runSync(feeds)[output];
+  // A second run on the same session (graph replay again) gives the same answer.
+  const again = gpu.runSync(feeds)[output];
+  const where = `${c.op} "${c.name}" (${precision}${tune ? "" : ", untuned"}) [seed ${seed}; ` +
+    `rerun with ` +
+    `BRAID_TEST_SEED=${BASE_SEED}]`;
+  assert.deepEqual(again, got, `${where}: a second replay differs`);
+  return expectClose(got, want, tolerance, where);
+}
+
+gpuTest("every op of the op table has GPU cases", () => {
+  const missing = (Object.keys(OPS) as OpName[]).filter((op) =>
+    CASES.filter((c) => c.op === op).length < 2
+  );
+  assert.deepEqual(missing, [], `ops with fewer than 2 cases: ${missing.join(", ")}`);
+});
+
+for (const op of Object.keys(OPS) as OpName[]) {
+  gpuTest(
+    `${op} on CUDA matches the CPU backend in strict fp32 (< ${FP32_TOLERANCE})`,
+    async (t) => {
+      const cases = CASES.filter((c) => c.op === op);
+      assert(cases.length > 0, `op ${op} has no case`);
+      for (const c of cases) await t.step(c.name, () => runCase(c, "fp32", FP32_TOLERANCE).then());
+    },
+  );
+}
+
+gpuTest(`Conv2d with TF32 (precision "default") is within ${TF32_TOLERANCE}`, async (t) => {
+  const errors: number[] = [];
+  for (const c of CONV_CASES) {
+    await t.step(c.name, async () => {
+      errors.push(await runCase(c, "default", TF32_TOLERANCE));
+    });
+  }
+  console.log(`  TF32 conv: worst relative error ${Math.max(...errors).toExponential(2)}`);
+});
+
+gpuTest(`Gemm and MatMul with TF32 (precision "tf32") are within ${TF32_TOLERANCE}`, async (t) => {
+  for (const c of PRODUCT_CASES) {
+    await t.step(c.name, () => runCase(c, "tf32", TF32_TOLERANCE).then());
+  }
+});
+
+gpuTest(
+  "Conv2d untuned (tune: false, cuDNN's heuristic on the stream's scratch) in fp32",
+  async (t) => {
+    for (const c of CONV_CASES) {
+      await t.step(c.name, () => runCase(c, "fp32", FP32_TOLERANCE, false).then());
+    }
+  },
+);

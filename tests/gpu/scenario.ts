@@ -1,0 +1,193 @@
+/**
+ * Backend-level scenarios shared by native_gpu_test.ts and sanitize_run.ts: the same sequence
+ * of C ABI calls run on any backend (the CPU backend implements the same ABI, capture included),
+ * so the CUDA results can be compared with the CPU's.
+ */
+import type { Backend, Handle, OpSymbol } from "../../ffi/backend.ts";
+import { encodeRecord, type RecordName, type RecordValues } from "../../ffi/params.ts";
+import { Random } from "../../lib/util/random.ts";
+
+/** A context on one backend, with everything it allocates freed by `close()`. */
+export class Device {
+  readonly ctx: Handle;
+  readonly #buffers: Handle[] = [];
+  readonly #hostBuffers: Handle[] = [];
+  readonly #streams: Handle[] = [];
+  readonly #events: Handle[] = [];
+  readonly #graphs: Handle[] = [];
+
+  constructor(readonly backend: Backend) {
+    this.ctx = backend.contextCreate(0);
+  }
+
+  /** Device memory for `count` floats (plus `slack` spare bytes for misaligned views). */
+  alloc(count: number, slack = 0): Handle {
+    const addr = this.backend.bufferAlloc(this.ctx, 4 * count + slack);
+    this.#buffers.push(addr);
+    return addr;
+  }
+
+  /** Page-locked host memory as a Float32Array. */
+  hostFloats(count: number): Float32Array {
+    const { address, buffer } = this.backend.hostAlloc(this.ctx, 4 * count);
+    this.#hostBuffers.push(address);
+    return new Float32Array(buffer, 0, count);
+  }
+
+  stream(priority = 0): Handle {
+    const s = this.backend.streamCreate(this.ctx, priority);
+    this.#streams.push(s);
+    return s;
+  }
+
+  event(): Handle {
+    const e = this.backend.eventCreate(this.ctx);
+    this.#events.push(e);
+    return e;
+  }
+
+  keepGraph(graph: Handle): Handle {
+    this.#graphs.push(graph);
+    return graph;
+  }
+
+  upload(addr: Handle, data: Float32Array | Int32Array): void {
+    this.backend.memcpyH2D(this.ctx, 0n, addr, data);
+    this.backend.streamSynchronize(this.ctx, 0n);
+  }
+
+  download(addr: Handle, count: number): Float32Array {
+    const out = new Float32Array(count);
+    this.backend.memcpyD2H(this.ctx, 0n, out, addr);
+    this.backend.streamSynchronize(this.ctx, 0n);
+    return out;
+  }
+
+  op(
+    symbol: OpSymbol,
+    record: RecordName,
+    values: RecordValues,
+    tensors: Handle[],
+    stream: Handle = 0n,
+  ): void {
+    this.backend.op(symbol, this.ctx, stream, encodeRecord(record, values), tensors);
+  }
+
+  close(): void {
+    const b = this.backend, ctx = this.ctx;
+    for (const g of this.#graphs) b.graphDestroy(ctx, g);
+    for (const e of this.#events) b.eventDestroy(ctx, e);
+    for (const s of this.#streams) b.streamDestroy(ctx, s);
+    for (const a of this.#buffers) b.bufferFree(ctx, a);
+    for (const a of this.#hostBuffers) b.hostFree(ctx, a);
+    b.contextDestroy(ctx);
+  }
+}
+
+export const CONV = {
+  n: 1,
+  c: 4,
+  h: 16,
+  w: 16,
+  k: 8,
+  oh: 16,
+  ow: 16,
+  kh: 3,
+  kw: 3,
+  stride_h: 1,
+  stride_w: 1,
+  pad_top: 1,
+  pad_left: 1,
+  dilation_h: 1,
+  dilation_w: 1,
+  groups: 1,
+  activation: 1,
+  act_min: 0,
+  act_max: 0,
+  algorithm: -1,
+  workspace_bytes: 0,
+  allow_tf32: 0,
+};
+
+/**
+ * Two worker streams forked from the capture stream with an event and joined back with two:
+ * stream 1 runs conv(x) + bias, relu, then sigmoid; stream 2 runs a product of x (as [16, 64])
+ * with a [64, 32] matrix, then tanh; the capture stream adds the two (broadcast) and copies the
+ * result out. Captured once, launched `launches` times on fresh inputs; returns each output.
+ */
+export function twoStreamCapture(backend: Backend, seed: number, launches = 3): Float32Array[] {
+  const d = new Device(backend);
+  try {
+    const rng = new Random(seed);
+    const x = d.alloc(1024), w1 = d.alloc(8 * 4 * 9), b1 = d.alloc(8), w2 = d.alloc(64 * 32);
+    const a = d.alloc(2048), a2 = d.alloc(2048), g = d.alloc(512), g2 = d.alloc(512);
+    const y = d.alloc(2048);
+    d.upload(w1, rng.floats(8 * 4 * 9, -0.3, 0.3));
+    d.upload(b1, rng.floats(8, -0.1, 0.1));
+    d.upload(w2, rng.floats(64 * 32, -0.2, 0.2));
+    const hostX = d.hostFloats(1024), hostY = d.hostFloats(2048);
+    const s1 = d.stream(0), s2 = d.stream(1);
+    const fork = d.event(), j1 = d.event(), j2 = d.event();
+    const { ctx } = d;
+
+    backend.captureBegin(ctx, 0n);
+    try {
+      backend.memcpyH2D(ctx, 0n, x, hostX);
+      backend.eventRecord(ctx, fork, 0n);
+      backend.streamWaitEvent(ctx, s1, fork);
+      backend.streamWaitEvent(ctx, s2, fork);
+      d.op("braid_conv2d", "conv2d", CONV, [x, w1, b1, 0n, a, 0n], s1);
+      d.op("braid_unary", "unary", { count: 2048, kind: 3, act_min: 0, act_max: 0 }, [a, a2], s1);
+      d.op(
+        "braid_gemm",
+        "gemm",
+        {
+          m: 16,
+          n: 32,
+          k: 64,
+          trans_b: 0,
+          alpha: 1,
+          beta: 1,
+          activation: 0,
+          act_min: 0,
+          act_max: 0,
+          allow_tf32: 0,
+        },
+        [x, w2, 0n, g],
+        s2,
+      );
+      d.op("braid_unary", "unary", { count: 512, kind: 4, act_min: 0, act_max: 0 }, [g, g2], s2);
+      backend.eventRecord(ctx, j1, s1);
+      backend.eventRecord(ctx, j2, s2);
+      backend.streamWaitEvent(ctx, 0n, j1);
+      backend.streamWaitEvent(ctx, 0n, j2);
+      d.op("braid_binary", "binary", {
+        kind: 0,
+        rank: 2,
+        shape: [4, 512],
+        a_strides: [512, 1],
+        b_strides: [0, 1],
+        activation: 0,
+        act_min: 0,
+        act_max: 0,
+      }, [a2, g2, y]);
+      backend.memcpyD2H(ctx, 0n, hostY, y);
+    } catch (e) {
+      try {
+        d.keepGraph(backend.captureEnd(ctx, 0n));
+      } catch { /* the original error matters */ }
+      throw e;
+    }
+    const graph = d.keepGraph(backend.captureEnd(ctx, 0n));
+    const outputs: Float32Array[] = [];
+    for (let i = 0; i < launches; i++) {
+      hostX.set(rng.floats(1024));
+      backend.graphLaunch(ctx, graph, 0n);
+      backend.streamSynchronize(ctx, 0n);
+      outputs.push(hostY.slice());
+    }
+    return outputs;
+  } finally {
+    d.close();
+  }
+}
