@@ -79,25 +79,31 @@ def measure(name, batch, warmup, runs, compile_too):
         reference = static_y.clone()
         del graph, static_y
 
-        torch.cuda.reset_peak_memory_stats()
-        opara, opara_y, streams = capture_opara(model, static_x)
-        torch.cuda.synchronize()
-        out["opara"] = time_events(opara.replay, warmup, runs)
-        out["opara"]["peak_bytes"] = torch.cuda.max_memory_allocated()
-        out["opara"]["streams"] = streams
-        opara.replay()
-        torch.cuda.synchronize()
-        out["opara"]["max_abs_diff"] = (opara_y - reference).abs().max().item()
-        del opara, opara_y
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            opara, opara_y, streams = capture_opara(model, static_x)
+            torch.cuda.synchronize()
+            out["opara"] = time_events(opara.replay, warmup, runs)
+            out["opara"]["peak_bytes"] = torch.cuda.max_memory_allocated()
+            out["opara"]["streams"] = streams
+            opara.replay()
+            torch.cuda.synchronize()
+            out["opara"]["max_abs_diff"] = (opara_y - reference).abs().max().item()
+            del opara, opara_y
+        except Exception as e:  # an fx trace can fail on some models: record it, go on
+            out["opara_error"] = f"{type(e).__name__}: {e}"[:300]
     if compile_too:
-        torch._dynamo.reset()
-        compiled = torch.compile(model, mode="reduce-overhead")
-        t = time.time()
-        with torch.no_grad():
-            for _ in range(3):
-                compiled(x)
-            out["compile"] = time_events(lambda: compiled(x), warmup, runs)
-        out["compile"]["compile_s"] = time.time() - t
+        try:
+            torch._dynamo.reset()
+            compiled = torch.compile(model, mode="reduce-overhead")
+            t = time.time()
+            with torch.no_grad():
+                for _ in range(3):
+                    compiled(x)
+                out["compile"] = time_events(lambda: compiled(x), warmup, runs)
+            out["compile"]["compile_s"] = time.time() - t
+        except Exception as e:
+            out["compile_error"] = f"{type(e).__name__}: {e}"[:300]
     return out
 
 
@@ -123,9 +129,10 @@ def main():
     for name in a.models.split(","):
         result["models"][name] = measure(name, a.batch, a.warmup, a.runs, a.compile)
         m = result["models"][name]
+        opara = (f"opara {m['opara']['median_ms']:.3f} ms ({m['opara']['streams']} streams, "
+                 f"max diff {m['opara']['max_abs_diff']:.2e})" if "opara" in m else m.get("opara_error"))
         print(f"torch {name}: eager {m['eager']['median_ms']:.3f} ms, graph {m['graph']['median_ms']:.3f} ms, "
-              f"opara {m['opara']['median_ms']:.3f} ms ({m['opara']['streams']} streams, "
-              f"max diff {m['opara']['max_abs_diff']:.2e})"
+              f"{opara}"
               + (f", compile {m['compile']['median_ms']:.3f} ms" if "compile" in m else ""), flush=True)
     with open(a.json, "w") as f:
         json.dump(result, f, indent=1)
