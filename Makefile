@@ -24,7 +24,7 @@ CUDA_SOURCES := $(wildcard csrc/cuda/*.cu)
 CUDA_HEADERS := csrc/include/braid.h $(wildcard csrc/cuda/*.h) $(wildcard csrc/cuda/*.cuh)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas
 
-.PHONY: deno deps cpu cuda demo test test-gpu check fmt schema clean
+.PHONY: deno deps cpu cuda demo test test-node test-gpu check fmt schema clean
 
 $(TOOLS)/bin/deno:
 	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
@@ -58,6 +58,14 @@ demo: cpu deps
 # Tests also compile a C probe (params_test) and run the CLI in subprocesses.
 test: cpu deps
 	@$(DENO) test $(DENO_FLAGS) --allow-run tests/
+
+# The npm package (npm/, git-ignored; `deno task build:npm`, which also installs its dependencies
+# with npm) under Node 20+: tests/node/expected.ts runs googlenet in Deno and writes what Node must
+# reproduce bit for bit into build/node-test/, then `node --test` runs tests/node/*.node.mjs.
+test-node: cpu deps
+	@$(DENO) task build:npm
+	@$(DENO) run $(DENO_FLAGS) --allow-run tests/node/expected.ts build/node-test
+	@node --test tests/node/*.node.mjs
 
 # On the GPU machine (no network): deno and node_modules travel with the tree, so this target
 # does not run `deno install`. Runs every test, the GPU ones included (BRAID_GPU_TESTS=1 makes

@@ -1,7 +1,13 @@
 /**
  * The typed Backend over the C ABI: u64 handles in, BraidErrors out. One `unwrap` turns every
  * non-zero status into a BraidError carrying the status's code and the library's message.
- * Nothing here needs Deno.UnsafePointer: results come back through small reusable buffers.
+ * Results come back through small reusable buffers, so no pointer objects are needed.
+ *
+ * This class is runtime-neutral: it calls the bound functions of ffi/symbols.ts through a
+ * BraidLibrary, which ffi/library.ts gets from the Deno binding (backend_deno.ts, Deno.dlopen)
+ * or the Node one (backend_node.ts, koffi). Both take the same JS values (i32 as number, u64 as
+ * bigint, buffers as typed arrays), so the typed layer, its status table and unwrap are written
+ * once and behave identically on both runtimes. `Backend.open(kind)` is the loader.
  */
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
@@ -63,7 +69,7 @@ export class Backend {
     this.#lib = lib;
   }
 
-  /** Opens a backend's library and checks its ABI version. */
+  /** Opens a backend's library (in Deno or Node: see ffi/library.ts) and checks its ABI version. */
   static open(kind: BackendKind): Backend {
     const backend = new Backend(kind, openLibrary(kind));
     const version = backend.abiVersion();
@@ -151,8 +157,7 @@ export class Backend {
       `braid_host_alloc(${bytes} bytes)`,
     );
     // Allocation time only: the hot path passes typed arrays over this buffer as plain buffers.
-    const pointer = Deno.UnsafePointer.create(address)!;
-    return { address, buffer: Deno.UnsafePointerView.getArrayBuffer(pointer, bytes) };
+    return { address, buffer: this.#lib.view(address, bytes) };
   }
 
   hostFree(ctx: Handle, address: Handle): void {

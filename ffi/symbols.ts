@@ -1,8 +1,17 @@
 /**
- * The raw symbol table of braid.h for Deno.dlopen: C names unchanged, no logic.
+ * The raw symbol table of braid.h: C names unchanged, no logic, read by both runtimes' bindings
+ * (Deno.dlopen takes it as it is; ffi/backend_node.ts declares each entry with koffi).
  * Every function returns an i32 status. Handles and device addresses are u64; parameter records
- * and result slots are caller-owned buffers, so the hot path never needs Deno.UnsafePointer.
+ * and result slots are caller-owned buffers, so the hot path never needs a pointer object.
  */
+/** The native types the table uses, spelled as Deno.dlopen spells them. */
+export type NativeType = "i32" | "u64" | "buffer";
+
+export interface SymbolDefinition {
+  readonly parameters: readonly NativeType[];
+  readonly result: "i32";
+}
+
 const status = "i32" as const;
 const u64 = "u64" as const;
 const buffer = "buffer" as const;
@@ -56,6 +65,18 @@ export const symbols = {
   braid_softmax: op(u64, u64),
   braid_layernorm: op(u64, u64, u64, u64),
   braid_gather: op(u64, u64, u64),
-} as const satisfies Deno.ForeignLibraryInterface;
+} as const satisfies Record<string, SymbolDefinition>;
 
 export type BraidSymbols = typeof symbols;
+
+/** What a bound function takes for each native type, on either runtime. */
+type JsValue<T> = T extends "i32" ? number
+  : T extends "u64" ? bigint
+  : T extends "buffer" ? ArrayBufferView
+  : never;
+type JsArgs<P extends readonly NativeType[]> = { -readonly [I in keyof P]: JsValue<P[I]> };
+
+/** The table's functions as both bindings expose them: JS arguments in, the i32 status out. */
+export type NativeFunctions = {
+  readonly [K in keyof BraidSymbols]: (...args: JsArgs<BraidSymbols[K]["parameters"]>) => number;
+};
