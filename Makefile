@@ -24,7 +24,7 @@ CUDA_SOURCES := $(wildcard csrc/cuda/*.cu)
 CUDA_HEADERS := csrc/include/braid.h $(wildcard csrc/cuda/*.h) $(wildcard csrc/cuda/*.cuh)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas
 
-.PHONY: deno deps cpu cuda demo test test-node test-gpu check fmt schema clean
+.PHONY: deno deps cpu cuda demo test test-node test-gpu check fmt schema onnx-schema clean
 
 $(TOOLS)/bin/deno:
 	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
@@ -90,6 +90,10 @@ schema:
 	@# ('../../braid/fb/node'); Deno resolves only full paths, so add ".ts".
 	find lib/format/generated -name '*.ts' -exec \
 		sed -i -E "s#^((import|export) .* from '\.\.?/[^']*)';\$$#\1.ts';#" {} +
+
+# Regenerates lib/onnx/generated/ (protobufjs's descriptor) from lib/onnx/onnx.proto.
+onnx-schema: deps
+	@$(DENO) run --allow-read --allow-write --allow-run scripts/onnx_descriptor.ts
 
 clean:
 	rm -rf build

@@ -26,9 +26,24 @@ export {
   type SessionOptions,
   type SessionReport,
 } from "./lib/runtime/session.ts";
-export { type ConvChoice, TuningCache } from "./lib/runtime/tuning.ts";
+export { type ConvChoice, type ScheduleChoice, TuningCache } from "./lib/runtime/tuning.ts";
+export { Partition, type PartitionOptions } from "./lib/runtime/partition.ts";
+export {
+  type LaneReport,
+  type Reply,
+  Server,
+  type ServerLane,
+  type ServerOptions,
+  type ServerReport,
+} from "./lib/runtime/server.ts";
 export { type Profile, type Stats } from "./lib/runtime/profiler.ts";
 export { graphFlops, parameterCount } from "./lib/analysis/cost.ts";
 export { buildDag, criticalPath, width } from "./lib/analysis/dag.ts";
 export { buildZooModel, ZOO, zooNames } from "./lib/models/index.ts";
-export type { DeviceInfo } from "./ffi/backend.ts";
+export {
+  importOnnx,
+  type ImportOptions,
+  type ImportSummary,
+  type OnnxImport,
+} from "./lib/onnx/mod.ts";
+export type { DeviceInfo, PartitionSplit } from "./ffi/backend.ts";

@@ -39,14 +39,19 @@ for (const name of args.models!.split(",")) {
     const report = session.report();
     result[name][scheduler] = { ...profile, prepareMs, report };
     console.log(
-      `braid ${name} ${report.scheduler}: gpu ${f(profile.gpu.medianMs, 3)} ms, ` +
+      `braid ${name} ${report.scheduler}: gpu ${f(profile.gpu.medianMs, 3)} ms ` +
+        `(kernels ${f(profile.compute.medianMs, 3)}), ` +
         `${report.streams} streams, run() ${f(profile.run.medianMs, 3)} ms, overhead run() ` +
-        `${f(profile.hostOverheadUs, 1)} us, launch() ${f(profile.launchOverheadUs, 1)} us, ` +
+        `${f(profile.hostOverheadUs, 1)} us, run(io) ${
+          f(profile.pinnedOverheadUs, 1)
+        } us, launch() ${f(profile.launchOverheadUs, 1)} us, ` +
         `${report.kernelLaunches} kernels, device memory ${
           f(report.deviceBytes / 2 ** 20, 1)
         } MiB, ` +
         `prepared in ${f(prepareMs, 0)} ms (${report.tuning.measured} convs tuned, ` +
-        `${report.trials.length} schedules measured)`,
+        `${report.trials.length} schedules and ${report.stages.measured} stages measured, ` +
+        `stages ${f(report.stages.ms, 0)} ms; ops alone sum ${f(report.stages.opSumUs, 0)} us, ` +
+        `critical path ${f(report.stages.criticalPathUs, 0)} us)`,
     );
   }
 }

@@ -22,7 +22,9 @@ interface TorchRun {
 }
 interface BraidRun {
   gpu: { medianMs: number };
+  compute?: { medianMs: number };
   hostOverheadUs: number;
+  pinnedOverheadUs: number;
   launchOverheadUs: number;
   report: { scheduler: string; streams: number; deviceBytes: number };
 }
@@ -40,11 +42,14 @@ const rows = [[
   "torch compile",
   "braid",
   "streams",
+  "braid kernels",
   "torch graph/braid",
+  "(kernels)",
   "torch opara/braid",
   "MiB torch graph",
   "MiB braid",
   "run() us",
+  "run(io) us",
   "launch() us",
 ]];
 for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) {
@@ -57,11 +62,14 @@ for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) 
       ms(t.compile?.median_ms),
       `${ms(b.gpu.medianMs)} ${scheduler === "auto" ? b.report.scheduler : scheduler}`,
       String(b.report.streams),
+      ms(b.compute?.medianMs),
       x(t.graph?.median_ms, b.gpu.medianMs),
+      x(t.graph?.median_ms, b.compute?.medianMs),
       x(t.opara?.median_ms, b.gpu.medianMs),
       mib(t.graph?.peak_bytes),
       mib(b.report.deviceBytes),
       b.hostOverheadUs.toFixed(1),
+      b.pinnedOverheadUs.toFixed(1),
       b.launchOverheadUs.toFixed(1),
     ]);
   }
@@ -69,7 +77,9 @@ for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) 
 console.log(`\n${torch.device}, batch ${torch.batch}, torch ${torch.torch}, cuDNN ${torch.cudnn}`);
 console.log(
   "medians of CUDA-event-timed graph replays in ms (braid and torch in the same command); " +
-    "ratios > 1 mean braid is faster\n",
+    "ratios > 1 mean braid is faster.\nbraid's graph includes copying the input in from and the " +
+    "output out to page-locked host memory;\n'braid kernels' is the same schedule captured " +
+    "without those copies, as torch's graphs are (static input already on the GPU)\n",
 );
 console.log(table(rows));
 const out = values.out ??

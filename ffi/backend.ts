@@ -12,7 +12,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -54,6 +54,27 @@ export type OpSymbol =
   | "braid_softmax"
   | "braid_layernorm"
   | "braid_gather";
+
+/** How a device splits into partitions of a requested size (braid_partition_query). */
+export interface PartitionSplit {
+  /** SMs of each group: the request rounded up to the device's granularity. */
+  smsPerGroup: number;
+  /** Disjoint groups of that size the device holds. */
+  groups: number;
+  deviceSms: number;
+  /** The smallest partition the device allows (with these flags). */
+  smallest: number;
+}
+
+/** A partition's facts (braid_partition_info). */
+export interface PartitionInfo {
+  sms: number;
+  group: number;
+  device: number;
+  flags: number;
+  /** Contexts bound to it plus streams in it. */
+  users: number;
+}
 
 export type Handle = bigint;
 type HostBuffer = Float32Array | Int32Array | Uint8Array;
@@ -230,6 +251,92 @@ export class Backend {
 
   graphDestroy(ctx: Handle, graph: Handle): void {
     this.unwrap(this.#sym.braid_graph_destroy(ctx, graph), "braid_graph_destroy");
+  }
+
+  /**
+   * Waits for a stream's work without blocking this thread (the wait runs on another one), then
+   * reports its status as streamSynchronize does. While it is pending, the stream and its context
+   * must stay alive.
+   */
+  async streamWait(ctx: Handle, stream: Handle): Promise<void> {
+    const status = await this.#sym.braid_stream_wait(ctx, stream);
+    // Returns at once now; reports a device fault (or a gather's bad index) with its message.
+    this.streamSynchronize(ctx, stream);
+    if (status !== 0) {
+      throw new BraidError(
+        STATUS_CODES[status] ?? "NATIVE_UNKNOWN",
+        `braid_stream_wait failed (status ${status}); its message stayed on the waiting thread`,
+      );
+    }
+  }
+
+  /** The SM budget of a stream's work: its partition's SMs, else the device's. */
+  streamSms(ctx: Handle, stream: Handle): number {
+    this.unwrap(this.#sym.braid_stream_sms(ctx, stream, this.#i32), "braid_stream_sms");
+    return this.#i32[0];
+  }
+
+  partitionQuery(device: number, sms: number, flags: number): PartitionSplit {
+    const out = new Int32Array(4);
+    this.unwrap(
+      this.#sym.braid_partition_query(device, sms, flags, out),
+      `braid_partition_query(${sms} SMs)`,
+    );
+    return { smsPerGroup: out[0], groups: out[1], deviceSms: out[2], smallest: out[3] };
+  }
+
+  /** Creates a partition; returns its handle and actual SM count. */
+  partitionCreate(
+    device: number,
+    sms: number,
+    group: number,
+    flags: number,
+  ): { handle: Handle; sms: number } {
+    const status = this.#sym.braid_partition_create(
+      device,
+      sms,
+      group,
+      flags,
+      this.#slot,
+      this.#i32,
+    );
+    this.unwrap(status, `braid_partition_create(${sms} SMs, group ${group})`);
+    return { handle: this.#slot[0], sms: this.#i32[0] };
+  }
+
+  partitionDestroy(partition: Handle): void {
+    this.unwrap(this.#sym.braid_partition_destroy(partition), "braid_partition_destroy");
+  }
+
+  partitionInfo(partition: Handle): PartitionInfo {
+    const out = new Int32Array(5);
+    this.unwrap(this.#sym.braid_partition_info(partition, out), "braid_partition_info");
+    return { sms: out[0], group: out[1], device: out[2], flags: out[3], users: out[4] };
+  }
+
+  partitionStreamCreate(ctx: Handle, partition: Handle, priority = 0): Handle {
+    return this.#handle(
+      this.#sym.braid_partition_stream_create(ctx, partition, priority, this.#slot),
+      "braid_partition_stream_create",
+    );
+  }
+
+  /** Binds a fresh context to a partition (0n: the whole device). */
+  contextSetPartition(ctx: Handle, partition: Handle): void {
+    this.unwrap(
+      this.#sym.braid_context_set_partition(ctx, partition),
+      "braid_context_set_partition",
+    );
+  }
+
+  /** The SM ids that ran a probe kernel of `blocks` blocks on the stream, ascending. */
+  smProbe(ctx: Handle, stream: Handle, blocks = 4096, maxSms = 1024): number[] {
+    const seen = new Uint8Array(maxSms);
+    this.unwrap(
+      this.#sym.braid_sm_probe(ctx, stream, blocks, seen, seen.length, this.#i32),
+      "braid_sm_probe",
+    );
+    return [...seen.keys()].filter((i) => seen[i] !== 0);
   }
 
   /** Calls one operator entry point. `tensors` are device addresses (0n for an absent one). */

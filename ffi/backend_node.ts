@@ -17,10 +17,22 @@ import { type NativeFunctions, type NativeType, symbols } from "./symbols.ts";
  */
 interface Koffi {
   load(path: string): {
-    func(name: string, result: string, parameters: string[]): (...args: unknown[]) => unknown;
+    func(name: string, result: string, parameters: string[]): KoffiFunction;
   };
   view(pointer: bigint, length: number): ArrayBuffer;
 }
+
+/** A koffi function: called directly, or with .async on libuv's thread pool. */
+interface KoffiFunction {
+  (...args: unknown[]): unknown;
+  async(...args: unknown[]): void;
+}
+
+/** A nonblocking entry (symbols.ts) as a promise of its status, like Deno's nonblocking FFI. */
+const promised = (f: KoffiFunction) => (...args: unknown[]): Promise<unknown> =>
+  new Promise((resolve, reject) =>
+    f.async(...args, (error: unknown, status: unknown) => error ? reject(error) : resolve(status))
+  );
 
 const KOFFI_TYPE: Record<NativeType, string> = {
   i32: "int32_t",
@@ -34,10 +46,11 @@ export function bindNode(path: string): BraidLibrary {
   const ffi = koffi ??= createRequire(import.meta.url)("koffi") as Koffi;
   const lib = ffi.load(path);
   const bound = Object.fromEntries(
-    Object.entries(symbols).map(([name, { parameters, result }]) => [
-      name,
-      lib.func(name, KOFFI_TYPE[result], parameters.map((type) => KOFFI_TYPE[type])),
-    ]),
+    Object.entries(symbols).map(([name, definition]) => {
+      const { parameters, result } = definition;
+      const f = lib.func(name, KOFFI_TYPE[result], parameters.map((type) => KOFFI_TYPE[type]));
+      return [name, "nonblocking" in definition && definition.nonblocking ? promised(f) : f];
+    }),
   );
   return {
     symbols: bound as unknown as NativeFunctions,

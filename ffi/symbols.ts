@@ -10,6 +10,9 @@ export type NativeType = "i32" | "u64" | "buffer";
 export interface SymbolDefinition {
   readonly parameters: readonly NativeType[];
   readonly result: "i32";
+  /** Called on another thread, returning a promise of the status (Deno: nonblocking FFI; Node:
+   * koffi's async call). The call's error message stays on that thread. */
+  readonly nonblocking?: boolean;
 }
 
 const status = "i32" as const;
@@ -47,6 +50,19 @@ export const symbols = {
   braid_capture_end: { parameters: [u64, u64, buffer], result: status },
   braid_graph_launch: { parameters: [u64, u64, u64], result: status },
   braid_graph_destroy: { parameters: [u64, u64], result: status },
+  braid_stream_wait: { parameters: [u64, u64], result: status, nonblocking: true },
+  braid_stream_sms: { parameters: [u64, u64, buffer], result: status },
+
+  braid_partition_query: { parameters: ["i32", "i32", "i32", buffer], result: status },
+  braid_partition_create: {
+    parameters: ["i32", "i32", "i32", "i32", buffer, buffer],
+    result: status,
+  },
+  braid_partition_destroy: { parameters: [u64], result: status },
+  braid_partition_info: { parameters: [u64, buffer], result: status },
+  braid_partition_stream_create: { parameters: [u64, u64, "i32", buffer], result: status },
+  braid_context_set_partition: { parameters: [u64, u64], result: status },
+  braid_sm_probe: { parameters: [u64, u64, "i32", buffer, "i32", buffer], result: status },
 
   braid_conv2d: op(u64, u64, u64, u64, u64, u64),
   braid_conv2d_tune: {
@@ -76,7 +92,10 @@ type JsValue<T> = T extends "i32" ? number
   : never;
 type JsArgs<P extends readonly NativeType[]> = { -readonly [I in keyof P]: JsValue<P[I]> };
 
-/** The table's functions as both bindings expose them: JS arguments in, the i32 status out. */
+/** The table's functions as both bindings expose them: JS arguments in, the i32 status out (a
+ * promise of it for a nonblocking entry). */
 export type NativeFunctions = {
-  readonly [K in keyof BraidSymbols]: (...args: JsArgs<BraidSymbols[K]["parameters"]>) => number;
+  readonly [K in keyof BraidSymbols]: (
+    ...args: JsArgs<BraidSymbols[K]["parameters"]>
+  ) => BraidSymbols[K] extends { nonblocking: true } ? Promise<number> : number;
 };

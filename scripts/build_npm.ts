@@ -39,6 +39,7 @@ async function exists(file: string): Promise<boolean> {
 
 const config = JSON.parse(await Deno.readTextFile(path("deno.json")));
 const flatbuffers = String(config.imports.flatbuffers).replace(/^npm:flatbuffers@/, "");
+const protobufjs = String(config.imports.protobufjs).replace(/^npm:protobufjs@/, "");
 
 // 1. A clean npm/, keeping only node_modules (an install cache, never packed).
 await Deno.mkdir(out, { recursive: true });
@@ -66,7 +67,7 @@ const pkg = {
   files: ["mod.js", "mod.d.ts", "lib/", "ffi/", "build/*.so", "README.md"],
   engines: { node: ">=20" },
   os: ["linux"],
-  dependencies: { flatbuffers, koffi: KOFFI },
+  dependencies: { flatbuffers, protobufjs, koffi: KOFFI },
   devDependencies: { "@types/node": TYPES_NODE, typescript: TYPESCRIPT },
 };
 await Deno.writeTextFile(`${out}package.json`, JSON.stringify(pkg, null, 2) + "\n");

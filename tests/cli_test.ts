@@ -1,5 +1,6 @@
-/** The command line, run as a user would: zoo → info → run, and a usage error. */
+/** The command line, run as a user would: zoo → info → run, tune, and usage errors. */
 import { assert } from "./deps.ts";
+import { TuningCache } from "../lib/runtime/tuning.ts";
 
 const main = new URL("../lib/cli/main.ts", import.meta.url).pathname;
 
@@ -69,4 +70,57 @@ Deno.test("cli: errors are one line with a code, and a non-zero exit", async () 
   assert.match(unknown.stderr, /alexnet/);
   const usage = await braid("frobnicate");
   assert.equal(usage.code, 2);
+});
+
+Deno.test("cli: tune writes the tuning cache and reports per model; partitions need a GPU", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/squeezenet.braid`;
+    assert.equal((await braid("zoo", "squeezenet1_1", "-o", file)).code, 0);
+    const cache = `${dir}/tuning.json`;
+    const json = `${dir}/run.json`;
+    const ok = await braid("tune", file, "--device", "cpu", "--cache", cache, "--json", json);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /tuned squeezenet1_1 in the whole device \(\d+ SMs\)/);
+    assert.match(ok.stdout, /1 model tuned one after another: [\d.]+ s wall/);
+    await TuningCache.load(cache); // a valid cache file
+    const run = JSON.parse(await Deno.readTextFile(json));
+    assert.equal(run.mode, "sequential");
+    assert.equal(run.results.length, 1);
+    assert.equal(run.results[0].model, "squeezenet1_1");
+    assert.equal(run.results[0].partition, undefined);
+
+    const cpu = await braid("tune", file, "--sms", "16", "--device", "cpu", "--cache", cache);
+    assert.equal(cpu.code, 1);
+    assert.match(cpu.stderr, /\[NATIVE_UNSUPPORTED\].*no SM partitions/);
+
+    const zero = await braid("tune", file, "--sms", "0", "--cache", cache);
+    assert.equal(zero.code, 2);
+    assert.match(zero.stderr, /\[USAGE\] --sms/);
+
+    const noSms = await braid("tune", file, file, "--concurrent", "--device", "cpu");
+    assert.equal(noSms.code, 2);
+    assert.match(noSms.stderr, /--concurrent needs --sms/);
+
+    const groups = await braid("tune", file, file, "--group", "1", "--device", "cpu");
+    assert.equal(groups.code, 2);
+    assert.match(groups.stderr, /--group applies to one model/);
+
+    const concurrent = await braid(
+      "tune",
+      file,
+      file,
+      "--concurrent",
+      "--sms",
+      "16",
+      "--device",
+      "cpu",
+      "--cache",
+      cache,
+    );
+    assert.equal(concurrent.code, 1);
+    assert.match(concurrent.stderr, /\[NATIVE_UNSUPPORTED\]/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

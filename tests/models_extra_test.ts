@@ -186,7 +186,8 @@ Deno.test("nasnet_large: TF-SAME padding and the shifted path as timm computes t
   // Stride-1 pools: nn.AvgPool2d(3, 1, padding=1, count_include_pad=False).
   const plain = attrs<"AvgPool2d">("cell_1.comb_iter_2_left");
   assert.deepEqual([plain.pads, plain.countIncludePad], [[1, 1, 1, 1], false]);
-  // path_2: crop one row and column; append a zero row/column (odd sizes) as conv padding.
+  // path_2: crop one row and column; append a zero row/column (odd sizes) as the 1x1 pool's
+  // bottom/right padding, counted in its divisor so the pool gives 0 there; the conv is unpadded.
   for (
     const [cell, pads] of [["cell_stem_1", [0, 0, 1, 1]], ["cell_0", [0, 0, 1, 1]], [
       "cell_6",
@@ -195,7 +196,9 @@ Deno.test("nasnet_large: TF-SAME padding and the shifted path as timm computes t
   ) {
     const crop = nodeNamed(graph, `${cell}.path_2.pad`).attrs as AttrsByOp["Slice"];
     assert.deepEqual([crop.axes, crop.starts], [[2, 3], [1, 1]], cell);
-    assert.deepEqual(attrs(`${cell}.path_2.conv`).pads, [...pads], cell);
+    const pool = attrs<"AvgPool2d">(`${cell}.path_2.avgpool`);
+    assert.deepEqual([pool.pads, pool.countIncludePad], [[...pads], true], cell);
+    assert.deepEqual(attrs(`${cell}.path_2.conv`).pads, [0, 0, 0, 0], cell);
   }
 });
 

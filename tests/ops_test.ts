@@ -261,6 +261,14 @@ add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
       });
     }
   }
+  // Windows lying wholly in explicit bottom/right padding average the padded zeros (NASNet's
+  // shifted path: crop, then a zero row and column appended before a 1x1 stride-2 pool).
+  add("AvgPool2d", "k1 s2 windows inside bottom/right padding", [u([1, 3, 6, 8])], {
+    kernel: [1, 1],
+    strides: [2, 2],
+    pads: [0, 0, 1, 1],
+    countIncludePad: true,
+  });
 }
 
 add("GlobalAvgPool", "[2, 8, 7, 7]", [u([2, 8, 7, 7])]);

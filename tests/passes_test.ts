@@ -4,7 +4,7 @@ import { GraphBuilder } from "../lib/ir/builder.ts";
 import type { Graph } from "../lib/ir/graph.ts";
 import { numel } from "../lib/ir/graph.ts";
 import { validateGraph } from "../lib/ir/validate.ts";
-import { optimize } from "../lib/passes/mod.ts";
+import { dedupeNodes, optimize } from "../lib/passes/mod.ts";
 import { Random } from "../lib/util/random.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
 
@@ -48,4 +48,46 @@ Deno.test("optimized graphs compute the same function (float64 reference; folded
       assert.ok(relativeError(got[name], ref[name]) < 1e-6, `seed ${seed}: ${name}`);
     }
   }
+});
+
+/** NASNet-style: three branches each apply their own ReLU to x, two then pool the same way. */
+function repeated(): Graph {
+  const b = new GraphBuilder("repeated", 3);
+  const x = b.input("x", [1, 4, 8, 8]);
+  const r1 = b.relu(x, "r1"), r2 = b.relu(x, "r2"), r3 = b.relu(x, "r3");
+  const p1 = b.node("MaxPool2d", [r1], {
+    kernel: [3, 3],
+    strides: [1, 1],
+    pads: [1, 1, 1, 1],
+    ceilMode: false,
+  }, "p1");
+  const p2 = b.node("MaxPool2d", [r2], {
+    kernel: [3, 3],
+    strides: [1, 1],
+    pads: [1, 1, 1, 1],
+    ceilMode: false,
+  }, "p2");
+  const c = b.conv2d(r3, { name: "c", out: 4, kernel: 1 });
+  b.output(b.add(b.add(p1, p2, "sum"), c, "out"));
+  b.output(p2);
+  return b.build();
+}
+
+Deno.test("dedupeNodes merges repeated work, chains included, and keeps graph outputs", () => {
+  const g = repeated();
+  const opt = dedupeNodes(g);
+  validateGraph(opt);
+  const ops = opt.nodes.map((n) => n.op);
+  assert.equal(ops.filter((o) => o === "Relu").length, 1, ops.join(","));
+  // p2 equals p1 once the ReLUs are one, but it is a graph output, so it stays.
+  assert.equal(ops.filter((o) => o === "MaxPool2d").length, 2);
+  assert.deepEqual(opt.outputs, g.outputs);
+  const x = new Random(Date.now()).floats(numel([1, 4, 8, 8]), -1, 1);
+  const ref = evaluateGraph(g, { x });
+  const got = evaluateGraph(opt, { x });
+  for (const name of g.outputs) assert.deepEqual(got[name], ref[name], name);
+  // Without the output, the second pool goes too.
+  const inner = repeated();
+  inner.outputs = inner.outputs.slice(0, 1);
+  assert.equal(dedupeNodes(inner).nodes.filter((n) => n.op === "MaxPool2d").length, 1);
 });

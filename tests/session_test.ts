@@ -2,7 +2,8 @@
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
 import { openLibrary } from "../ffi/library.ts";
-import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
+import { BraidError } from "../lib/errors.ts";
+import { throwsCode } from "./helpers.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
 import type { Graph } from "../lib/ir/graph.ts";
 import { Session } from "../mod.ts";
@@ -21,18 +22,6 @@ function smallNet(): Graph {
   v = b.flatten(b.globalAvgPool(v), 1);
   b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
   return b.build();
-}
-
-async function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp) {
-  try {
-    await f();
-  } catch (e) {
-    assert.ok(e instanceof BraidError, `expected BraidError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (mention) assert.match(e.message, mention);
-    return;
-  }
-  assert.fail(`expected BraidError ${code}`);
 }
 
 const input = (n: number, seed = Date.now()) => new Random(seed).floats(n);

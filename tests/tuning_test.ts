@@ -1,9 +1,15 @@
-/** The tuning cache: keys, file round trip, bad files; and the conv tuning entry point on CPU. */
+/**
+ * The tuning cache: keys, file round trip, bad files; the conv tuning entry point on CPU; and the
+ * keying by SM budget of stage costs, op times and auto's schedule choices.
+ */
 import { assert } from "./deps.ts";
 import { Backend, type DeviceInfo } from "../ffi/backend.ts";
 import { encodeRecord } from "../ffi/params.ts";
 import { BraidError } from "../lib/errors.ts";
-import { TuningCache } from "../lib/runtime/tuning.ts";
+import { BudgetTuning, graphSignature, TuningCache } from "../lib/runtime/tuning.ts";
+import { inferShapes } from "../lib/ir/validate.ts";
+import { mergeSiblingConvs } from "../lib/passes/mod.ts";
+import { branchyNet } from "./helpers.ts";
 
 const h200: DeviceInfo = {
   name: "NVIDIA H200",
@@ -105,4 +111,95 @@ Deno.test("braid_conv2d_tune on the CPU backend reports its one algorithm", () =
     for (const b of buffers) backend.bufferFree(ctx, b);
     backend.contextDestroy(ctx);
   }
+});
+
+Deno.test("tuning under a budget: stage costs, op times and auto's choice are keyed by SM budget", async () => {
+  const g = branchyNet();
+  const shapes = inferShapes(g, 1);
+  const precision = { convTf32: true, matmulTf32: false };
+  const cache = new TuningCache();
+  let measured = 0;
+  const measure = (us: number) => () => (measured++, us);
+  const at = (sms: number) => new BudgetTuning(cache, h200, sms, g, shapes, precision);
+
+  assert.equal(at(32).stage([[1], [2]], measure(40)), 40);
+  assert.equal(at(32).stage([[1], [2]], measure(99)), 40, "a second session at 32 SMs reuses it");
+  assert.equal(at(132).stage([[1], [2]], measure(25)), 25, "the whole GPU measures its own");
+  assert.equal(measured, 2);
+  const tuned = at(32);
+  assert.equal(tuned.stage([[1], [2]], measure(0)), 40);
+  assert.deepEqual(tuned.counts, { stagesCached: 1, stagesMeasured: 0, scheduleCached: false });
+
+  assert.deepEqual(at(16).opTimes(() => [3, 4, 5]), [3, 4, 5]);
+  assert.deepEqual(at(16).opTimes(() => [9, 9, 9]), [3, 4, 5]);
+  assert.deepEqual(at(64).opTimes(() => [1, 1, 1]), [1, 1, 1]);
+
+  const schedule = {
+    scheduler: "auto:ios",
+    streams: 2,
+    events: 1,
+    launches: [{ node: 0, stream: 0, waits: [], record: 0 }, { node: 1, stream: 1, waits: [0] }],
+  };
+  at(32).putSchedule("auto", {
+    schedule,
+    ms: 0.5,
+    trials: [{ scheduler: "ios", streams: 2, ms: 0.5 }],
+  });
+  assert.equal(at(32).schedule("auto")?.ms, 0.5);
+  assert.equal(at(132).schedule("auto"), undefined, "the full-GPU choice is not the 32-SM one");
+  assert.equal(at(32).schedule("merged:auto"), undefined);
+  assert.equal(
+    new BudgetTuning(cache, h200, 32, g, inferShapes(g, 2), precision).schedule("auto"),
+    undefined,
+    "batch is in the signature",
+  );
+
+  // Budgets counted per key; the file keeps every kind and merges.
+  assert.deepEqual([...cache.budgets()].sort((x, y) => x[0] - y[0]), [[16, 1], [32, 2], [64, 1], [
+    132,
+    1,
+  ]]);
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await cache.save(path);
+    const back = await TuningCache.load(path);
+    assert.deepEqual(back.toJSON(), cache.toJSON());
+    const other = new TuningCache();
+    other.setStage(TuningCache.stageKey(h200, 8, "sig", [[0]]), 7);
+    back.merge(other);
+    assert.equal(back.size, cache.size + 1);
+    assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig", [[0]])), 7);
+    // A hand-edited file with a broken schedule is refused, naming the entry.
+    const data = cache.toJSON();
+    const key = Object.keys(data.schedules!)[0];
+    data.schedules![key].schedule.launches[1].stream = 5;
+    await Deno.writeTextFile(path, JSON.stringify(data));
+    await assert.rejects(() => TuningCache.load(path), /bad entry/);
+    await Deno.writeTextFile(path, JSON.stringify({ ...data, schedules: {}, stages: { k: -1 } }));
+    await assert.rejects(() => TuningCache.load(path), /bad entry "k"/);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("graph signatures tell batch, precision and the merged variant apart", () => {
+  const g = branchyNet();
+  const p = { convTf32: true, matmulTf32: false };
+  const sig = graphSignature(g, inferShapes(g, 1), p);
+  assert.match(sig, /^[0-9a-f]{16}$/);
+  assert.equal(graphSignature(branchyNet(), inferShapes(branchyNet(), 1), p), sig, "deterministic");
+  assert.notEqual(graphSignature(g, inferShapes(g, 4), p), sig);
+  assert.notEqual(graphSignature(g, inferShapes(g, 1), { ...p, convTf32: false }), sig);
+  const merged = mergeSiblingConvs(g);
+  assert.notEqual(graphSignature(merged, inferShapes(merged, 1), p), sig);
+});
+
+Deno.test("conv tuning keys include the SM budget", () => {
+  const sig = JSON.stringify({ n: 1, c: 64 });
+  assert.notEqual(
+    TuningCache.key(h200, 32, "conv2d", sig),
+    TuningCache.key(h200, 132, "conv2d", sig),
+  );
+  assert.equal(TuningCache.budgetOf(TuningCache.key(h200, 32, "conv2d", sig)), 32);
+  assert.equal(TuningCache.budgetOf(TuningCache.scheduleKey(h200, 64, "abc", "auto")), 64);
 });

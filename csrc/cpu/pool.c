@@ -135,7 +135,9 @@ int32_t braid_pool2d(uint64_t ctx, uint64_t stream, const braid_pool2d_params* p
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: count_include_pad %d is not 0 or 1", fn,
                        p->count_include_pad);
   /* Every window must start inside the input or its top/left padding (PyTorch's ceil_mode
-   * rule), and the output may not be smaller than floor mode gives. */
+   * rule), and the output may not be smaller than floor mode gives. An average that counts
+   * the padding may also have windows inside explicit bottom/right padding (ONNX allows it; they
+   * average zeros) when the output is floor mode's, so no window passes the padded end. */
   {
     const int64_t dims[2][6] = {{p->h, p->kh, p->stride_h, p->pad_top, p->pad_bottom, p->oh},
                                 {p->w, p->kw, p->stride_w, p->pad_left, p->pad_right, p->ow}};
@@ -144,7 +146,9 @@ int32_t braid_pool2d(uint64_t ctx, uint64_t stream, const braid_pool2d_params* p
       const int64_t in = dims[d][0], k = dims[d][1], s = dims[d][2], pa = dims[d][3];
       const int64_t pe = dims[d][4], out = dims[d][5];
       const int64_t floor_out = in + pa + pe >= k ? (in + pa + pe - k) / s + 1 : 0;
-      if ((out - 1) * s - pa >= in || out < floor_out)
+      const int zeros_count = p->kind == BRAID_POOL_AVG && p->count_include_pad;
+      const int64_t last_start = zeros_count && out == floor_out ? in + pe : in;
+      if ((out - 1) * s - pa >= last_start || out < floor_out)
         return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
                            "%s: %s %lld is inconsistent with input %lld, kernel %lld, stride "
                            "%lld, padding %lld+%lld",

@@ -80,9 +80,12 @@ constexpr size_t LT_WORKSPACE_BYTES = 32u << 20;
 /* Zero bias for cuDNN's fused call when a convolution has none (floats). */
 constexpr int ZERO_BIAS_COUNT = 16384;
 
+constexpr uint32_t MAGIC_PARTITION = 0x42525054u; /* "BRPT" */
+
 struct Context;
 struct ConvCache;
 struct GemmCache;
+struct Partition;
 
 struct Stream {
   uint32_t magic;
@@ -90,6 +93,10 @@ struct Stream {
   cudaStream_t s;
   void* lt_ws; /* cuBLASLt workspace of this stream */
   size_t lt_ws_bytes;
+  /* SM budget of the work issued here: the partition's SMs for a stream inside a partition (a
+   * green-context stream), else the device's. Grids are sized from it, cuBLASLt targets it. */
+  int sms;
+  Partition* part; /* the partition the stream runs in, or NULL */
 };
 
 struct Event {
@@ -139,6 +146,9 @@ struct Context {
   std::map<uint64_t, uint64_t> host_bufs;       /* page-locked allocations: base → bytes */
   ConvCache* conv_cache;
   GemmCache* gemm_cache;
+  /* The partition this context is bound to (braid_context_set_partition): its default stream and
+   * every stream it creates run there. NULL: the whole device. */
+  Partition* partition;
 };
 
 /* Validates a context handle (and makes its device current). */
@@ -148,6 +158,17 @@ BRAID_HIDDEN int32_t resolve(uint64_t ctx, uint64_t stream, const char* fn, Cont
                              Stream** s);
 /* True while `s` is being captured (cudaStreamIsCapturing; legal during a capture). */
 BRAID_HIDDEN bool stream_capturing(Stream* s);
+
+/* Partitions (partition.cu). A partition counts the contexts bound to it and the streams
+ * running in it; it cannot be destroyed while any remain. */
+BRAID_HIDDEN int32_t get_partition(uint64_t h, const char* fn, Partition** out);
+/* Creates a non-blocking stream in the partition with a CUDA priority (cuGreenCtxStreamCreate)
+ * and takes a reference on the partition. */
+BRAID_HIDDEN int32_t partition_stream_create(Partition* p, int cuda_priority, const char* fn,
+                                             cudaStream_t* out);
+BRAID_HIDDEN int partition_sms(const Partition* p);
+BRAID_HIDDEN void partition_retain(Partition* p);
+BRAID_HIDDEN void partition_release(Partition* p);
 
 /* Caches, created on first use and destroyed with the context (conv.cu, gemm.cu). */
 BRAID_HIDDEN void conv_cache_destroy(Context* c);
@@ -185,12 +206,11 @@ static inline int32_t check_activation(const char* fn, int32_t act, float lo, fl
 
 constexpr int THREADS = 256;
 
-/* Blocks for a grid-stride loop over `work` items: enough to fill the device a few times over,
- * never more than the work needs. */
-static inline unsigned grid_for(const Context* c, int64_t work, int threads = THREADS,
-                                int per_sm = 8) {
+/* Blocks for a grid-stride loop over `work` items: enough to fill the stream's SM budget (`sms`,
+ * Stream::sms) a few times over, never more than the work needs. */
+static inline unsigned grid_for(int sms, int64_t work, int threads = THREADS, int per_sm = 8) {
   int64_t blocks = (work + threads - 1) / threads;
-  int64_t cap = (int64_t)c->sms * per_sm;
+  int64_t cap = (int64_t)sms * per_sm;
   if (blocks > cap) blocks = cap;
   if (blocks < 1) blocks = 1;
   return (unsigned)blocks;
@@ -250,7 +270,7 @@ __device__ __forceinline__ float act_dynamic(float v, int act, float lo, float h
 /* y[i] = act(x[i] + bias_scale * bias[(i / inner) % channels] + res[i]) over `count` elements;
  * bias and res may be NULL, x may equal y. Used by braid_unary, and after cuDNN / cuBLASLt for
  * the activations and bias scalings they cannot fuse. */
-BRAID_HIDDEN int32_t launch_map(Context* c, cudaStream_t s, const char* fn, const float* x,
+BRAID_HIDDEN int32_t launch_map(Context* c, const Stream* s, const char* fn, const float* x,
                                 float* y, int64_t count, int64_t inner, int64_t channels,
                                 const float* bias, float bias_scale, const float* res, int act,
                                 float lo, float hi);

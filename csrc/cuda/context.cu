@@ -193,6 +193,8 @@ static int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* f
   s->s = cs;
   s->lt_ws = nullptr;
   s->lt_ws_bytes = 0;
+  s->sms = c->sms;
+  s->part = nullptr;
   RelaxedCapture relaxed;
   cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
   if (e != cudaSuccess) {
@@ -248,6 +250,7 @@ static void context_free(Context* c) {
   if (c->zeros) cudaFree(c->zeros);
   if (c->err_host) cudaFreeHost(c->err_host);
   if (c->stream0.s) cudaStreamDestroy(c->stream0.s);
+  if (c->partition) partition_release(c->partition);
   (void)cudaGetLastError();
   c->magic = 0;
   c->stream0.magic = 0;
@@ -587,34 +590,149 @@ int32_t braid_memcpy_d2d(uint64_t ctx, uint64_t stream, uint64_t dst, uint64_t s
 
 /* ---------------------------------------------------------------- streams */
 
-int32_t braid_stream_create(uint64_t ctx, int32_t priority, uint64_t* out_stream) {
-  static const char fn[] = "braid_stream_create";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
+/* A new stream of `c`, in partition `part` (a green-context stream) or on the whole device. */
+static int32_t create_stream(Context* c, Partition* part, int32_t priority, const char* fn,
+                             uint64_t* out_stream) {
   if (out_stream == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_stream is NULL", fn);
   /* braid: higher runs first; CUDA: lower numbers run first, in [greatest, least]. */
   int p = priority > 0 ? priority : 0;
   int cuda_priority = c->prio_least - p;
   if (cuda_priority < c->prio_greatest) cuda_priority = c->prio_greatest;
   cudaStream_t cs = nullptr;
-  CUDA_TRY(fn, cudaStreamCreateWithPriority(&cs, cudaStreamNonBlocking, cuda_priority));
-  Stream* s = new (std::nothrow) Stream();
-  if (s == nullptr) {
-    cudaStreamDestroy(cs);
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  if (part) {
+    int32_t st = partition_stream_create(part, cuda_priority, fn, &cs);
+    if (st) return st;
+  } else {
+    CUDA_TRY(fn, cudaStreamCreateWithPriority(&cs, cudaStreamNonBlocking, cuda_priority));
   }
-  st = stream_init(c, s, cs, fn);
+  Stream* s = new (std::nothrow) Stream();
+  int32_t st = s == nullptr ? fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn)
+                            : stream_init(c, s, cs, fn);
   if (st == BRAID_OK && !add_child(c, (uint64_t)(uintptr_t)s, &c->streams))
     st = fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   if (st) {
-    if (s->lt_ws) cudaFree(s->lt_ws);
+    if (s && s->lt_ws) cudaFree(s->lt_ws);
     cudaStreamDestroy(cs);
+    if (part) partition_release(part);
     delete s;
     return st;
   }
+  if (part) {
+    s->sms = partition_sms(part);
+    s->part = part;
+  }
   *out_stream = (uint64_t)(uintptr_t)s;
   return BRAID_OK;
+}
+
+int32_t braid_stream_create(uint64_t ctx, int32_t priority, uint64_t* out_stream) {
+  static const char fn[] = "braid_stream_create";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  return create_stream(c, c->partition, priority, fn, out_stream);
+}
+
+/* A live partition on the context's device. */
+static int32_t partition_of(Context* c, uint64_t partition, const char* fn, Partition** out) {
+  int32_t st = get_partition(partition, fn, out);
+  if (st) return st;
+  int32_t facts[5];
+  if ((st = braid_partition_info(partition, facts))) return st;
+  if (facts[2] != c->device)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: the partition is on device %d, the context on device %d", fn, facts[2],
+                c->device);
+  return BRAID_OK;
+}
+
+int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t priority,
+                                      uint64_t* out_stream) {
+  static const char fn[] = "braid_partition_stream_create";
+  Context* c = nullptr;
+  Partition* part = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if ((st = partition_of(c, partition, fn, &part))) return st;
+  return create_stream(c, part, priority, fn, out_stream);
+}
+
+int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
+  static const char fn[] = "braid_context_set_partition";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  Partition* part = nullptr;
+  if (partition != 0 && (st = partition_of(c, partition, fn, &part))) return st;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is capturing", fn);
+    if (c->streams || c->graphs)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: bind a context before it has streams or graphs (%lld streams, %lld graphs "
+                  "alive)",
+                  fn, (long long)c->streams, (long long)c->graphs);
+  }
+  if (part == c->partition) return BRAID_OK;
+  /* The default stream is replaced by one in the partition (or on the whole device). */
+  cudaStream_t fresh = nullptr;
+  if (part) {
+    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) return st;
+  } else {
+    CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
+  }
+  cudaError_t e = cudaStreamSynchronize(c->stream0.s);
+  if (e != cudaSuccess) {
+    cudaStreamDestroy(fresh);
+    if (part) partition_release(part);
+    return cuda_fail(fn, "cudaStreamSynchronize", e);
+  }
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->cudnn_stream == c->stream0.s) {
+      cudnnStatus_t ds = cudnnSetStream(c->cudnn, fresh);
+      if (ds != CUDNN_STATUS_SUCCESS) {
+        cudaStreamDestroy(fresh);
+        if (part) partition_release(part);
+        return cudnn_fail(fn, "cudnnSetStream", ds);
+      }
+      c->cudnn_stream = fresh;
+    }
+    cudaStreamDestroy(c->stream0.s);
+    if (c->partition) partition_release(c->partition);
+    c->stream0.s = fresh;
+    c->stream0.sms = part ? partition_sms(part) : c->sms;
+    c->stream0.part = part;
+    c->partition = part;
+  }
+  return BRAID_OK;
+}
+
+int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out) {
+  static const char fn[] = "braid_stream_sms";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  *out = s->sms;
+  return BRAID_OK;
+}
+
+/* Waits for a stream's work (outside a capture). */
+static int32_t wait_stream(uint64_t ctx, uint64_t stream, const char* fn, Context** c) {
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, c, &s);
+  if (st) return st;
+  if (context_capturing(*c))
+    return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
+  return BRAID_OK;
+}
+
+int32_t braid_stream_wait(uint64_t ctx, uint64_t stream) {
+  Context* c = nullptr;
+  return wait_stream(ctx, stream, "braid_stream_wait", &c);
 }
 
 int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
@@ -646,6 +764,7 @@ int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
   }
   if (s->lt_ws) cudaFree(s->lt_ws);
   cudaStreamDestroy(s->s);
+  if (s->part) partition_release(s->part);
   s->magic = 0;
   delete s;
   if (e != cudaSuccess) return cuda_fail(fn, "cudaStreamSynchronize", e);
@@ -655,12 +774,8 @@ int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
 int32_t braid_stream_synchronize(uint64_t ctx, uint64_t stream) {
   static const char fn[] = "braid_stream_synchronize";
   Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  int32_t st = wait_stream(ctx, stream, fn, &c);
   if (st) return st;
-  if (context_capturing(c))
-    return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
-  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
   /* An out-of-range gather index recorded by a kernel that has finished. */
   volatile DeviceError* err = c->err_host;
   if (err->flag) {

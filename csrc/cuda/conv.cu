@@ -15,6 +15,11 @@
  * tensor cores allowed, PyTorch's default for convolutions); otherwise CUDNN_FMA_MATH, and only
  * the GEMM-family algorithms (0, 1, 2) are chosen by the heuristic or the tuner, since FFT and
  * Winograd transforms lose accuracy that strict fp32 promises.
+ * Partitions: this is cuDNN's legacy API, which has no SM-count target (only the backend API's
+ * CUDNN_ATTR_ENGINE_SM_COUNT_TARGET has one); on a partition's stream cuDNN's kernels still run
+ * confined, and braid_conv2d_tune measures them there, so a session tuned under an SM budget
+ * picks the algorithms fastest on those SMs. braid's direct kernel sizes its grid by the stream's
+ * budget.
  */
 #include "common.cuh"
 
@@ -306,7 +311,7 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
     a.act = p->activation;
     a.lo = p->act_min;
     a.hi = p->act_max;
-    conv_direct_kernel<<<grid_for(c, a.total, THREADS, 16), THREADS, 0, s->s>>>(a);
+    conv_direct_kernel<<<grid_for(s->sms, a.total, THREADS, 16), THREADS, 0, s->s>>>(a);
     LAUNCH_CHECK(fn, "conv_direct_kernel");
     return BRAID_OK;
   }
@@ -336,7 +341,7 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
                                         pl->cd, pl->algo, wsp, pl->ws, &beta, pl->yd, FPTR(y)));
   if (pl->epilogue) {
     const int64_t inner = (int64_t)p->oh * p->ow;
-    return launch_map(c, s->s, fn, CFPTR(y), FPTR(y), (int64_t)p->n * p->k * inner, inner, p->k,
+    return launch_map(c, s, fn, CFPTR(y), FPTR(y), (int64_t)p->n * p->k * inner, inner, p->k,
                       bias ? CFPTR(bias) : nullptr, 1.0f, residual ? CFPTR(residual) : nullptr,
                       p->activation, p->act_min, p->act_max);
   }
@@ -554,7 +559,10 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
       }
     }
   }
-  if (candidates.empty()) candidates.push_back(ALGO_DIRECT);
+  /* braid's direct kernel (one thread per output, as PyTorch's depthwise kernel) also competes
+   * where each output reads few input channels: cuDNN's depthwise convolutions at batch 1 are
+   * often slower. And it is the only choice when cuDNN has none. */
+  if (candidates.empty() || p->c / p->groups <= 4) candidates.push_back(ALGO_DIRECT);
 
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   CUDA_TRY(fn, cudaEventCreate(&e0));

@@ -78,14 +78,14 @@ __global__ void __launch_bounds__(THREADS) map_kernel(MapArgs a) {
 }
 
 template <int ACT, bool BIAS, bool RES>
-static void map_launch(const Context* c, cudaStream_t s, const MapArgs& a, bool vec) {
+static void map_launch(const Stream* s, const MapArgs& a, bool vec) {
   if (vec)
-    map_vec_kernel<ACT, BIAS, RES><<<grid_for(c, (a.count + 3) / 4), THREADS, 0, s>>>(a);
+    map_vec_kernel<ACT, BIAS, RES><<<grid_for(s->sms, (a.count + 3) / 4), THREADS, 0, s->s>>>(a);
   else
-    map_kernel<ACT, BIAS, RES><<<grid_for(c, a.count), THREADS, 0, s>>>(a);
+    map_kernel<ACT, BIAS, RES><<<grid_for(s->sms, a.count), THREADS, 0, s->s>>>(a);
 }
 
-int32_t launch_map(Context* c, cudaStream_t s, const char* fn, const float* x, float* y,
+int32_t launch_map(Context* c, const Stream* s, const char* fn, const float* x, float* y,
                    int64_t count, int64_t inner, int64_t channels, const float* bias,
                    float bias_scale, const float* res, int act, float lo, float hi) {
   if (count <= 0) return BRAID_OK;
@@ -104,10 +104,10 @@ int32_t launch_map(Context* c, cudaStream_t s, const char* fn, const float* x, f
                    (bias == nullptr || a.inner % 4 == 0);
   const bool has_bias = bias != nullptr, has_res = res != nullptr;
   BRAID_DISPATCH_ACT(act, {
-    if (has_bias && has_res) map_launch<ACT_, true, true>(c, s, a, vec);
-    else if (has_bias) map_launch<ACT_, true, false>(c, s, a, vec);
-    else if (has_res) map_launch<ACT_, false, true>(c, s, a, vec);
-    else map_launch<ACT_, false, false>(c, s, a, vec);
+    if (has_bias && has_res) map_launch<ACT_, true, true>(s, a, vec);
+    else if (has_bias) map_launch<ACT_, true, false>(s, a, vec);
+    else if (has_res) map_launch<ACT_, false, true>(s, a, vec);
+    else map_launch<ACT_, false, false>(s, a, vec);
   });
   LAUNCH_CHECK(fn, "map_kernel");
   return BRAID_OK;
@@ -212,7 +212,7 @@ int32_t braid_unary(uint64_t ctx, uint64_t stream, const braid_unary_params* p, 
                                    cudaMemcpyDeviceToDevice, s->s));
     return BRAID_OK;
   }
-  return launch_map(c, s->s, fn, CFPTR(x), FPTR(y), p->count, 1, 1, nullptr, 0.0f, nullptr,
+  return launch_map(c, s, fn, CFPTR(x), FPTR(y), p->count, 1, 1, nullptr, 0.0f, nullptr,
                     p->kind, p->act_min, p->act_max);
 }
 
@@ -278,11 +278,11 @@ int32_t braid_binary(uint64_t ctx, uint64_t stream, const braid_binary_params* p
                    aligned16(k.y);
   BRAID_DISPATCH_ACT(p->activation, {
     if (vec)
-      binary_vec_kernel<ACT_><<<grid_for(c, (total + 3) / 4), THREADS, 0, s->s>>>(k);
+      binary_vec_kernel<ACT_><<<grid_for(s->sms, (total + 3) / 4), THREADS, 0, s->s>>>(k);
     else if (flat)
-      binary_flat_kernel<ACT_><<<grid_for(c, total), THREADS, 0, s->s>>>(k);
+      binary_flat_kernel<ACT_><<<grid_for(s->sms, total), THREADS, 0, s->s>>>(k);
     else
-      binary_general_kernel<ACT_><<<grid_for(c, total), THREADS, 0, s->s>>>(k);
+      binary_general_kernel<ACT_><<<grid_for(s->sms, total), THREADS, 0, s->s>>>(k);
   });
   LAUNCH_CHECK(fn, "binary_kernel");
   return BRAID_OK;

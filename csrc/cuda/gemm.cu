@@ -10,7 +10,9 @@
  * pass after the product.
  * MatMul's batch dimensions are merged where their strides allow; the innermost merged one is a
  * strided batch (stride 0 broadcasts), the rest a host loop.
- * Layouts, descriptors and the heuristic's algorithm are cached per (record, pointer alignment).
+ * Layouts, descriptors and the heuristic's algorithm are cached per (record, pointer alignment,
+ * SM budget): on a stream inside a partition, the descriptor's CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET
+ * is the partition's SM count.
  * Each stream owns its cuBLASLt workspace, so concurrent streams never share one.
  */
 #include "common.cuh"
@@ -21,7 +23,8 @@
 namespace braid_cuda {
 
 struct GemmKey {
-  int32_t m, n, k, trans_b, tf32, epilogue, batch, pad0;
+  int32_t m, n, k, trans_b, tf32, epilogue, batch;
+  int32_t sms; /* SM count target: the stream's partition's SMs, 0 on the whole device */
   int64_t stride_a, stride_b, stride_y; /* cuBLASLt operands, elements per batch step */
   int32_t align_a, align_b, align_y, align_bias;
 };
@@ -80,6 +83,13 @@ static int32_t make_plan(Context* c, const char* fn, const GemmKey& k, GemmPlan*
     const cublasLtEpilogue_t epi = (cublasLtEpilogue_t)k.epilogue;
     CUBLAS_TRY(fn, cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                   sizeof epi));
+    /* Inside a partition the device's SM count misleads the heuristic and the kernel's grid:
+     * target the partition's SMs instead. */
+    if (k.sms > 0) {
+      const int32_t target = k.sms;
+      CUBLAS_TRY(fn, cublasLtMatmulDescSetAttribute(
+                         pl->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &target, sizeof target));
+    }
     /* braid's b: n×k column-major (ld n), or k×n (ld k) used transposed. */
     if (k.trans_b)
       CUBLAS_TRY(fn, cublasLtMatrixLayoutCreate(&pl->la, CUDA_R_32F, k.k, k.n, k.k));
@@ -136,7 +146,7 @@ static int32_t make_plan(Context* c, const char* fn, const GemmKey& k, GemmPlan*
 /* One cuBLASLt product (context lock held): D = alpha * opA(A) · B (+ epilogue with bias). */
 static int32_t lt_matmul(Context* c, Stream* s, const char* fn, GemmKey key, const float* A,
                          const float* B, float* Y, const float* bias, float alpha) {
-  key.pad0 = 0;
+  key.sms = s->part ? s->sms : 0;
   key.align_a = alignment(A, key.batch, key.stride_a);
   key.align_b = alignment(B, key.batch, key.stride_b);
   key.align_y = alignment(Y, key.batch, key.stride_y);
@@ -236,7 +246,7 @@ int32_t braid_gemm(uint64_t ctx, uint64_t stream, const braid_gemm_params* p, ui
   if (st == BRAID_ERR_UNSUPPORTED) return no_algorithm(fn, key);
   if (st) return st;
   if (after)
-    return launch_map(c, s->s, fn, CFPTR(y), FPTR(y), (int64_t)p->m * p->n, 1, p->n,
+    return launch_map(c, s, fn, CFPTR(y), FPTR(y), (int64_t)p->m * p->n, 1, p->n,
                       bias ? CFPTR(bias) : nullptr, p->beta, nullptr, p->activation, p->act_min,
                       p->act_max);
   return BRAID_OK;

@@ -233,7 +233,7 @@ int32_t braid_batchnorm(uint64_t ctx, uint64_t stream, const braid_batchnorm_par
   const int64_t units = vec ? p->spatial / 4 : p->spatial;
   const int64_t by = a.planes < 65535 ? a.planes : 65535;
   int64_t bx = (units + THREADS - 1) / THREADS;
-  const int64_t room = ((int64_t)c->sms * 16 + by - 1) / by;
+  const int64_t room = ((int64_t)s->sms * 16 + by - 1) / by;
   if (bx > room) bx = room;
   if (bx < 1) bx = 1;
   const dim3 grid((unsigned)bx, (unsigned)by);
@@ -272,10 +272,10 @@ int32_t braid_layernorm(uint64_t ctx, uint64_t stream, const braid_layernorm_par
   a.eps = p->epsilon;
   if (p->cols <= 1024) {
     const int64_t blocks = (a.rows + THREADS / 32 - 1) / (THREADS / 32);
-    const int64_t cap = (int64_t)c->sms * 16;
+    const int64_t cap = (int64_t)s->sms * 16;
     layernorm_warp_kernel<<<(unsigned)(blocks < cap ? blocks : cap), THREADS, 0, s->s>>>(a);
   } else {
-    const int64_t cap = (int64_t)c->sms * 8;
+    const int64_t cap = (int64_t)s->sms * 8;
     layernorm_block_kernel<<<(unsigned)(a.rows < cap ? a.rows : cap), THREADS, 0, s->s>>>(a);
   }
   LAUNCH_CHECK(fn, "layernorm_kernel");
@@ -301,13 +301,13 @@ int32_t braid_softmax(uint64_t ctx, uint64_t stream, const braid_softmax_params*
   a.axis = p->axis;
   a.inner = p->inner;
   if (p->inner > 1) {
-    softmax_strided_kernel<<<grid_for(c, a.outer * a.inner), THREADS, 0, s->s>>>(a);
+    softmax_strided_kernel<<<grid_for(s->sms, a.outer * a.inner), THREADS, 0, s->s>>>(a);
   } else if (p->axis <= 1024) {
     const int64_t blocks = (a.outer + THREADS / 32 - 1) / (THREADS / 32);
-    const int64_t cap = (int64_t)c->sms * 16;
+    const int64_t cap = (int64_t)s->sms * 16;
     softmax_warp_kernel<<<(unsigned)(blocks < cap ? blocks : cap), THREADS, 0, s->s>>>(a);
   } else {
-    const int64_t cap = (int64_t)c->sms * 8;
+    const int64_t cap = (int64_t)s->sms * 8;
     softmax_block_kernel<<<(unsigned)(a.outer < cap ? a.outer : cap), THREADS, 0, s->s>>>(a);
   }
   LAUNCH_CHECK(fn, "softmax_kernel");

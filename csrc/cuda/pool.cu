@@ -140,7 +140,9 @@ int32_t braid_pool2d(uint64_t ctx, uint64_t stream, const braid_pool2d_params* p
     return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: count_include_pad %d is not 0 or 1", fn,
                 p->count_include_pad);
   /* Every window must start inside the input or its top/left padding (PyTorch's ceil_mode
-   * rule), and the output may not be smaller than floor mode gives. */
+   * rule), and the output may not be smaller than floor mode gives. An average that counts
+   * the padding may also have windows inside explicit bottom/right padding (ONNX allows it; they
+   * average zeros) when the output is floor mode's, so no window passes the padded end. */
   {
     const int64_t dims[2][6] = {{p->h, p->kh, p->stride_h, p->pad_top, p->pad_bottom, p->oh},
                                 {p->w, p->kw, p->stride_w, p->pad_left, p->pad_right, p->ow}};
@@ -149,7 +151,9 @@ int32_t braid_pool2d(uint64_t ctx, uint64_t stream, const braid_pool2d_params* p
       const int64_t in = dims[d][0], k = dims[d][1], sd = dims[d][2], pa = dims[d][3];
       const int64_t pe = dims[d][4], out = dims[d][5];
       const int64_t floor_out = in + pa + pe >= k ? (in + pa + pe - k) / sd + 1 : 0;
-      if ((out - 1) * sd - pa >= in || out < floor_out)
+      const int zeros_count = p->kind == BRAID_POOL_AVG && p->count_include_pad;
+      const int64_t last_start = zeros_count && out == floor_out ? in + pe : in;
+      if ((out - 1) * sd - pa >= last_start || out < floor_out)
         return fail(BRAID_ERR_INVALID_ARGUMENT,
                     "%s: %s %lld is inconsistent with input %lld, kernel %lld, stride %lld, "
                     "padding %lld+%lld",
@@ -175,7 +179,7 @@ int32_t braid_pool2d(uint64_t ctx, uint64_t stream, const braid_pool2d_params* p
   a.pb = p->pad_bottom;
   a.pr = p->pad_right;
   a.include_pad = p->count_include_pad;
-  const unsigned grid = grid_for(c, a.total, THREADS, 16);
+  const unsigned grid = grid_for(s->sms, a.total, THREADS, 16);
   if (p->kind == BRAID_POOL_MAX)
     pool2d_kernel<true><<<grid, THREADS, 0, s->s>>>(a);
   else
@@ -198,11 +202,11 @@ int32_t braid_global_avgpool(uint64_t ctx, uint64_t stream, const braid_global_a
   if ((st = need(fn, "x", x)) || (st = need(fn, "y", y))) return st;
   if (p->spatial <= 2048) {
     const int64_t blocks = (p->outer + THREADS / 32 - 1) / (THREADS / 32);
-    const unsigned grid = (unsigned)(blocks < (int64_t)c->sms * 16 ? blocks : (int64_t)c->sms * 16);
+    const unsigned grid = (unsigned)(blocks < (int64_t)s->sms * 16 ? blocks : (int64_t)s->sms * 16);
     gap_warp_kernel<<<grid, THREADS, 0, s->s>>>(CFPTR(x), FPTR(y), p->outer, p->spatial);
   } else {
     const unsigned grid =
-        (unsigned)(p->outer < (int64_t)c->sms * 16 ? p->outer : (int64_t)c->sms * 16);
+        (unsigned)(p->outer < (int64_t)s->sms * 16 ? p->outer : (int64_t)s->sms * 16);
     gap_block_kernel<<<grid, THREADS, 0, s->s>>>(CFPTR(x), FPTR(y), p->outer, p->spatial);
   }
   LAUNCH_CHECK(fn, "global_avgpool_kernel");

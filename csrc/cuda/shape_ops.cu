@@ -166,7 +166,7 @@ int32_t braid_concat(uint64_t ctx, uint64_t stream, const braid_concat_params* p
   a.out_inner = p->out_inner / unit;
   /* Blocks per input: enough for the largest, capped so the whole grid stays a few waves. */
   int64_t bx = (a.outer * widest + THREADS - 1) / THREADS;
-  const int64_t cap = ((int64_t)c->sms * 16 + n - 1) / n;
+  const int64_t cap = ((int64_t)s->sms * 16 + n - 1) / n;
   if (bx > cap) bx = cap;
   if (bx < 1) bx = 1;
   const dim3 grid((unsigned)bx, (unsigned)n);
@@ -236,7 +236,7 @@ int32_t braid_strided_copy(uint64_t ctx, uint64_t stream, const braid_strided_co
                                  s->s));
     return BRAID_OK;
   }
-  strided_copy_kernel<<<grid_for(c, total), THREADS, 0, s->s>>>(a);
+  strided_copy_kernel<<<grid_for(s->sms, total), THREADS, 0, s->s>>>(a);
   LAUNCH_CHECK(fn, "strided_copy_kernel");
   return BRAID_OK;
 }
@@ -265,7 +265,7 @@ int32_t braid_gather(uint64_t ctx, uint64_t stream, const braid_gather_params* p
   a.inner = p->inner;
   a.count = p->count;
   a.err = c->err_dev;
-  gather_kernel<<<grid_for(c, a.outer * a.count * a.inner), THREADS, 0, s->s>>>(a);
+  gather_kernel<<<grid_for(s->sms, a.outer * a.count * a.inner), THREADS, 0, s->s>>>(a);
   LAUNCH_CHECK(fn, "gather_kernel");
   return BRAID_OK;
 }

@@ -4,8 +4,8 @@
  * Conventions
  * - Every function returns an int32_t status: BRAID_OK (0) or a braid_status code.
  *   braid_last_error() copies the calling thread's message for the last failure.
- * - Handles (context, stream, event, graph) are opaque uint64_t. 0 is never a valid handle,
- *   except that stream 0 means the context's own default stream.
+ * - Handles (context, stream, event, graph, partition) are opaque uint64_t. 0 is never a valid
+ *   handle, except that stream 0 means the context's own default stream.
  * - Device memory is addressed by uint64_t device addresses: braid_buffer_alloc() returns the
  *   base address of an allocation, and a tensor is that base plus a byte offset.
  * - Every operator takes a fixed parameter record: a packed little-endian struct of int32_t and
@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 3
+#define BRAID_ABI_VERSION 4
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -114,6 +114,59 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph);
 /* Launches a captured graph on a stream. */
 int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream);
 int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph);
+/* Blocks until all work issued on the stream has finished, like braid_stream_synchronize, but
+ * reports only whether waiting failed: it is meant to be called from another thread (Deno's
+ * nonblocking FFI, koffi's async calls), whose error message the caller cannot read. Call
+ * braid_stream_synchronize afterwards (it then returns at once) for the status and message. */
+int32_t braid_stream_wait(uint64_t ctx, uint64_t stream);
+/* The SM budget of the work issued on a stream: its partition's SMs for a stream in a
+ * partition, else the device's (CPU: threads). */
+int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out);
+
+/* ---------------------------------------------------------------- partitions
+ * A partition is a set of SMs of one device that work can be confined to: a CUDA green context
+ * (driver API 12.4+, resolved at run time with cudaGetDriverEntryPointByVersion so the library
+ * loads on drivers without it; requesting a partition there is BRAID_ERR_UNSUPPORTED). The
+ * device is split into equal groups of at least `sms` SMs (rounded up to the device's
+ * granularity: 8 SMs on Hopper, 2 with BRAID_PARTITION_FINE); group `group` of that split
+ * becomes the partition, so partitions made with the same `sms` and flags and different groups
+ * are disjoint, also across processes. Partitions of different sizes may overlap.
+ * Setting the environment variable BRAID_NO_GREEN_CONTEXTS=1 makes the lookup fail as on a driver
+ * without green contexts (to test that path). The CPU backend has no partitions: every call
+ * below is BRAID_ERR_UNSUPPORTED (braid_context_set_partition(ctx, 0) excepted). */
+
+/* Splits allowing groups of fewer SMs: ignores SM co-scheduling
+ * (CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING), at the cost of large thread clusters. */
+#define BRAID_PARTITION_FINE 1
+
+/* Describes the split of device `device` into groups of at least `sms` SMs, writing out[4]:
+ * [0] SMs per group (sms rounded up), [1] number of disjoint groups of that size, [2] the
+ * device's SMs, [3] the smallest partition these flags allow. sms outside 1..device SMs, or one
+ * that rounds up past them, is BRAID_ERR_INVALID_ARGUMENT. */
+int32_t braid_partition_query(int32_t device, int32_t sms, int32_t flags, int32_t* out);
+/* Creates a partition: group `group` (0-based) of the split of device `device` into groups of at
+ * least `sms` SMs. Writes its handle to *out_partition and its actual SM count to *out_sms. */
+int32_t braid_partition_create(int32_t device, int32_t sms, int32_t group, int32_t flags,
+                               uint64_t* out_partition, int32_t* out_sms);
+/* Destroys a partition. Contexts bound to it and streams in it must be gone first. */
+int32_t braid_partition_destroy(uint64_t partition);
+/* Facts of a partition, written to out[5]: [0] SMs, [1] group, [2] device, [3] flags,
+ * [4] contexts bound to it plus streams in it. */
+int32_t braid_partition_info(uint64_t partition, int32_t* out);
+/* Creates a stream of `ctx` that runs in the partition (cuGreenCtxStreamCreate); `priority` as
+ * in braid_stream_create. Destroy it with braid_stream_destroy. */
+int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t priority,
+                                      uint64_t* out_stream);
+/* Binds a context to a partition (0: the whole device again): its default stream is replaced by
+ * one in the partition, and every stream it creates afterwards runs there. Only on a context with
+ * no streams and no graphs, outside a capture. The partition must be on the context's device and
+ * outlive the binding (destroying the context releases it). */
+int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition);
+/* Runs a probe kernel of `blocks` blocks on a stream and records which SMs ran it: out[i] = 1
+ * when SM i did (for i < len), *out_count the number of distinct SMs. Synchronises the stream;
+ * illegal during capture. For checking that a partition confines its work. */
+int32_t braid_sm_probe(uint64_t ctx, uint64_t stream, int32_t blocks, uint8_t* out, int32_t len,
+                       int32_t* out_count);
 
 /* ---------------------------------------------------------------- operators */
 

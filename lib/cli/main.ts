@@ -5,6 +5,8 @@
  *   run FILE.braid              run once on random input: top-5 and latency
  *   schedule FILE.braid         schedule it and draw the timeline (--svg)
  *   demo                        googlenet end to end (what `make demo` runs)
+ *   import FILE.onnx -o FILE.braid   convert an ONNX model (--check: CUDA against the CPU)
+ *   tune FILE.braid …           tune for an SM budget (--sms N) into a tuning-cache file
  */
 import { parseArgs } from "../deps.ts";
 import { BraidError } from "../errors.ts";
@@ -12,6 +14,8 @@ import { info } from "./info.ts";
 import { demo, run } from "./run.ts";
 import { zoo } from "./zoo.ts";
 import { schedule } from "./schedule.ts";
+import { importCommand } from "./import.ts";
+import { DEFAULT_CACHE, tune } from "./tune.ts";
 import { isSchedulerName, SCHEDULERS } from "../schedule/mod.ts";
 import { fail, paint } from "./output.ts";
 
@@ -26,6 +30,14 @@ commands:
                                                     schedule and draw the timeline
                                                     (S: sequential, opara, nimble, ios, auto)
   demo [--device cpu|cuda|auto] [--runs K]          googlenet end to end
+  import FILE.onnx -o FILE.braid [--batch N] [--shape NAME=D0,D1,...] [--check] [--scheduler S]
+                                                    convert an ONNX model; --check runs it on
+                                                    CUDA and on the CPU and compares
+  tune FILE.braid … [--sms N] [--group G] [--fine] [--cache PATH] [--concurrent] [--json OUT]
+                                                    tune inside an N-SM partition (default: the
+                                                    whole GPU) and save to the tuning cache
+                                                    (default ${DEFAULT_CACHE}); --concurrent
+                                                    tunes each model in its own partition at once
 `;
 
 export async function main(args: string[]): Promise<number> {
@@ -41,6 +53,15 @@ export async function main(args: string[]): Promise<number> {
       eager: { type: "boolean" },
       scheduler: { type: "string" },
       svg: { type: "string" },
+      sms: { type: "string" },
+      group: { type: "string" },
+      fine: { type: "boolean" },
+      cache: { type: "string" },
+      concurrent: { type: "boolean" },
+      json: { type: "string" },
+      quiet: { type: "boolean" },
+      check: { type: "boolean" },
+      shape: { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -49,11 +70,11 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return command || values.help ? 0 : 2;
   }
-  const int = (name: "batch" | "seed" | "runs", fallback: number): number => {
+  const int = (name: "batch" | "seed" | "runs" | "sms" | "group", fallback: number): number => {
     const raw = values[name];
     if (raw === undefined) return fallback;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < (name === "seed" ? 0 : 1)) {
+    if (!Number.isInteger(n) || n < (name === "seed" || name === "group" ? 0 : 1)) {
       throw new BraidError("USAGE", `--${name} must be a positive integer, got "${raw}"`);
     }
     return n;
@@ -88,6 +109,27 @@ export async function main(args: string[]): Promise<number> {
       });
     case "demo":
       return await demo({ device, runs: int("runs", 10) });
+    case "tune":
+      return await tune(rest, {
+        sms: values.sms === undefined ? undefined : int("sms", 1),
+        group: values.group === undefined ? undefined : int("group", 0),
+        fine: values.fine ?? false,
+        batch: values.batch === undefined ? undefined : int("batch", 1),
+        cache: values.cache ?? DEFAULT_CACHE,
+        scheduler,
+        device,
+        concurrent: values.concurrent ?? false,
+        json: values.json,
+        quiet: values.quiet ?? false,
+      });
+    case "import":
+      return await importCommand(need(rest[0], "import FILE.onnx -o FILE.braid"), {
+        output: values.output,
+        batch: values.batch === undefined ? undefined : int("batch", 1),
+        shapes: values.shape,
+        check: values.check ?? false,
+        scheduler,
+      });
     default:
       throw new BraidError("USAGE", `unknown command "${command}"\n${USAGE}`);
   }

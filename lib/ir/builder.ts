@@ -16,8 +16,10 @@ import {
 
 type Size = number | [number, number];
 const pair = (s: Size): [number, number] => (typeof s === "number" ? [s, s] : s);
-const pads = (p: Size): Pads => {
-  const [h, w] = pair(p);
+/** [top, left, bottom, right] from explicit pads, or symmetric ones from a size. */
+const pads = (p: Size | Pads): Pads => {
+  if (Array.isArray(p) && p.length === 4) return p;
+  const [h, w] = pair(p as Size);
   return [h, w, h, w];
 };
 
@@ -35,7 +37,7 @@ export interface ConvOptions {
 export interface PoolOptions {
   kernel: Size;
   stride?: Size;
-  padding?: Size;
+  padding?: Size | Pads;
   ceilMode?: boolean;
   countIncludePad?: boolean;
   name?: string;
@@ -121,7 +123,7 @@ export class GraphBuilder {
     const p = o.padding ?? 0;
     return this.node("Conv2d", inputs, {
       strides: pair(o.stride ?? 1),
-      pads: Array.isArray(p) && p.length === 4 ? p : pads(p as Size),
+      pads: pads(p),
       dilations: pair(o.dilation ?? 1),
       groups,
     }, o.name);

@@ -130,6 +130,10 @@ export class Executable {
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
   readonly #forkJoin: Handle[];
+  /** Each launch's lowered call, and the launch index of each node. */
+  readonly #calls: Call[];
+  readonly #launchOf = new Map<number, number>();
+  readonly #valueAddress: (v: string) => bigint;
   /** Page-locked host buffers of the graph inputs and outputs, as typed arrays. */
   readonly hostInputs = new Map<string, Float32Array | Int32Array>();
   readonly hostOutputs = new Map<string, Float32Array | Int32Array>();
@@ -172,9 +176,12 @@ export class Executable {
       return arena + BigInt(offset);
     };
     this.#address.set("", 0n);
+    this.#valueAddress = address;
     const calls = schedule.launches.map((l) =>
       lowerNode(graph.nodes[l.node], shapes, options.precision)
     );
+    this.#calls = calls;
+    schedule.launches.forEach((l, i) => this.#launchOf.set(l.node, i));
     if (backend.kind === "cuda") {
       this.#chooseConvAlgorithms(
         calls,
@@ -220,11 +227,14 @@ export class Executable {
     return this.#address.get(value)!;
   }
 
-  /** Issues input copies, the whole schedule and output copies (eagerly, or inside a capture). */
-  issue(): void {
-    this.#fork();
+  /**
+   * Issues input copies, the whole schedule and output copies (eagerly, or inside a capture);
+   * without `copies`, the schedule alone.
+   */
+  issue(copies = true): void {
+    this.#fork(copies);
     for (const step of this.#steps) this.#issueStep(step);
-    this.#join();
+    this.#join(copies);
   }
 
   /**
@@ -250,10 +260,10 @@ export class Executable {
   }
 
   /** Copies the inputs in on the capture stream; every worker stream then waits for them. */
-  #fork(): void {
+  #fork(copies = true): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
-    for (const [name, host] of this.hostInputs) {
+    for (const [name, host] of copies ? this.hostInputs : []) {
       backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
     }
     if (this.#streams.length > 1) {
@@ -274,24 +284,24 @@ export class Executable {
   }
 
   /** The capture stream waits for every worker stream, then copies the outputs out. */
-  #join(): void {
+  #join(copies = true): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
     this.#streams.slice(1).forEach((s, i) => {
       backend.eventRecord(ctx, this.#forkJoin[i + 1], s);
       backend.streamWaitEvent(ctx, 0n, this.#forkJoin[i + 1]);
     });
-    for (const [name, host] of this.hostOutputs) {
+    for (const [name, host] of copies ? this.hostOutputs : []) {
       backend.memcpyD2H(ctx, 0n, host, this.#address.get(name)!);
     }
   }
 
-  /** Captures the schedule into one graph; returns its handle. */
-  capture(): Handle {
+  /** Captures the schedule (with the input and output copies) into one graph; returns its handle. */
+  capture(copies = true): Handle {
     const ctx = this.resources.ctx;
     this.backend.captureBegin(ctx, 0n);
     try {
-      this.issue();
+      this.issue(copies);
     } catch (e) {
       try {
         this.resources.graphs.push(this.backend.captureEnd(ctx, 0n));
@@ -301,6 +311,59 @@ export class Executable {
     const graph = this.backend.captureEnd(ctx, 0n);
     this.resources.graphs.push(graph);
     return graph;
+  }
+
+  /**
+   * Captures only some nodes, as one IOS stage: group g runs in order on `streams[g]`, its
+   * convolutions using `workspaces[g]` as scratch (at least `workspaceBytes` bytes), forked from
+   * and joined into the capture stream with `events` (one more than there are groups). The
+   * schedule's own streams, waits and the input and output copies are left out: the groups of a
+   * stage are independent, and their inputs are whatever the arena holds. Returns the graph.
+   */
+  captureGroups(
+    groups: number[][],
+    streams: Handle[],
+    events: Handle[],
+    workspaces: bigint[],
+  ): Handle {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    const issuers = groups.map((group, g) => {
+      const address = (v: string) =>
+        v.startsWith("#workspace") ? workspaces[g] : this.#valueAddress(v);
+      return group.map((node) => {
+        const launch = this.#launchOf.get(node);
+        if (launch === undefined) throw new BraidError("BAD_NODE", `node ${node} is not launched`);
+        return this.#issuer(this.#calls[launch], streams[g], address);
+      });
+    });
+    backend.captureBegin(ctx, 0n);
+    try {
+      backend.eventRecord(ctx, events[0], 0n);
+      groups.forEach((_, g) => {
+        backend.streamWaitEvent(ctx, streams[g], events[0]);
+        for (const issue of issuers[g]) issue?.();
+        backend.eventRecord(ctx, events[g + 1], streams[g]);
+        backend.streamWaitEvent(ctx, 0n, events[g + 1]);
+      });
+    } catch (e) {
+      try {
+        backend.graphDestroy(ctx, backend.captureEnd(ctx, 0n));
+      } catch { /* the capture is already broken; the original error matters */ }
+      throw e;
+    }
+    return backend.captureEnd(ctx, 0n);
+  }
+
+  /** The most workspace any one convolution uses, in bytes. */
+  get maxWorkspaceBytes(): number {
+    let most = 0;
+    for (const c of this.#calls) {
+      if (c.kind === "op" && c.symbol === "braid_conv2d") {
+        most = Math.max(most, c.values.workspace_bytes as number);
+      }
+    }
+    return most;
   }
 
   /**

@@ -19,12 +19,18 @@ export function stats(samples: number[]): Stats {
 export interface Profile {
   /** One captured-graph replay (input copies, schedule, output copies), timed with device events. */
   gpu: Stats;
+  /** The same schedule's graph without the input and output copies (kernels only), events. */
+  compute: Stats;
   /** Wall time of run(): the caller's inputs into page-locked buffers, one replay, output copies. */
   run: Stats;
+  /** Wall time of run() given the session's own page-locked `io.inputs` (nothing to copy in). */
+  runPinned: Stats;
   /** Wall time of launch(): one replay on the page-locked buffers as they are. */
   launch: Stats;
   /** Median run() wall time minus median replay GPU time, in microseconds. */
   hostOverheadUs: number;
+  /** Median run() wall time on `io.inputs` minus median replay GPU time, in microseconds. */
+  pinnedOverheadUs: number;
   /** Median launch() wall time minus median replay GPU time, in microseconds. */
   launchOverheadUs: number;
 }

@@ -24,8 +24,11 @@ import {
 import { CPU, type DeviceModel, H200 } from "../analysis/device_model.ts";
 import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
 import { Model } from "./model.ts";
-import { TuningCache } from "./tuning.ts";
-import { type Profile, stats } from "./profiler.ts";
+import { BudgetTuning, TuningCache } from "./tuning.ts";
+import type { Partition } from "./partition.ts";
+import { type Profile, type Stats, stats } from "./profiler.ts";
+import { StageTimer } from "./stage_timer.ts";
+import { criticalPath } from "../analysis/dag.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
 export type SchedulerOption = SchedulerName;
@@ -49,6 +52,7 @@ interface Prepared {
   trials: Trial[];
   /** The chosen schedule's measured replay time (0 when nothing was measured). */
   ms: number;
+  stages: StageStats;
 }
 
 async function prepare(
@@ -70,24 +74,85 @@ async function prepare(
       trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
       return ms;
     };
-    const scheduleCtx = scheduleContext(graph, shapes, deviceModelOf(options.device), { measure });
-    // The CPU backend runs streams one after another: parallel schedules cannot win there.
-    const schedule = scheduler === "auto" && backend.kind === "cpu"
-      ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
-      : await makeSchedule(scheduler, scheduleCtx);
+    const scheduleCtx = scheduleContext(
+      graph,
+      shapes,
+      deviceModelOf(options.device, options.smBudget),
+      { measure },
+    );
+    // What was tuned for this graph under this SM budget: auto's choice ends the search at once.
+    const tuned = new BudgetTuning(
+      options.tuning,
+      options.device,
+      options.smBudget,
+      graph,
+      shapes,
+      options.precision,
+    );
+    const tunes = backend.kind === "cuda" && scheduler === "auto";
+    const cached = tunes ? tuned.schedule(label + "auto") : undefined;
+    if (cached) {
+      const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
+      return { graph, shapes, dag: scheduleCtx.dag, weights, resources, stages, ...cached };
+    }
+    // On a GPU, opara orders by measured op times and ios measures its stages (auto runs both).
+    const timer = backend.kind === "cuda" && scheduler !== "sequential" && scheduler !== "nimble"
+      ? new StageTimer(backend, ctx, graph, shapes, scheduleCtx.dag, options, weights)
+      : undefined;
+    let schedule: Schedule;
+    const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
+    try {
+      if (timer) {
+        const { costs, dag } = scheduleCtx;
+        const isView = (v: number) => costs[v].flops === 0 && costs[v].bytes === 0;
+        scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(isView, dag.size));
+        stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
+        stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
+        scheduleCtx.measureStage = (groups) => tuned.stage(groups, () => timer.measure(groups));
+      }
+      // The CPU backend runs streams one after another: parallel schedules cannot win there.
+      schedule = scheduler === "auto" && backend.kind === "cpu"
+        ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
+        : await makeSchedule(scheduler, scheduleCtx);
+    } finally {
+      stages.measured = timer?.measured ?? 0;
+      stages.ms = timer?.spentMs ?? 0;
+      timer?.release();
+    }
     const name = label + schedule.scheduler.replace(/^auto:/, "");
     const ms = trials.filter((t) => t.scheduler === name).at(-1)?.ms ?? 0;
-    return { graph, shapes, dag: scheduleCtx.dag, schedule, weights, resources, trials, ms };
+    if (tunes) tuned.putSchedule(label + "auto", { schedule, ms, trials });
+    return {
+      graph,
+      shapes,
+      dag: scheduleCtx.dag,
+      schedule,
+      weights,
+      resources,
+      trials,
+      ms,
+      stages,
+    };
   } catch (e) {
     resources.release();
     throw e;
   }
 }
 
+/** Ops and IOS stages timed on the device as captured graphs while scheduling. */
+export interface StageStats {
+  measured: number;
+  /** Host time spent measuring them. */
+  ms: number;
+  /** Sum of the ops' measured times alone, and the longest path through them (µs; 0 if unmeasured). */
+  opSumUs: number;
+  criticalPathUs: number;
+}
+
 /** The analytic model of the device a session runs on (for the cost-model schedulers). */
-function deviceModelOf(info: DeviceInfo): DeviceModel {
+function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
   const base = info.backend === "cuda" ? H200 : CPU;
-  return { ...base, name: info.name, sms: info.multiprocessors || base.sms };
+  return { ...base, name: info.name, sms: smBudget || info.multiprocessors || base.sms };
 }
 
 /**
@@ -168,6 +233,16 @@ export interface SessionOptions {
    * forces it.
    */
   merge?: boolean | "auto";
+  /**
+   * Run on these SMs only (a CUDA green context): every kernel stays there, and tuning uses
+   * the entries of the partition's SM budget. The partition must outlive the session.
+   */
+  partition?: Partition;
+  /**
+   * The SM budget whose tuning-cache entries the session reads and writes (default: the
+   * partition's SMs, or the whole device's).
+   */
+  smBudget?: number;
 }
 
 export type PrecisionOption = "default" | "fp32" | "tf32";
@@ -195,6 +270,9 @@ export interface SessionReport {
   /** The arena the sequential schedule would need (the baseline for parallel schedules). */
   sequentialArenaBytes: number;
   weightBytes: number;
+  /** The SM budget its tuning entries are keyed by, and the partition it runs in (if any). */
+  smBudget: number;
+  partition?: { sms: number; group: number };
   /** Device memory this session holds: weights, arena and workspaces. */
   deviceBytes: number;
   precision: PrecisionOption;
@@ -202,11 +280,18 @@ export interface SessionReport {
   tuning: { measured: number; cached: number };
   /** Schedules auto measured on the device before choosing (empty otherwise). */
   trials: Trial[];
+  /** Ops and IOS stages timed on the device as captured graphs while scheduling (all variants). */
+  stages: StageStats;
   /** Wall-clock run() latency in milliseconds. */
   latency: { runs: number; lastMs: number; medianMs: number; minMs: number };
 }
 
-const registry = new FinalizationRegistry<Resources>((resources) => resources.release());
+/** The finalizer's hold on a session's resources, keeping its partition alive until they go. */
+interface Held {
+  resources: Resources;
+  partition?: Partition;
+}
+const registry = new FinalizationRegistry<Held>((held) => held.resources.release());
 
 function openBackend(device: DeviceOption): Backend {
   if (device !== "auto") return Backend.open(device as BackendKind);
@@ -225,6 +310,9 @@ export class Session {
   readonly #inputs: { name: string; value: Value; bytes: number }[];
   readonly #outputs: { name: string; value: Value }[];
   readonly #latencies: number[] = [];
+  /** The launchAsync() in flight (they run one at a time), and whether one is waiting. */
+  #pending: Promise<void> = Promise.resolve();
+  #waiting = false;
   readonly #device: DeviceInfo;
   readonly #info: Omit<SessionReport, "latency" | "device">;
 
@@ -278,17 +366,30 @@ export class Session {
     inferShapes(source, batch); // shape errors at this batch surface before any allocation
 
     const graph: Graph = options.optimize === false ? source : optimize(source);
-    const backend = openBackend(device);
+    const partition = options.partition;
+    check(
+      partition === undefined || (device !== "cpu" && !partition.disposed),
+      "BAD_OPTION",
+      () => `a partition needs the CUDA backend and must be live (device "${device}")`,
+    );
+    check(
+      options.smBudget === undefined ||
+        (Number.isInteger(options.smBudget) && options.smBudget > 0),
+      "BAD_OPTION",
+      () => `smBudget must be a positive integer, got ${options.smBudget}`,
+    );
+    const backend = partition ? partition.native.backend : openBackend(device);
     const ctx = backend.contextCreate(options.deviceIndex ?? 0);
     const resources = new Resources(backend, ctx);
     try {
+      if (partition) backend.contextSetPartition(ctx, partition.native.handle);
       const deviceInfo = backend.deviceInfo(ctx);
       const execOptions: ExecutableOptions = {
         precision: { convTf32: precision !== "fp32", matmulTf32: precision === "tf32" },
         device: deviceInfo,
         tuning: options.tuning ?? processTuning,
         tune: options.tune ?? true,
-        smBudget: deviceInfo.multiprocessors,
+        smBudget: options.smBudget ?? partition?.sms ?? deviceInfo.multiprocessors,
       };
       const merge = options.merge ?? "auto";
       const variants = merge === true ? [mergeSiblingConvs(graph)] : [graph];
@@ -297,6 +398,7 @@ export class Session {
         variants.push(mergeSiblingConvs(graph));
       }
       const trials: Trial[] = [];
+      const stages: StageStats = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
       let best: Prepared | undefined;
       for (const [i, variant] of variants.entries()) {
         const prepared = await prepare(
@@ -309,6 +411,12 @@ export class Session {
           i === 0 ? "" : "merged:",
         );
         trials.push(...prepared.trials);
+        stages.measured += prepared.stages.measured;
+        stages.ms += prepared.stages.ms;
+        if (i === 0) {
+          stages.opSumUs = prepared.stages.opSumUs;
+          stages.criticalPathUs = prepared.stages.criticalPathUs;
+        }
         if (!best || prepared.ms < best.ms) {
           best?.resources.release();
           best = prepared;
@@ -345,13 +453,16 @@ export class Session {
         noReuseBytes: plan.noReuseBytes,
         sequentialArenaBytes,
         weightBytes: exec.weightBytes,
+        smBudget: execOptions.smBudget,
+        partition: partition && { sms: partition.sms, group: partition.group },
         deviceBytes: resources.deviceBytes,
         precision,
         tuning: { ...exec.tuned },
         trials,
+        stages,
       });
       if (!options.eager) session.#graphHandle = exec.capture();
-      registry.register(session, resources, session);
+      registry.register(session, { resources, partition }, session);
       return session;
     } catch (e) {
       resources.release();
@@ -441,6 +552,40 @@ export class Session {
     this.#latencies.push(performance.now() - start);
   }
 
+  /**
+   * launch() without blocking the thread: the replay is issued now and the promise resolves once
+   * the device has finished it (the wait runs on another thread), so several sessions, each on
+   * its own partition, run concurrently from one thread. Calls on one session run one at a time.
+   */
+  launchAsync(): Promise<void> {
+    const run = this.#pending.then(() => this.#launchAsync());
+    this.#pending = run.catch(() => {});
+    return run;
+  }
+
+  async #launchAsync(): Promise<void> {
+    const exec = this.#live();
+    const ctx = exec.resources.ctx;
+    const start = performance.now();
+    if (this.#graphHandle !== undefined) exec.backend.graphLaunch(ctx, this.#graphHandle, 0n);
+    else exec.issue();
+    this.#waiting = true;
+    try {
+      await exec.backend.streamWait(ctx, 0n);
+    } finally {
+      this.#waiting = false;
+      // Disposed while waiting: the release was left to now.
+      if (!this.#exec) exec.resources.release();
+    }
+    this.#latencies.push(performance.now() - start);
+  }
+
+  /** The SM ids a probe kernel ran on, launched on this session's stream (where its work runs). */
+  probeSms(blocks = 4096): number[] {
+    const exec = this.#live();
+    return exec.backend.smProbe(exec.resources.ctx, 0n, blocks);
+  }
+
   #launch(exec: Executable): void {
     const ctx = exec.resources.ctx;
     if (this.#graphHandle !== undefined) exec.backend.graphLaunch(ctx, this.#graphHandle, 0n);
@@ -489,18 +634,28 @@ export class Session {
     const ctx = exec.resources.ctx;
     for (let i = 0; i < warmup; i++) this.runSync(inputs);
     const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
-    const gpu: number[] = [];
-    try {
+    const replays = (graph: bigint) => {
+      const samples: number[] = [];
       for (let i = 0; i < runs; i++) {
         backend.eventRecord(ctx, start, 0n);
-        backend.graphLaunch(ctx, this.#graphHandle, 0n);
+        backend.graphLaunch(ctx, graph, 0n);
         backend.eventRecord(ctx, end, 0n);
         backend.streamSynchronize(ctx, 0n);
-        gpu.push(backend.eventElapsed(ctx, start, end));
+        samples.push(backend.eventElapsed(ctx, start, end));
       }
+      return stats(samples);
+    };
+    let gpuStats: Stats, compute: Stats;
+    // The same schedule captured without the input and output copies, for the kernels' time.
+    const kernelsOnly = exec.capture(false);
+    try {
+      gpuStats = replays(this.#graphHandle);
+      compute = replays(kernelsOnly);
     } finally {
       backend.eventDestroy(ctx, start);
       backend.eventDestroy(ctx, end);
+      backend.graphDestroy(ctx, kernelsOnly);
+      exec.resources.graphs = exec.resources.graphs.filter((g) => g !== kernelsOnly);
     }
     const timeWall = (f: () => void) => {
       const wall: number[] = [];
@@ -511,14 +666,19 @@ export class Session {
       }
       return stats(wall);
     };
-    const gpuStats = stats(gpu);
     const run = timeWall(() => this.runSync(inputs));
+    const pinned = this.io.inputs;
+    for (const [name, data] of Object.entries(inputs)) pinned[name].set(data);
+    const runPinned = timeWall(() => this.runSync(pinned));
     const launch = timeWall(() => this.launch());
     return {
       gpu: gpuStats,
+      compute,
       run,
+      runPinned,
       launch,
       hostOverheadUs: 1000 * (run.medianMs - gpuStats.medianMs),
+      pinnedOverheadUs: 1000 * (runPinned.medianMs - gpuStats.medianMs),
       launchOverheadUs: 1000 * (launch.medianMs - gpuStats.medianMs),
     };
   }
@@ -539,6 +699,7 @@ export class Session {
     if (!exec) return;
     this.#exec = undefined;
     registry.unregister(this);
-    exec.resources.release();
+    // A launchAsync() still waiting on the device releases the resources when it returns.
+    if (!this.#waiting) exec.resources.release();
   }
 }

@@ -1,11 +1,20 @@
 /**
- * The tuning cache: measured choices (a conv's algorithm and workspace), keyed by everything that
- * can change the answer: device name, SM budget, runtime and library versions, and the op's full
- * signature (its parameter record, batch included). Saved to and loaded from a JSON file.
+ * The tuning cache: measured choices, keyed by everything that can change the answer: device
+ * name, SM budget (a partition's SMs, or the whole device's), runtime and library versions, and
+ * what was measured. Three kinds of entry:
+ * - conv2d: a convolution's algorithm and workspace, keyed by its full parameter record;
+ * - stage costs: the time of one IOS stage (groups of ops run concurrently) and of every op
+ *   alone, keyed by the graph's signature (graphSignature: ops, shapes, batch, precision);
+ * - schedule choices: the schedule auto measured fastest, with its time and the trials.
+ * A session running under an SM budget reads and writes the entries of that budget only, so a
+ * model tuned inside a 32-SM partition runs with what was fastest on 32 SMs. Saved to and loaded
+ * from a JSON file ("braid-tuning/2"; files of format 1 hold conv entries only and still load).
  */
 import { BraidError } from "../errors.ts";
 import { readFile, writeFile } from "../platform.ts";
 import type { DeviceInfo } from "../../ffi/backend.ts";
+import type { Graph, Value } from "../ir/graph.ts";
+import type { Schedule } from "../schedule/schedule.ts";
 
 export interface ConvChoice {
   algorithm: number;
@@ -13,13 +22,41 @@ export interface ConvChoice {
   ms: number;
 }
 
-const FORMAT = "braid-tuning/1";
+/** One candidate schedule auto measured: its name, streams and median replay time. */
+export interface ScheduleTrial {
+  scheduler: string;
+  streams: number;
+  ms: number;
+}
+
+/** The schedule auto chose for a graph under a budget. */
+export interface ScheduleChoice {
+  schedule: Schedule;
+  /** Its measured replay time. */
+  ms: number;
+  trials: ScheduleTrial[];
+}
+
+const FORMAT = "braid-tuning/2";
+const FORMATS = ["braid-tuning/1", FORMAT];
+
+interface CacheFile {
+  format: string;
+  entries: Record<string, ConvChoice>;
+  stages?: Record<string, number>;
+  opTimes?: Record<string, number[]>;
+  schedules?: Record<string, ScheduleChoice>;
+}
 
 export class TuningCache {
   readonly #entries = new Map<string, ConvChoice>();
+  readonly #stages = new Map<string, number>();
+  readonly #opTimes = new Map<string, number[]>();
+  readonly #schedules = new Map<string, ScheduleChoice>();
 
+  /** Entries of every kind. */
   get size(): number {
-    return this.#entries.size;
+    return this.#entries.size + this.#stages.size + this.#opTimes.size + this.#schedules.size;
   }
 
   /** The key of an op signature on a device under an SM budget. */
@@ -34,6 +71,36 @@ export class TuningCache {
     ].join("|");
   }
 
+  /** The key of one stage (groups of node indices) of a graph, by its signature. */
+  static stageKey(
+    device: DeviceInfo,
+    smBudget: number,
+    graph: string,
+    groups: number[][],
+  ): string {
+    return TuningCache.key(device, smBudget, "stage", `${graph}:${JSON.stringify(groups)}`);
+  }
+
+  /** The key of every op's time alone in a graph. */
+  static opTimesKey(device: DeviceInfo, smBudget: number, graph: string): string {
+    return TuningCache.key(device, smBudget, "optimes", graph);
+  }
+
+  /** The key of a scheduler's choice for a graph. */
+  static scheduleKey(
+    device: DeviceInfo,
+    smBudget: number,
+    graph: string,
+    scheduler: string,
+  ): string {
+    return TuningCache.key(device, smBudget, "schedule", `${graph}:${scheduler}`);
+  }
+
+  /** The SM budget a key was made for. */
+  static budgetOf(key: string): number {
+    return Number(/\|sms=(\d+)\|/.exec(key)?.[1] ?? NaN);
+  }
+
   get(key: string): ConvChoice | undefined {
     return this.#entries.get(key);
   }
@@ -42,30 +109,103 @@ export class TuningCache {
     this.#entries.set(key, choice);
   }
 
-  keys(): string[] {
-    return [...this.#entries.keys()];
+  /** A stage's measured time, µs. */
+  getStage(key: string): number | undefined {
+    return this.#stages.get(key);
   }
 
-  toJSON(): { format: string; entries: Record<string, ConvChoice> } {
-    return { format: FORMAT, entries: Object.fromEntries(this.#entries) };
+  setStage(key: string, us: number): void {
+    this.#stages.set(key, us);
+  }
+
+  /** Every op's measured time alone, µs (0 for views). */
+  getOpTimes(key: string): number[] | undefined {
+    return this.#opTimes.get(key);
+  }
+
+  setOpTimes(key: string, us: number[]): void {
+    this.#opTimes.set(key, us);
+  }
+
+  getSchedule(key: string): ScheduleChoice | undefined {
+    return this.#schedules.get(key);
+  }
+
+  setSchedule(key: string, choice: ScheduleChoice): void {
+    this.#schedules.set(key, choice);
+  }
+
+  /** Keys of every kind. */
+  keys(): string[] {
+    return [
+      ...this.#entries.keys(),
+      ...this.#stages.keys(),
+      ...this.#opTimes.keys(),
+      ...this.#schedules.keys(),
+    ];
+  }
+
+  /** How many entries each SM budget has. */
+  budgets(): Map<number, number> {
+    const count = new Map<number, number>();
+    for (const key of this.keys()) {
+      const sms = TuningCache.budgetOf(key);
+      count.set(sms, (count.get(sms) ?? 0) + 1);
+    }
+    return count;
+  }
+
+  /** Adds another cache's entries (theirs win where both have a key). */
+  merge(other: TuningCache): void {
+    const data = other.toJSON();
+    for (const [k, v] of Object.entries(data.entries)) this.#entries.set(k, v);
+    for (const [k, v] of Object.entries(data.stages ?? {})) this.#stages.set(k, v);
+    for (const [k, v] of Object.entries(data.opTimes ?? {})) this.#opTimes.set(k, v);
+    for (const [k, v] of Object.entries(data.schedules ?? {})) this.#schedules.set(k, v);
+  }
+
+  toJSON(): CacheFile {
+    return {
+      format: FORMAT,
+      entries: Object.fromEntries(this.#entries),
+      stages: Object.fromEntries(this.#stages),
+      opTimes: Object.fromEntries(this.#opTimes),
+      schedules: Object.fromEntries(this.#schedules),
+    };
   }
 
   static fromJSON(text: string, source = "<memory>"): TuningCache {
-    let data: { format?: unknown; entries?: Record<string, ConvChoice> };
+    let data: Partial<CacheFile>;
     try {
       data = JSON.parse(text);
     } catch (e) {
       throw new BraidError("MALFORMED_FILE", `${source}: not JSON (${(e as Error).message})`);
     }
-    if (data?.format !== FORMAT || typeof data.entries !== "object" || data.entries === null) {
+    if (
+      !FORMATS.includes(data?.format as string) || typeof data.entries !== "object" ||
+      data.entries === null
+    ) {
       throw new BraidError("MALFORMED_FILE", `${source}: not a ${FORMAT} tuning cache`);
     }
+    const bad = (key: string) => new BraidError("MALFORMED_FILE", `${source}: bad entry "${key}"`);
     const cache = new TuningCache();
     for (const [key, c] of Object.entries(data.entries)) {
       const valid = Number.isInteger(c?.algorithm) && Number.isInteger(c?.workspaceBytes) &&
         c.workspaceBytes >= 0 && typeof c.ms === "number";
-      if (!valid) throw new BraidError("MALFORMED_FILE", `${source}: bad entry "${key}"`);
+      if (!valid) throw bad(key);
       cache.set(key, { algorithm: c.algorithm, workspaceBytes: c.workspaceBytes, ms: c.ms });
+    }
+    for (const [key, us] of Object.entries(data.stages ?? {})) {
+      if (!isTime(us)) throw bad(key);
+      cache.setStage(key, us);
+    }
+    for (const [key, us] of Object.entries(data.opTimes ?? {})) {
+      if (!Array.isArray(us) || !us.every(isTime)) throw bad(key);
+      cache.setOpTimes(key, us);
+    }
+    for (const [key, choice] of Object.entries(data.schedules ?? {})) {
+      if (!isScheduleChoice(choice)) throw bad(key);
+      cache.setSchedule(key, choice);
     }
     return cache;
   }
@@ -82,5 +222,108 @@ export class TuningCache {
 
   async save(path: string): Promise<void> {
     await writeFile(path, new TextEncoder().encode(JSON.stringify(this.toJSON(), null, 1)));
+  }
+}
+
+const isTime = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x) && x >= 0;
+const isCount = (x: unknown, min = 0): x is number => Number.isInteger(x) && (x as number) >= min;
+
+function isScheduleChoice(c: unknown): c is ScheduleChoice {
+  const choice = c as ScheduleChoice;
+  const s = choice?.schedule;
+  return typeof s?.scheduler === "string" && isCount(s.streams, 1) && isCount(s.events) &&
+    Array.isArray(s.launches) &&
+    s.launches.every((l) =>
+      isCount(l?.node) && isCount(l.stream) && l.stream < s.streams && Array.isArray(l.waits) &&
+      l.waits.every((e) => isCount(e)) && (l.record === undefined || isCount(l.record))
+    ) &&
+    (s.priorities === undefined ||
+      (Array.isArray(s.priorities) && s.priorities.every((p) => Number.isInteger(p)))) &&
+    isTime(choice.ms) && Array.isArray(choice.trials) &&
+    choice.trials.every((t) => typeof t?.scheduler === "string" && isTime(t.ms));
+}
+
+/**
+ * A graph's identity for stage costs and schedule choices: its ops with their operands and
+ * attributes, every value's shape at the session's batch, and the precision. Node indices in
+ * stage keys refer to this graph. 64 bits of two FNV-1a lanes, as 16 hex digits.
+ */
+export function graphSignature(
+  graph: Graph,
+  shapes: Map<string, Value>,
+  precision: unknown,
+): string {
+  const text = JSON.stringify([
+    graph.nodes.map((n) => [n.op, n.inputs, n.outputs, n.attrs]),
+    graph.inputs,
+    graph.outputs,
+    [...shapes].map(([name, v]) => [name, v.dtype, v.shape]),
+    precision,
+  ]);
+  let a = 0x811c9dc5, b = 0x01000193 ^ text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+  }
+  const hex = (x: number) => (x >>> 0).toString(16).padStart(8, "0");
+  return hex(a) + hex(b);
+}
+
+/**
+ * The cache entries of one graph under one SM budget, for the scheduling of a session: stage
+ * costs and op times are read from the cache or measured (and stored), and auto's choice is
+ * looked up before anything is measured. Counts what it found and what it measured.
+ */
+export class BudgetTuning {
+  readonly signature: string;
+  readonly counts = { stagesCached: 0, stagesMeasured: 0, scheduleCached: false };
+
+  constructor(
+    readonly cache: TuningCache,
+    readonly device: DeviceInfo,
+    readonly smBudget: number,
+    graph: Graph,
+    shapes: Map<string, Value>,
+    precision: unknown,
+  ) {
+    this.signature = graphSignature(graph, shapes, precision);
+  }
+
+  /** A stage's time, µs: cached, or measured now and stored. */
+  stage(groups: number[][], measure: () => number): number {
+    const key = TuningCache.stageKey(this.device, this.smBudget, this.signature, groups);
+    const cached = this.cache.getStage(key);
+    if (cached !== undefined) {
+      this.counts.stagesCached++;
+      return cached;
+    }
+    const us = measure();
+    this.counts.stagesMeasured++;
+    this.cache.setStage(key, us);
+    return us;
+  }
+
+  /** Every op's time alone, µs: cached, or measured now and stored. */
+  opTimes(measure: () => number[]): number[] {
+    const key = TuningCache.opTimesKey(this.device, this.smBudget, this.signature);
+    const cached = this.cache.getOpTimes(key);
+    if (cached) return [...cached];
+    const us = measure();
+    this.cache.setOpTimes(key, us);
+    return us;
+  }
+
+  /** The stored choice of a scheduler (e.g. "auto", "merged:auto"), if any. */
+  schedule(scheduler: string): ScheduleChoice | undefined {
+    const key = TuningCache.scheduleKey(this.device, this.smBudget, this.signature, scheduler);
+    const choice = this.cache.getSchedule(key);
+    if (choice) this.counts.scheduleCached = true;
+    return choice;
+  }
+
+  putSchedule(scheduler: string, choice: ScheduleChoice): void {
+    const key = TuningCache.scheduleKey(this.device, this.smBudget, this.signature, scheduler);
+    this.cache.setSchedule(key, choice);
   }
 }

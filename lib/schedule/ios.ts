@@ -312,7 +312,7 @@ function partitions(components: number[][], r: number, s: number): number[][][] 
   return out;
 }
 
-export function iosSchedule(ctx: ScheduleContext, options: IosOptions = {}): Schedule {
+export function iosSchedule(ctx: ScheduleContext, options: IosOptions = ctx.ios ?? {}): Schedule {
   const { dag, costs, device } = ctx;
   const s = Math.min(options.s ?? IOS_DEFAULTS.s, ctx.maxStreams ?? Infinity);
   const stageCost: StageCost = ctx.measureStage ?? ((g) => simulateStage(g, costs, device));
@@ -339,6 +339,6 @@ export function iosSchedule(ctx: ScheduleContext, options: IosOptions = {}): Sch
   return insertEvents("ios", dag, order, stream);
 
   function work(group: number[]): number {
-    return group.reduce((t, v) => t + opTimeUs(costs[v], device), 0);
+    return group.reduce((t, v) => t + (ctx.opTimeUs?.[v] ?? opTimeUs(costs[v], device)), 0);
   }
 }

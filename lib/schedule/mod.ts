@@ -13,7 +13,7 @@ import { BraidError, check } from "../errors.ts";
 import type { Graph, Value } from "../ir/graph.ts";
 import { opSpec } from "../ir/ops.ts";
 import { autoSchedule } from "./auto.ts";
-import { iosSchedule } from "./ios.ts";
+import { type IosOptions, iosSchedule } from "./ios.ts";
 import { nimbleSchedule } from "./nimble.ts";
 import { oparaSchedule } from "./opara.ts";
 import type { Schedule } from "./schedule.ts";
@@ -34,6 +34,8 @@ export interface ScheduleContext {
   measure?: (schedule: Schedule) => number | Promise<number>;
   /** Most streams any schedule may use. */
   maxStreams?: number;
+  /** IOS's pruning knobs (for ios, and for auto's ios candidate). */
+  ios?: IosOptions;
 }
 
 export type SchedulerName = "sequential" | "opara" | "nimble" | "ios" | "auto";

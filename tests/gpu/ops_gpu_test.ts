@@ -268,6 +268,9 @@ add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
       });
     }
   }
+  add("AvgPool2d", "k1 s2 windows inside bottom/right padding (NASNet path_2)", [
+    u([1, 96, 164, 164]),
+  ], { kernel: [1, 1], strides: [2, 2], pads: [0, 0, 1, 1], countIncludePad: true });
 }
 
 add("GlobalAvgPool", "[2, 8, 7, 7]", [u([2, 8, 7, 7])]);

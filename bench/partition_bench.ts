@@ -1,0 +1,303 @@
+/**
+ * Spatial sharing on one GPU (issue 6), three measurements, each side by side with its baseline
+ * in the same run:
+ *   (c) tuning four models concurrently, each in its own 32-SM partition (`braid tune --sms 32
+ *       --concurrent`: one Worker thread per model in one process), against tuning them one after
+ *       another on the whole GPU (`braid tune`): total wall time of each command, run as a user
+ *       runs it (a process each, its start included);
+ *   (b) for N in 16, 32, 64: the schedule tuned at N SMs against the whole-GPU schedule, both run
+ *       in the same N-SM partition (median of CUDA-event-timed graph replays, interleaved);
+ *   (a) two to four models co-located on disjoint partitions, each serving batch-1 requests in a
+ *       closed loop, against the same models time-sharing the whole GPU (one request on the
+ *       device at a time) and against sharing it unpartitioned (concurrent streams): aggregate
+ *       throughput and p99 latency per model.
+ * (c) runs first: its caches (whole GPU and 32 SMs) are the tuning that (b) and (a) start from.
+ *
+ *   deno run -A bench/partition_bench.ts [--parts c,b,a] [--out bench/results] [--quick]
+ *     [--caches DIR]   (keep the tuning caches there; (b) and (a) alone start from them)
+ */
+import { parseArgs } from "../lib/deps.ts";
+import { buildZooModel, Partition, Server, Session, TuningCache } from "../mod.ts";
+import { saveModel } from "../lib/runtime/model.ts";
+import { randomInputs } from "../lib/cli/run.ts";
+import type { TuneRun } from "../lib/cli/tune.ts";
+import type { HostTensor } from "../lib/runtime/session.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    parts: { type: "string", default: "c,b,a" },
+    out: { type: "string", default: "bench/results" },
+    tuned: { type: "string", default: "googlenet,inception_v3,resnet50,densenet121" },
+    budgets: { type: "string", default: "16,32,64" },
+    compare: { type: "string", default: "googlenet,inception_v3" },
+    seconds: { type: "string", default: "1" },
+    rounds: { type: "string", default: "3" },
+    quick: { type: "boolean", default: false },
+    caches: { type: "string" },
+  },
+}).values;
+
+const parts = new Set(args.parts!.split(","));
+const out = args.out!;
+const tunedModels = args.tuned!.split(",");
+const budgets = args.budgets!.split(",").map(Number);
+const compared = args.compare!.split(",");
+const seconds = Number(args.seconds) * (args.quick ? 0.3 : 1);
+const rounds = Number(args.rounds);
+await Deno.mkdir(out, { recursive: true });
+const work = await Deno.makeTempDir({ prefix: "braid-partition-bench-" });
+// The tuning caches (c) writes, kept in --caches (default: a temporary folder) for (b) and (a).
+const caches = args.caches ?? work;
+const seqCache = `${caches}/partition_tuning_whole.json`;
+const concCache = `${caches}/partition_tuning_32.json`;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const f = (v: number, d = 2) => v.toFixed(d);
+const table = (head: string[], rows: (string | number)[][]) =>
+  [head, head.map(() => "---"), ...rows.map((r) => r.map(String))]
+    .map((r) => `| ${r.join(" | ")} |`).join("\n");
+
+async function braidTune(extra: string[], json: string): Promise<TuneRun & { processMs: number }> {
+  const main = new URL("../lib/cli/main.ts", import.meta.url).pathname;
+  const t0 = performance.now();
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--cached-only", main, "tune", ...extra, "--json", json],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  const processMs = performance.now() - t0;
+  if (result.code !== 0) throw new Error(`braid tune ${extra.join(" ")} exited ${result.code}`);
+  return { ...JSON.parse(await Deno.readTextFile(json)), processMs };
+}
+
+// ---------------------------------------------------------------- (c) concurrent tuning
+if (parts.has("c")) {
+  const files: string[] = [];
+  for (const name of tunedModels) {
+    const file = `${work}/${name}.braid`;
+    await saveModel(buildZooModel(name), file);
+    files.push(file);
+  }
+  for (const cache of [seqCache, concCache]) await Deno.remove(cache).catch(() => {});
+  console.log(`(c) tuning ${tunedModels.join(", ")}: one after another on the whole GPU …`);
+  const sequential = await braidTune([...files, "--cache", seqCache], `${work}/seq.json`);
+  console.log(`(c) … and concurrently, each in its own 32-SM partition …`);
+  const concurrent = await braidTune(
+    [...files, "--sms", "32", "--concurrent", "--cache", concCache],
+    `${work}/conc.json`,
+  );
+  const rows = tunedModels.map((name, i) => {
+    const s = sequential.results[i], c = concurrent.results[i];
+    return [
+      name,
+      f(s.wallMs / 1000, 1),
+      s.scheduler,
+      f(c.wallMs / 1000, 1),
+      `${c.partition?.sms} SMs, group ${c.partition?.group}`,
+      c.scheduler,
+    ];
+  });
+  const ratio = concurrent.processMs / sequential.processMs;
+  rows.push([
+    "**total wall**",
+    f(sequential.processMs / 1000, 1),
+    "",
+    f(concurrent.processMs / 1000, 1),
+    `**${f(100 * ratio, 0)}% of sequential**`,
+    "",
+  ]);
+  const md = table(
+    [
+      "model",
+      "sequential, whole GPU (s)",
+      "chosen",
+      "concurrent (s)",
+      "partition",
+      "chosen",
+    ],
+    rows,
+  );
+  console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
+  await Deno.writeTextFile(
+    `${out}/partition_c_tuning.json`,
+    JSON.stringify({ sequential, concurrent, ratio, table: md }, null, 1),
+  );
+}
+
+const cache = new TuningCache();
+for (const file of [seqCache, concCache]) cache.merge(await TuningCache.load(file));
+
+/** Median replay time of each session, timed in interleaved rounds (CUDA events). */
+function interleaved(sessions: Session[], inputs: Record<string, HostTensor>[]): number[] {
+  const samples = sessions.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    sessions.forEach((s, i) => {
+      samples[i].push(s.profile(inputs[i], { warmup: 10, runs: 100 }).gpu.medianMs);
+    });
+  }
+  return samples.map(median);
+}
+
+// ---------------------------------------------------------------- (b) tuned at N vs whole GPU
+if (parts.has("b")) {
+  const rows: (string | number)[][] = [];
+  const results: Record<string, unknown>[] = [];
+  for (const name of compared) {
+    const graph = buildZooModel(name);
+    using whole = await Session.create(graph, { device: "cuda", tuning: cache });
+    const wholeMs = interleaved([whole], [randomInputs(whole)])[0];
+    for (const sms of budgets) {
+      using partition = Partition.create({ sms, device: "cuda" });
+      const t0 = performance.now();
+      using atN = await Session.create(graph, { partition, tuning: cache });
+      const tuneMs = performance.now() - t0;
+      // The whole GPU's tuning (budget = all SMs), run inside the same partition.
+      using fromWhole = await Session.create(graph, {
+        partition,
+        tuning: cache,
+        smBudget: whole.report().smBudget,
+        tune: false,
+      });
+      const inputs = randomInputs(atN);
+      const [tunedMs, wholeTunedMs] = interleaved([atN, fromWhole], [inputs, inputs]);
+      const gain = wholeTunedMs / tunedMs - 1;
+      const a = atN.report(), w = fromWhole.report();
+      rows.push([
+        name,
+        partition.sms,
+        `${w.scheduler} (${w.streams})`,
+        f(wholeTunedMs, 3),
+        `${a.scheduler} (${a.streams})`,
+        f(tunedMs, 3),
+        `${gain >= 0 ? "+" : ""}${f(100 * gain, 1)}%`,
+      ]);
+      results.push({
+        model: name,
+        sms: partition.sms,
+        wholeGpuMs: wholeMs,
+        wholeTuned: { scheduler: w.scheduler, streams: w.streams, ms: wholeTunedMs },
+        tunedAtN: { scheduler: a.scheduler, streams: a.streams, ms: tunedMs, tuneMs },
+        gain,
+      });
+      console.log(`(b) ${name} at ${partition.sms} SMs: ${rows.at(-1)!.join(" | ")}`);
+    }
+    rows.push([
+      name,
+      `whole (${whole.report().smBudget})`,
+      whole.report().scheduler,
+      f(wholeMs, 3),
+      "",
+      "",
+      "",
+    ]);
+  }
+  const md = table(
+    [
+      "model",
+      "SMs",
+      "whole-GPU-tuned schedule (streams)",
+      "ms at N",
+      "tuned-at-N schedule (streams)",
+      "ms at N",
+      "tuned at N faster by",
+    ],
+    rows,
+  );
+  console.log(`\n(b) schedule tuned at N SMs vs the whole-GPU schedule, run at N\n${md}\n`);
+  await Deno.writeTextFile(
+    `${out}/partition_b_budget.json`,
+    JSON.stringify({ results, table: md }, null, 1),
+  );
+  await cache.save(`${caches}/partition_tuning_all.json`);
+}
+
+// ---------------------------------------------------------------- (a) co-location
+interface Measured {
+  throughput: number;
+  lanes: { name: string; throughput: number; p50Ms: number; p99Ms: number }[];
+}
+
+/** Closed loop: every lane keeps one request outstanding for `seconds`; reports the window. */
+async function serve(server: Server, inputs: Map<string, Record<string, HostTensor>>) {
+  const loop = async (name: string, until: number) => {
+    while (performance.now() < until) await server.submit(name, inputs.get(name)!);
+  };
+  await Promise.all(server.names.map((n) => loop(n, performance.now() + 200))); // warm-up
+  server.reset();
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(server.names.map((n) => loop(n, until)));
+  return server.report();
+}
+
+if (parts.has("a")) {
+  const sets = args.quick
+    ? [tunedModels.slice(0, 4)]
+    : [tunedModels.slice(0, 4), compared.slice(0, 2)];
+  const results: Record<string, unknown>[] = [];
+  const rows: (string | number)[][] = [];
+  for (const models of sets) {
+    const sms = models.length === 4 ? 32 : 64;
+    const partitions = Partition.split(models.length, { sms, device: "cuda" });
+    const placed: Session[] = [];
+    const whole: Session[] = [];
+    try {
+      for (const [i, name] of models.entries()) {
+        const graph = buildZooModel(name);
+        placed.push(await Session.create(graph, { partition: partitions[i], tuning: cache }));
+        whole.push(await Session.create(graph, { device: "cuda", tuning: cache }));
+      }
+      const inputs = new Map(models.map((name, i) => [name, randomInputs(whole[i])]));
+      const lanes = (sessions: Session[]) =>
+        models.map((name, i) => ({ name, session: sessions[i] }));
+      const modes = {
+        partitioned: () => new Server(lanes(placed)),
+        "time-sharing": () => new Server(lanes(whole), { exclusive: true }),
+        "shared streams": () => new Server(lanes(whole)),
+      };
+      const runs: Record<string, Measured[]> = {};
+      for (let r = 0; r < rounds; r++) {
+        for (const [mode, make] of Object.entries(modes)) {
+          (runs[mode] ??= []).push(await serve(make(), inputs));
+        }
+      }
+      // Per mode: median aggregate throughput over rounds; p99 per model pooled as the median
+      // of the rounds' p99s.
+      const summary = Object.fromEntries(
+        Object.entries(runs).map(([mode, list]) => [mode, {
+          throughput: median(list.map((m) => m.throughput)),
+          lanes: models.map((name) => ({
+            name,
+            throughput: median(list.map((m) => m.lanes.find((l) => l.name === name)!.throughput)),
+            p50Ms: median(list.map((m) => m.lanes.find((l) => l.name === name)!.p50Ms)),
+            p99Ms: median(list.map((m) => m.lanes.find((l) => l.name === name)!.p99Ms)),
+          })),
+        }]),
+      ) as Record<string, Measured>;
+      const base = summary["time-sharing"].throughput;
+      for (const [mode, m] of Object.entries(summary)) {
+        rows.push([
+          models.join(" + "),
+          mode === "partitioned" ? `${models.length}×${partitions[0].sms} SMs` : mode,
+          f(m.throughput, 0),
+          `${f(m.throughput / base, 2)}×`,
+          m.lanes.map((l) => `${l.name} ${f(l.p99Ms, 2)}`).join(", "),
+        ]);
+      }
+      results.push({ models, sms: partitions[0].sms, summary, runs });
+      console.log(`(a) ${models.join(" + ")}: ${JSON.stringify(summary)}`);
+    } finally {
+      for (const s of [...placed, ...whole]) s[Symbol.dispose]();
+      for (const p of partitions) p[Symbol.dispose]();
+    }
+  }
+  const md = table(
+    ["models (batch 1)", "placement", "requests/s", "vs time-sharing", "p99 ms per model"],
+    rows,
+  );
+  console.log(`\n(a) co-located on disjoint partitions vs time-sharing the whole GPU\n${md}\n`);
+  await Deno.writeTextFile(
+    `${out}/partition_a_colocation.json`,
+    JSON.stringify({ seconds, rounds, results, table: md }, null, 1),
+  );
+}
+await Deno.remove(work, { recursive: true });

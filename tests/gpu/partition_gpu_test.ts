@@ -1,0 +1,209 @@
+/**
+ * SM partitions (green contexts) on the GPU: the device's split and its rounding, the native
+ * error paths (sizes, groups, a driver without green contexts), confinement measured with the SM
+ * probe (a partition's work runs on its SMs only, two groups never share one), zoo models inside
+ * partitions against the CPU backend, concurrent launches, and the tuning cache's budgets.
+ */
+import { Partition, Session, TuningCache } from "../../mod.ts";
+import { throwsCode } from "../helpers.ts";
+import { buildZooModel } from "../../lib/models/index.ts";
+import { numel } from "../../lib/ir/graph.ts";
+import { Random } from "../../lib/util/random.ts";
+import { assert } from "../deps.ts";
+import { BASE_SEED, cuda, expectClose, gpuSuite, hash } from "./gpu.ts";
+
+const gpuTest = gpuSuite("partition_gpu_test.ts");
+
+gpuTest("the device's split: sizes rounded up to the granularity, groups disjoint", () => {
+  const rows: string[] = [];
+  for (const fine of [false, true]) {
+    for (const sms of [1, 8, 12, 16, 20, 32, 64, 100]) {
+      const s = Partition.query({ sms, fine, device: "cuda" });
+      rows.push(`${sms}${fine ? " fine" : ""} → ${s.groups}×${s.smsPerGroup}`);
+      assert.ok(s.smsPerGroup >= sms && s.smsPerGroup >= s.smallest, `${sms}: ${s.smsPerGroup}`);
+      assert.ok(s.groups >= 1 && s.groups * s.smsPerGroup <= s.deviceSms);
+      assert.equal(s.smsPerGroup % s.smallest === 0 || fine, true);
+    }
+  }
+  const { deviceSms, smallest } = Partition.query({ sms: 1, device: "cuda" });
+  console.log(`  ${deviceSms} SMs, smallest partition ${smallest}: ${rows.join(", ")}`);
+  using p = Partition.create({ sms: 20, device: "cuda" });
+  assert.equal(p.requested, 20);
+  assert.equal(p.sms, Partition.query({ sms: 20, device: "cuda" }).smsPerGroup, "rounding");
+  assert.equal(p.users, 0);
+  const t0 = performance.now();
+  const made = Partition.split(3, { sms: 16, device: "cuda" });
+  console.log(`  3 partitions of 16 SMs created in ${(performance.now() - t0).toFixed(1)} ms`);
+  assert.deepEqual(made.map((m) => m.group), [0, 1, 2]);
+  for (const m of made) m[Symbol.dispose]();
+});
+
+gpuTest("partition error paths: size and group out of range, no green contexts", async () => {
+  const { deviceSms } = Partition.query({ sms: 8, device: "cuda" });
+  await throwsCode(
+    () => Partition.create({ sms: deviceSms + 1, device: "cuda" }),
+    "NATIVE_INVALID_ARGUMENT",
+    new RegExp(`has ${deviceSms} SMs`),
+  );
+  const { groups } = Partition.query({ sms: 32, device: "cuda" });
+  await throwsCode(
+    () => Partition.create({ sms: 32, group: groups, device: "cuda" }),
+    "NATIVE_INVALID_ARGUMENT",
+    new RegExp(`group ${groups} is out of range.*${groups} groups`),
+  );
+  await throwsCode(
+    () => Partition.split(groups + 1, { sms: 32, device: "cuda" }),
+    "BAD_OPTION",
+    /do not fit/,
+  );
+  // A driver without green contexts, as the lookup sees it.
+  Deno.env.set("BRAID_NO_GREEN_CONTEXTS", "1");
+  try {
+    await throwsCode(
+      () => Partition.create({ sms: 16, device: "cuda" }),
+      "NATIVE_UNSUPPORTED",
+      /green contexts.*has no cuDeviceGet.*BRAID_NO_GREEN_CONTEXTS/,
+    );
+  } finally {
+    Deno.env.delete("BRAID_NO_GREEN_CONTEXTS");
+  }
+  using p = Partition.create({ sms: 16, device: "cuda" });
+  assert.equal(p.sms, 16, "green contexts work again once the lookup is allowed");
+});
+
+gpuTest(
+  "confinement: a partition's streams run on its SMs only, and groups are disjoint",
+  async () => {
+    const backend = cuda();
+    const { deviceSms } = Partition.query({ sms: 8, device: "cuda" });
+    const [a, b] = Partition.split(2, { sms: 32, device: "cuda" });
+    const ctx = backend.contextCreate(0);
+    const bound = backend.contextCreate(0);
+    const streams: bigint[] = [];
+    try {
+      const whole = backend.smProbe(ctx, 0n);
+      for (const p of [a, b]) streams.push(backend.partitionStreamCreate(ctx, p.native.handle, 1));
+      const [inA, inB] = streams.map((s) => backend.smProbe(ctx, s));
+      backend.contextSetPartition(bound, b.native.handle);
+      const boundSms = backend.smProbe(bound, 0n);
+      console.log(
+        `  SMs used: whole device ${whole.length}, group 0 ${inA.length}, group 1 ${inB.length}, ` +
+          `a context bound to group 1 ${boundSms.length}`,
+      );
+      assert.ok(whole.length > 64, `the whole device ran on ${whole.length} SMs`);
+      assert.ok(inA.length <= a.sms && inA.length >= a.sms / 2, `group 0: ${inA.length}`);
+      assert.ok(inB.length <= b.sms, `group 1: ${inB.length}`);
+      assert.deepEqual(inA.filter((sm) => inB.includes(sm)), [], "groups 0 and 1 share no SM");
+      assert.ok(boundSms.every((sm) => !inA.includes(sm)), "the bound context stays off group 0");
+      assert.equal(backend.streamSms(ctx, streams[0]), a.sms);
+      assert.equal(backend.streamSms(bound, 0n), b.sms);
+      assert.equal(backend.streamSms(ctx, 0n), deviceSms);
+      assert.equal(b.users, 2, "a stream and a bound context use group 1");
+      await throwsCode(
+        () => b[Symbol.dispose](),
+        "NATIVE_INVALID_ARGUMENT",
+        /still use the partition/,
+      );
+    } finally {
+      for (const s of streams) backend.streamDestroy(ctx, s);
+      backend.contextDestroy(ctx);
+      backend.contextDestroy(bound);
+    }
+    assert.equal(b.users, 0);
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  },
+);
+
+gpuTest("zoo models inside partitions match the CPU backend, and run concurrently", async () => {
+  const [p0, p1] = Partition.split(2, { sms: 32, device: "cuda" });
+  try {
+    const outputs: Float32Array[] = [];
+    const sessions: Session[] = [];
+    const feeds: Record<string, Float32Array>[] = [];
+    for (const [i, name] of ["googlenet", "squeezenet1_1"].entries()) {
+      const graph = buildZooModel(name);
+      const input = graph.values.get(graph.inputs[0])!;
+      const seed = (BASE_SEED ^ hash(name)) >>> 0;
+      const feed = { [input.name]: new Random(seed).floats(numel(input.shape), 0, 1) };
+      using cpu = await Session.create(graph, { device: "cpu" });
+      const want = Object.values(cpu.runSync(feed))[0] as Float32Array;
+      const session = await Session.create(graph, {
+        partition: [p0, p1][i],
+        precision: "fp32",
+        scheduler: "opara",
+      });
+      sessions.push(session);
+      feeds.push(feed);
+      const got = Object.values(session.runSync(feed))[0] as Float32Array;
+      const error = expectClose(got, want, 1e-5, `${name} in a ${[p0, p1][i].sms}-SM partition`);
+      const report = session.report();
+      assert.equal(report.smBudget, [p0, p1][i].sms);
+      assert.deepEqual(report.partition, { sms: [p0, p1][i].sms, group: i });
+      const used = session.probeSms();
+      assert.ok(used.length <= [p0, p1][i].sms, `${name}'s stream ran on ${used.length} SMs`);
+      console.log(
+        `  ${name}: ${report.scheduler}, ${report.streams} streams in group ${i} ` +
+          `(${used.length} SMs used), fp32 error ${error.toExponential(2)}`,
+      );
+      outputs.push(got);
+    }
+    // Both at once from this thread: launchAsync waits on another thread.
+    for (const [i, s] of sessions.entries()) {
+      for (const [name, data] of Object.entries(feeds[i])) s.io.inputs[name].set(data);
+    }
+    await Promise.all(sessions.map((s) => s.launchAsync()));
+    sessions.forEach((s, i) => {
+      assert.deepEqual(Object.values(s.io.outputs)[0], outputs[i], "concurrent launches agree");
+    });
+    await throwsCode(() => p0[Symbol.dispose](), "NATIVE_INVALID_ARGUMENT", /still use/);
+    for (const s of sessions) s[Symbol.dispose]();
+  } finally {
+    p0[Symbol.dispose]();
+    p1[Symbol.dispose]();
+  }
+});
+
+gpuTest("a session on an N-SM partition uses the tuning entries of budget N", async () => {
+  const graph = buildZooModel("squeezenet1_1");
+  const tuning = new TuningCache();
+  const [p0, p1] = Partition.split(2, { sms: 32, device: "cuda" });
+  try {
+    const create = async (partition?: Partition) => {
+      const t0 = performance.now();
+      const s = await Session.create(graph, { partition, device: "cuda", tuning });
+      const ms = performance.now() - t0;
+      const r = s.report();
+      s[Symbol.dispose]();
+      return { r, ms };
+    };
+    const first = await create(p0);
+    const entries = tuning.size;
+    assert.ok(first.r.stages.measured > 0 && entries > 0, "tuned inside the partition");
+    const keys = tuning.keys();
+    assert.ok(keys.every((k) => k.includes(`|sms=${p0.sms}|`)), "every entry is keyed by 32 SMs");
+    assert.ok(keys.some((k) => k.includes("|schedule|")), "auto's choice is cached");
+    const again = await create(p1);
+    assert.equal(again.r.tuning.measured, 0, "a second 32-SM session measures no convolution");
+    assert.equal(again.r.stages.measured, 0, "nor any op or stage");
+    assert.equal(tuning.size, entries, "nothing new in the cache");
+    assert.equal(again.r.scheduler, first.r.scheduler);
+    assert.deepEqual(again.r.trials, first.r.trials, "auto's trials come from the cache");
+    const whole = await create(undefined);
+    assert.ok(
+      tuning.size > entries && whole.r.stages.measured > 0,
+      "the whole GPU is another budget",
+    );
+    assert.deepEqual(
+      [...tuning.budgets().keys()].sort((a, b) => a - b),
+      [p0.sms, whole.r.smBudget],
+    );
+    console.log(
+      `  squeezenet1_1: tuned at ${p0.sms} SMs in ${first.ms.toFixed(0)} ms, reused in ` +
+        `${again.ms.toFixed(0)} ms; whole GPU ${whole.ms.toFixed(0)} ms (${whole.r.scheduler})`,
+    );
+  } finally {
+    p0[Symbol.dispose]();
+    p1[Symbol.dispose]();
+  }
+});

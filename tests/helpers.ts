@@ -1,0 +1,29 @@
+/** Shared by the test files: an assertion on BraidErrors, and a small branchy network. */
+import { assert } from "./deps.ts";
+import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
+import { GraphBuilder } from "../lib/ir/builder.ts";
+import type { Graph } from "../lib/ir/graph.ts";
+
+/** Asserts that `f` throws (or rejects with) a BraidError of `code`, its message matching. */
+export async function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp) {
+  try {
+    await f();
+  } catch (e) {
+    assert.ok(e instanceof BraidError, `expected BraidError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (mention) assert.match(e.message, mention);
+    return;
+  }
+  assert.fail(`expected BraidError ${code}`);
+}
+
+/** conv → two sibling 1x1 convs → concat → pool → linear: parallel branches, a merge candidate. */
+export function branchyNet(name = "net"): Graph {
+  const b = new GraphBuilder(name, 7);
+  const x = b.input("x", [1, 3, 12, 12]);
+  const v = b.relu(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1 }));
+  const l = b.conv2d(v, { name: "l", out: 4, kernel: 1 });
+  const r = b.conv2d(v, { name: "r", out: 4, kernel: 1 });
+  b.output(b.linear(b.flatten(b.globalAvgPool(b.concat([l, r], 1, "cat")), 1), "fc", 5));
+  return b.build();
+}
