@@ -9,6 +9,7 @@ import { parseArgs } from "../lib/deps.ts";
 import { buildZooModel, Session, zooNames } from "../mod.ts";
 import { randomInputs } from "../lib/cli/run.ts";
 import type { SchedulerName } from "../lib/schedule/mod.ts";
+import { Backend } from "../ffi/backend.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -23,11 +24,22 @@ const args = parseArgs({
 }).values;
 
 const f = (v: number, digits: number) => v.toFixed(digits);
+// The driver's free device memory before and after each session: what it really holds, native
+// scratch and library handles included (a probe context, open throughout, reads it).
+const probe = args.device === "cuda" ? Backend.open("cuda") : undefined;
+const probeCtx = probe?.contextCreate(0);
+const freeBytes = () => (probe ? probe.deviceInfo(probeCtx!).freeMemory : 0);
+// One session first, so loading the libraries' kernels is nobody's memory.
+if (probe) {
+  using warm = await Session.create(buildZooModel("squeezenet1_1"), { scheduler: "sequential" });
+  warm.runSync(randomInputs(warm));
+}
 const result: Record<string, Record<string, unknown>> = {};
 for (const name of args.models!.split(",")) {
   const graph = buildZooModel(name);
   result[name] = {};
   for (const scheduler of args.schedulers!.split(",") as SchedulerName[]) {
+    const freeBefore = freeBytes();
     const t = performance.now();
     using session = await Session.create(graph, {
       device: args.device as "cuda" | "cpu",
@@ -37,7 +49,8 @@ for (const name of args.models!.split(",")) {
     const prepareMs = performance.now() - t;
     const profile = session.profile(randomInputs(session), { warmup: 50, runs: Number(args.runs) });
     const report = session.report();
-    result[name][scheduler] = { ...profile, prepareMs, report };
+    const driverBytes = freeBefore - freeBytes();
+    result[name][scheduler] = { ...profile, prepareMs, report, driverBytes };
     console.log(
       `braid ${name} ${report.scheduler}: gpu ${f(profile.gpu.medianMs, 3)} ms ` +
         `(kernels ${f(profile.compute.medianMs, 3)}), ` +
@@ -47,7 +60,7 @@ for (const name of args.models!.split(",")) {
         } us, launch() ${f(profile.launchOverheadUs, 1)} us, ` +
         `${report.kernelLaunches} kernels, device memory ${
           f(report.deviceBytes / 2 ** 20, 1)
-        } MiB, ` +
+        } MiB (driver: ${f(driverBytes / 2 ** 20, 1)} MiB), ` +
         `prepared in ${f(prepareMs, 0)} ms (${report.tuning.measured} convs tuned, ` +
         `${report.trials.length} schedules and ${report.stages.measured} stages measured, ` +
         `stages ${f(report.stages.ms, 0)} ms; ops alone sum ${f(report.stages.opSumUs, 0)} us, ` +

@@ -27,6 +27,8 @@ interface BraidRun {
   pinnedOverheadUs: number;
   launchOverheadUs: number;
   report: { scheduler: string; streams: number; deviceBytes: number };
+  /** Free device memory the session took, as the driver reports it. */
+  driverBytes?: number;
 }
 
 const ms = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(3));
@@ -48,6 +50,7 @@ const rows = [[
   "torch opara/braid",
   "MiB torch graph",
   "MiB braid",
+  "MiB braid (driver)",
   "run() us",
   "run(io) us",
   "launch() us",
@@ -68,6 +71,7 @@ for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) 
       x(t.opara?.median_ms, b.gpu.medianMs),
       mib(t.graph?.peak_bytes),
       mib(b.report.deviceBytes),
+      mib(b.driverBytes),
       b.hostOverheadUs.toFixed(1),
       b.pinnedOverheadUs.toFixed(1),
       b.launchOverheadUs.toFixed(1),

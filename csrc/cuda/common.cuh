@@ -159,6 +159,10 @@ BRAID_HIDDEN int32_t resolve(uint64_t ctx, uint64_t stream, const char* fn, Cont
 /* True while `s` is being captured (cudaStreamIsCapturing; legal during a capture). */
 BRAID_HIDDEN bool stream_capturing(Stream* s);
 
+/* The stream's scratch of LT_WORKSPACE_BYTES (cuBLASLt workspace, untuned convolutions),
+ * allocated on first use (context.cu). */
+BRAID_HIDDEN int32_t stream_scratch(Stream* s, const char* fn, void** out);
+
 /* Partitions (partition.cu). A partition counts the contexts bound to it and the streams
  * running in it; it cannot be destroyed while any remain. */
 BRAID_HIDDEN int32_t get_partition(uint64_t h, const char* fn, Partition** out);

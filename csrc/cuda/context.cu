@@ -186,8 +186,10 @@ static bool context_capturing(Context* c) {
   return c->capturing != 0;
 }
 
-/* A stream's cuBLASLt workspace. */
+/* A stream; its scratch (cuBLASLt's workspace, untuned convolutions' scratch) comes on first
+ * use, so the many streams of a parallel schedule that never need it hold no memory for it. */
 static int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn) {
+  (void)fn;
   s->magic = MAGIC_STREAM;
   s->ctx = c;
   s->s = cs;
@@ -195,13 +197,20 @@ static int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* f
   s->lt_ws_bytes = 0;
   s->sms = c->sms;
   s->part = nullptr;
-  RelaxedCapture relaxed;
-  cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
-  if (e != cudaSuccess) {
-    s->lt_ws = nullptr;
-    return cuda_fail(fn, "cudaMalloc(cuBLASLt workspace)", e);
+  return BRAID_OK;
+}
+
+int32_t stream_scratch(Stream* s, const char* fn, void** out) {
+  if (s->lt_ws == nullptr) {
+    RelaxedCapture relaxed; /* cudaMalloc is legal, if not captured, during a capture */
+    cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
+    if (e != cudaSuccess) {
+      s->lt_ws = nullptr;
+      return cuda_fail(fn, "cudaMalloc(stream scratch)", e);
+    }
+    s->lt_ws_bytes = LT_WORKSPACE_BYTES;
   }
-  s->lt_ws_bytes = LT_WORKSPACE_BYTES;
+  *out = s->lt_ws;
   return BRAID_OK;
 }
 

@@ -315,7 +315,11 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
     LAUNCH_CHECK(fn, "conv_direct_kernel");
     return BRAID_OK;
   }
-  if (pl->stream_scratch) workspace = (uint64_t)(uintptr_t)s->lt_ws;
+  if (pl->stream_scratch) {
+    void* scratch = nullptr;
+    if ((st = stream_scratch(s, fn, &scratch))) return st;
+    workspace = (uint64_t)(uintptr_t)scratch;
+  }
   if (pl->ws > 0 && workspace == 0)
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d needs %zu bytes of workspace but the workspace address is 0", fn,

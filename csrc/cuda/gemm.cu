@@ -177,8 +177,11 @@ static int32_t lt_matmul(Context* c, Stream* s, const char* fn, GemmKey key, con
     CUBLAS_TRY(fn, cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
   const float beta = 0.0f;
+  void* ws = nullptr;
+  int32_t st = stream_scratch(s, fn, &ws);
+  if (st) return st;
   CUBLAS_TRY(fn, cublasLtMatmul(c->lt, pl->desc, &alpha, A, pl->la, B, pl->lb, &beta, Y, pl->ly, Y,
-                                pl->ly, &pl->algo, s->lt_ws, s->lt_ws_bytes, s->s));
+                                pl->ly, &pl->algo, ws, LT_WORKSPACE_BYTES, s->s));
   return BRAID_OK;
 }
 

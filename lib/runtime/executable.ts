@@ -11,6 +11,7 @@ import { BraidError } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
 import type { MemoryPlan } from "../memory/planner.ts";
 import type { Schedule } from "../schedule/schedule.ts";
+import { planWorkspaces } from "../memory/workspaces.ts";
 import { type Call, lowerNode, type Precision } from "./lower.ts";
 import { TuningCache } from "./tuning.ts";
 import { Random } from "../util/random.ts";
@@ -185,7 +186,6 @@ export class Executable {
     if (backend.kind === "cuda") {
       this.#chooseConvAlgorithms(
         calls,
-        schedule.launches.map((l) => l.stream),
         address,
         arena,
         options,
@@ -368,12 +368,10 @@ export class Executable {
 
   /**
    * Picks each convolution's algorithm from the tuning cache, measuring the missing ones, then
-   * gives every stream one workspace as large as its convolutions need (a stream runs one
-   * kernel at a time, so its convolutions can share it).
+   * gives the convolutions workspaces, shared by those that are ordered.
    */
   #chooseConvAlgorithms(
     calls: Call[],
-    streamOf: number[],
     address: (v: string) => bigint,
     arena: bigint,
     options: ExecutableOptions,
@@ -418,22 +416,15 @@ export class Executable {
     } finally {
       if (scratch !== undefined) backend.bufferFree(ctx, scratch);
     }
-    // One workspace per stream, sized for its largest convolution.
-    const need = new Map<number, number>();
-    for (const i of convs) {
-      const bytes = (calls[i] as Extract<Call, { kind: "op" }>).values.workspace_bytes as number;
-      need.set(streamOf[i], Math.max(need.get(streamOf[i]) ?? 0, bytes));
-    }
-    const workspace = new Map<number, bigint>();
-    for (const [stream, bytes] of need) if (bytes > 0) workspace.set(stream, this.#alloc(bytes));
-    for (const i of convs) {
-      const call = calls[i] as Extract<Call, { kind: "op" }>;
-      const ws = workspace.get(streamOf[i]);
-      if (ws !== undefined && (call.values.workspace_bytes as number) > 0) {
-        const name = `#workspace${streamOf[i]}`;
-        this.#address.set(name, ws);
-        call.tensors[5] = name;
-      }
+    // Workspaces, shared by convolutions that are ordered (lib/memory/workspaces.ts).
+    const need = new Map(convs.map((i) => {
+      const values = (calls[i] as Extract<Call, { kind: "op" }>).values;
+      return [i, values.workspace_bytes as number];
+    }));
+    const plan = planWorkspaces(this.schedule, need);
+    plan.bytes.forEach((bytes, k) => this.#address.set(`#workspace${k}`, this.#alloc(bytes)));
+    for (const [i, slot] of plan.slotOf) {
+      (calls[i] as Extract<Call, { kind: "op" }>).tensors[5] = `#workspace${slot}`;
     }
   }
 
