@@ -78,7 +78,7 @@ Deno.test("verify catches a buffer reused too early (write-after-read race)", ()
   // Plant c in b's bytes although b and c are live at the same time.
   const storage = new Map(good.storage);
   storage.set("c", { ...storage.get("c")!, offset: storage.get("b")!.offset });
-  const bad = new MemoryPlan(good.arenaBytes, storage, good.members, good.roots);
+  const bad = new MemoryPlan({ ...good, storage });
   expectRace(() => verify(g, schedule, bad), /share bytes/);
 });
 

@@ -29,6 +29,8 @@ export interface ExecutableOptions {
   tune: boolean;
   /** SM budget the session runs under (the whole device when not partitioned). */
   smBudget: number;
+  /** Memory plans write Concat inputs straight into their output where they can. */
+  concatInPlace: boolean;
 }
 
 /** Native resources, freed together (also by the finalizer). */
@@ -119,7 +121,7 @@ interface Step {
   stream: Handle;
   waits: Handle[];
   record?: Handle;
-  issue?: () => void; // absent for views
+  issue?: () => void; // absent for views and in-place concats
 }
 
 export class Executable {
@@ -355,6 +357,12 @@ export class Executable {
     return backend.captureEnd(ctx, 0n);
   }
 
+  /** Whether a node launches a kernel (views and in-place concats launch none). */
+  launchesKernel(node: number): boolean {
+    const launch = this.#launchOf.get(node);
+    return launch !== undefined && this.#steps[launch].issue !== undefined;
+  }
+
   /** The most workspace any one convolution uses, in bytes. */
   get maxWorkspaceBytes(): number {
     let most = 0;
@@ -456,6 +464,7 @@ export class Executable {
       case "view":
         return undefined;
       case "concat": {
+        if (this.plan.elided.has(call.output)) return undefined; // done in place
         const inputs = BigUint64Array.from(call.inputs.map(address));
         const y = address(call.output);
         return () => backend.concat(ctx, stream, call.params, inputs, y);

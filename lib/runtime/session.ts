@@ -87,7 +87,8 @@ async function prepare(
       options.smBudget,
       graph,
       shapes,
-      options.precision,
+      // Stage and op times depend on the memory layout too: in-place concats take no time.
+      [options.precision, options.concatInPlace],
     );
     const tunes = backend.kind === "cuda" && scheduler === "auto";
     const cached = tunes ? tuned.schedule(label + "auto") : undefined;
@@ -103,9 +104,8 @@ async function prepare(
     const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
     try {
       if (timer) {
-        const { costs, dag } = scheduleCtx;
-        const isView = (v: number) => costs[v].flops === 0 && costs[v].bytes === 0;
-        scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(isView, dag.size));
+        const { dag } = scheduleCtx;
+        scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(dag.size));
         stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
         stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
         scheduleCtx.measureStage = (groups) => tuned.stage(groups, () => timer.measure(groups));
@@ -169,7 +169,7 @@ function timeSchedule(
   weights: Weights,
   { warmup = 5, runs = 30 } = {},
 ): number {
-  const plan = planMemory(graph, shapes, schedule);
+  const plan = planMemory(graph, shapes, schedule, { concatInPlace: options.concatInPlace });
   verify(graph, schedule, plan);
   const trial = new Resources(backend, ctx, false);
   try {
@@ -233,6 +233,11 @@ export interface SessionOptions {
    * forces it.
    */
   merge?: boolean | "auto";
+  /**
+   * Concats whose inputs are contiguous slices of their output (channels at batch 1) launch no
+   * kernel: the producers write straight into their slices (default true).
+   */
+  concatInPlace?: boolean;
   /**
    * Run on these SMs only (a CUDA green context): every kernel stays there, and tuning uses
    * the entries of the partition's SM budget. The partition must outlive the session.
@@ -390,6 +395,7 @@ export class Session {
         tuning: options.tuning ?? processTuning,
         tune: options.tune ?? true,
         smBudget: options.smBudget ?? partition?.sms ?? deviceInfo.multiprocessors,
+        concatInPlace: options.concatInPlace ?? true,
       };
       const merge = options.merge ?? "auto";
       const variants = merge === true ? [mergeSiblingConvs(graph)] : [graph];
@@ -424,11 +430,12 @@ export class Session {
       }
       const { graph: chosen, shapes, schedule, weights, dag } = best!;
       resources.adopt(best!.resources);
-      const plan = planMemory(chosen, shapes, schedule);
+      const layout = { concatInPlace: execOptions.concatInPlace };
+      const plan = planMemory(chosen, shapes, schedule, layout);
       verify(chosen, schedule, plan);
       const sequentialArenaBytes = schedule.streams === 1
         ? plan.arenaBytes
-        : planMemory(chosen, shapes, sequentialSchedule(dag)).arenaBytes;
+        : planMemory(chosen, shapes, sequentialSchedule(dag), layout).arenaBytes;
       const exec = new Executable(
         backend,
         resources,

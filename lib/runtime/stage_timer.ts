@@ -50,7 +50,10 @@ export class StageTimer {
     this.#resources = new Resources(backend, ctx, false);
     try {
       const schedule = sequentialSchedule(dag);
-      const plan = planMemory(graph, shapes, schedule, { reuse: false });
+      const plan = planMemory(graph, shapes, schedule, {
+        reuse: false,
+        concatInPlace: options.concatInPlace,
+      });
       this.#exec = new Executable(
         backend,
         this.#resources,
@@ -70,13 +73,13 @@ export class StageTimer {
 
   /**
    * Each node's time alone, µs: its one-op stage less an empty stage's time (the graph launch and
-   * fork/join cost every stage pays); views launch nothing and take 0.
+   * fork/join cost every stage pays); views and in-place concats launch nothing and take 0.
    */
-  opTimes(isView: (node: number) => boolean, nodes: number): number[] {
+  opTimes(nodes: number): number[] {
     const empty = this.measure([[]]);
     return Array.from(
       { length: nodes },
-      (_, v) => (isView(v) ? 0 : Math.max(0.5, this.measure([[v]]) - empty)),
+      (_, v) => (this.#exec.launchesKernel(v) ? Math.max(0.5, this.measure([[v]]) - empty) : 0),
     );
   }
 

@@ -103,6 +103,38 @@ export function accessesOf(graph: Graph, schedule: Schedule): Map<string, Access
   return access;
 }
 
+/** The launches that write a storage's bytes, and every launch that touches them. */
+export interface StorageUse {
+  writers: number[];
+  all: number[];
+}
+
+/**
+ * Writers and accesses of each storage (`members`: root → the values living in it). A value is
+ * written by its producer unless it is a view or the output of a Concat done in place (`elided`),
+ * whose bytes its inputs' producers wrote.
+ */
+export function storageUses(
+  graph: Graph,
+  schedule: Schedule,
+  members: Map<string, string[]>,
+  elided: Set<string>,
+): Map<string, StorageUse> {
+  const access = accessesOf(graph, schedule);
+  const viewOutputs = new Set(
+    graph.nodes.filter((n) => opSpec(n.op).view).map((n) => n.outputs[0]),
+  );
+  const uses = new Map<string, StorageUse>();
+  for (const [root, values] of members) {
+    const writers = values
+      .filter((v) => !viewOutputs.has(v) && !elided.has(v))
+      .map((v) => access.get(v)?.writer ?? -1);
+    const readers = values.flatMap((v) => access.get(v)?.readers ?? []);
+    uses.set(root, { writers, all: [...writers, ...readers] });
+  }
+  return uses;
+}
+
 /**
  * Proves that every read-after-write, write-after-read and write-after-write on each buffer is
  * ordered by stream order or an event chain. Throws BraidError naming the first race found.
@@ -143,24 +175,19 @@ export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void
     }
   });
 
-  // Buffer reuse: two values whose bytes overlap must have one's every access before the
-  // other's writer (write-after-read and write-after-write).
-  const access = accessesOf(graph, schedule);
+  // Buffer reuse: two storages whose bytes overlap must have one's every access before each of
+  // the other's writers (write-after-read and write-after-write).
+  const uses = storageUses(graph, schedule, plan.members, plan.elided);
+  const usesOf = (root: string) => uses.get(root) ?? { writers: [-1], all: [-1] };
+  const precedes = (A: StorageUse, B: StorageUse) =>
+    B.writers.every((w) => A.all.every((x) => x !== w && before(x, w)));
   const storages = [...plan.storage.values()];
-  const accessesOfStorage = (root: string) => {
-    const values = plan.members.get(root) ?? [root];
-    const writer = access.get(root)?.writer ?? -1;
-    const readers = values.flatMap((v) => access.get(v)?.readers ?? []);
-    return { writer, all: [writer, ...readers] };
-  };
   for (let i = 0; i < storages.length; i++) {
     for (let j = i + 1; j < storages.length; j++) {
       const a = storages[i], b = storages[j];
       if (a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset) continue;
-      const A = accessesOfStorage(a.value), B = accessesOfStorage(b.value);
-      const aFirst = A.all.every((x) => before(x, B.writer) && x !== B.writer);
-      const bFirst = B.all.every((x) => before(x, A.writer) && x !== A.writer);
-      if (!aFirst && !bFirst) {
+      const A = usesOf(a.value), B = usesOf(b.value);
+      if (!precedes(A, B) && !precedes(B, A)) {
         fail(
           `"${a.value}" and "${b.value}" share bytes [${Math.max(a.offset, b.offset)}, ` +
             `${Math.min(a.offset + a.bytes, b.offset + b.bytes)}) but their uses are not ordered`,
@@ -168,10 +195,49 @@ export function verify(graph: Graph, schedule: Schedule, plan: MemoryPlan): void
       }
     }
   }
-  // Views must share their source's storage.
+  verifyAliases(graph, plan, fail);
+}
+
+/**
+ * Values sharing a storage: views at their source's bytes, an in-place Concat's inputs back to back
+ * inside its output, and no two written values of one storage overlapping.
+ */
+function verifyAliases(graph: Graph, plan: MemoryPlan, fail: (message: string) => never): void {
+  const span = (v: string): [string, number] => [plan.rootOf(v), plan.offsetOf(v) ?? 0];
+  const written: Map<string, [number, number, string][]> = new Map();
   graph.nodes.forEach((node) => {
-    if (opSpec(node.op).view && plan.rootOf(node.outputs[0]) !== plan.rootOf(node.inputs[0])) {
-      fail(`view "${node.name}" does not alias its input`);
+    const y = node.outputs[0];
+    const [root, at] = span(y);
+    if (opSpec(node.op).view) {
+      const [sourceRoot, sourceAt] = span(node.inputs[0]);
+      if (root !== sourceRoot || at !== sourceAt) {
+        fail(`view "${node.name}" does not alias its input`);
+      }
+      return;
     }
+    if (plan.elided.has(y)) {
+      if (node.op !== "Concat") fail(`"${node.name}" (${node.op}) cannot be elided`);
+      let expected = at;
+      for (const x of node.inputs) {
+        const [xRoot, xAt] = span(x);
+        if (xRoot !== root || xAt !== expected) {
+          fail(`in-place concat "${node.name}": input "${x}" is not at its slice of "${y}"`);
+        }
+        expected += plan.bytesOf(x);
+      }
+      return;
+    }
+    if (!plan.storage.has(root)) return; // not in the arena
+    const list = written.get(root) ?? [];
+    list.push([at, at + plan.bytesOf(y), y]);
+    written.set(root, list);
   });
+  for (const list of written.values()) {
+    list.sort((p, q) => p[0] - q[0]);
+    for (let k = 1; k < list.length; k++) {
+      if (list[k][0] < list[k - 1][1]) {
+        fail(`"${list[k - 1][2]}" and "${list[k][2]}" are written to overlapping bytes`);
+      }
+    }
+  }
 }
