@@ -69,9 +69,11 @@ test-node: cpu deps
 
 # On the GPU machine (no network): deno and node_modules travel with the tree, so this target
 # does not run `deno install`. Runs every test, the GPU ones included (BRAID_GPU_TESTS=1 makes
-# a missing GPU an error instead of a skip).
+# a missing GPU an error instead of a skip), then a multi-stream run under compute-sanitizer
+# (racecheck and memcheck).
 test-gpu: cpu cuda
 	@BRAID_GPU_TESTS=1 $(DENO) test --cached-only $(DENO_FLAGS) --allow-run tests/
+	@DENO=$(DENO) bash tests/gpu/sanitize.sh
 
 check: deps
 	@$(DENO) fmt --check

@@ -4,6 +4,7 @@
  * the device memory each session holds.
  *   deno run -A bench/braid_latency.ts --models googlenet,resnet50 --schedulers sequential,auto \
  *     --batch 1 --json out.json
+ * A scheduler written "NAME/copy" runs with every Concat copied by a kernel (concatInPlace off).
  */
 import { parseArgs } from "../lib/deps.ts";
 import { buildZooModel, Session, zooNames } from "../mod.ts";
@@ -38,21 +39,25 @@ const result: Record<string, Record<string, unknown>> = {};
 for (const name of args.models!.split(",")) {
   const graph = buildZooModel(name);
   result[name] = {};
-  for (const scheduler of args.schedulers!.split(",") as SchedulerName[]) {
+  for (const entry of args.schedulers!.split(",")) {
+    const [scheduler, variant] = entry.split("/") as [SchedulerName, string | undefined];
     const freeBefore = freeBytes();
     const t = performance.now();
     using session = await Session.create(graph, {
       device: args.device as "cuda" | "cpu",
       batch: Number(args.batch),
       scheduler,
+      concatInPlace: variant !== "copy",
     });
     const prepareMs = performance.now() - t;
     const profile = session.profile(randomInputs(session), { warmup: 50, runs: Number(args.runs) });
     const report = session.report();
     const driverBytes = freeBefore - freeBytes();
-    result[name][scheduler] = { ...profile, prepareMs, report, driverBytes };
+    result[name][entry] = { ...profile, prepareMs, report, driverBytes };
     console.log(
-      `braid ${name} ${report.scheduler}: gpu ${f(profile.gpu.medianMs, 3)} ms ` +
+      `braid ${name} ${report.scheduler}${variant ? `/${variant}` : ""}: gpu ${
+        f(profile.gpu.medianMs, 3)
+      } ms ` +
         `(kernels ${f(profile.compute.medianMs, 3)}), ` +
         `${report.streams} streams, run() ${f(profile.run.medianMs, 3)} ms, overhead run() ` +
         `${f(profile.hostOverheadUs, 1)} us, run(io) ${

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One call of the GPU machine (no network), from the repository root, with .carry (Deno, from
+# ../shared/tools/carry-deno) and node_modules carried. Builds both libraries, then runs the steps
+# named, in order, each logging to $OUT/STEP.log (the JSON results land in $OUT too):
+#   test-gpu         make test-gpu (every test, the GPU ones included, and compute-sanitizer)
+#   compare-b1       PyTorch (eager, graph, Opara-style, compile) beside every braid scheduler
+#   compare-b16      the same at batch 16, without torch.compile
+#   nasnet           nasnet_large (no torch.compile: it takes minutes)
+#   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
+#   partition        bench/partition_bench.ts
+# Usage: bash bench/device.sh test-gpu compare-b1
+set -uo pipefail
+xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH
+export OUT=${OUT:-/tmp/braid-out} PYTHONUNBUFFERED=1 NO_COLOR=1
+mkdir -p "$OUT"
+make -j16 cpu cuda >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu \
+  --format=csv,noheader
+cnn=googlenet,inception_v3,squeezenet1_1,resnet50,densenet121
+all=sequential,sequential/copy,opara,nimble,ios,auto
+status=0
+for step in "$@"; do
+  start=$(date +%s)
+  case "$step" in
+    test-gpu) make test-gpu ;;
+    compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
+    compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \
+      --schedulers sequential,auto ;;
+    nasnet) bash bench/compare.sh --batch 1 --models nasnet_large --no-compile \
+      --schedulers sequential,nimble,auto ;;
+    onnx) python3 bench/onnx_check.py --dir /tmp/onnx &&
+      deno run --cached-only -A bench/onnx_check.ts --dir /tmp/onnx --json "$OUT/onnx_check.json" ;;
+    partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" ;;
+    *) echo "unknown step $step" ;;
+  esac >"$OUT/$step.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || status=1
+  echo "== $step: exit $rc in $(($(date +%s) - start)) s"
+  grep -E "^(ok|FAILED) \||FAILED|compute-sanitizer|error:" "$OUT/$step.log" | tail -n 8
+done
+exit $status
