@@ -4,6 +4,7 @@
 # named, in order, each logging to $OUT/STEP.log (the JSON results land in $OUT too):
 #   test-gpu         make test-gpu (every test, the GPU ones included, and compute-sanitizer)
 #   compare-b1       PyTorch (eager, graph, Opara-style, compile) beside every braid scheduler
+#   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
@@ -16,7 +17,7 @@ mkdir -p "$OUT"
 make -j16 cpu cuda >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu \
   --format=csv,noheader
-cnn=googlenet,inception_v3,squeezenet1_1,resnet50,densenet121
+cnn=${MODELS:-googlenet,inception_v3,squeezenet1_1,resnet50,densenet121}
 all=sequential,sequential/copy,opara,nimble,ios,auto
 status=0
 for step in "$@"; do
@@ -24,6 +25,8 @@ for step in "$@"; do
   case "$step" in
     test-gpu) make test-gpu ;;
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
+    compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \
+      --schedulers sequential,opara,nimble,ios,auto ;;
     compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \
       --schedulers sequential,auto ;;
     nasnet) bash bench/compare.sh --batch 1 --models nasnet_large --no-compile \

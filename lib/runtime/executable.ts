@@ -122,6 +122,8 @@ interface Step {
   waits: Handle[];
   record?: Handle;
   issue?: () => void; // absent for views and in-place concats
+  /** The first launch on a worker stream that reads a graph input: it waits for the copies. */
+  awaitsInputs?: boolean;
 }
 
 export class Executable {
@@ -133,6 +135,10 @@ export class Executable {
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
   readonly #forkJoin: Handle[];
+  /** Recorded on the capture stream once the inputs are copied in. */
+  readonly #inputsCopied: Handle;
+  /** The stream whose launch writes each graph output, where its copy out is issued. */
+  readonly #outputStream = new Map<string, Handle>();
   /** Each launch's lowered call, and the launch index of each node. */
   readonly #calls: Call[];
   readonly #launchOf = new Map<number, number>();
@@ -166,6 +172,7 @@ export class Executable {
     }
     const events = Array.from({ length: schedule.events }, () => this.#event());
     this.#forkJoin = this.#streams.map(() => this.#event());
+    this.#inputsCopied = this.#event();
 
     const address = (v: string): bigint => {
       if (v === "") return 0n;
@@ -194,15 +201,24 @@ export class Executable {
       );
     }
     let kernels = 0;
+    const inputs = new Set(graph.inputs);
+    const readsInputs = (node: number) =>
+      graph.nodes[node].inputs.some((v) => v !== "" && inputs.has(plan.rootOf(v)));
+    const awaiting = new Set<number>(); // worker streams with an input reader already
     this.#steps = schedule.launches.map((launch, i) => {
       const stream = this.#streams[launch.stream];
       const issue = this.#issuer(calls[i], stream, address);
       if (issue) kernels++;
+      const awaitsInputs = launch.stream !== 0 && !awaiting.has(launch.stream) &&
+        readsInputs(launch.node);
+      if (awaitsInputs) awaiting.add(launch.stream);
+      for (const v of graph.nodes[launch.node].outputs) this.#outputStream.set(v, stream);
       return {
         stream,
         waits: launch.waits.map((e) => events[e]),
         record: launch.record === undefined ? undefined : events[launch.record],
         issue,
+        awaitsInputs,
       };
     });
     this.kernelLaunches = kernels;
@@ -235,7 +251,7 @@ export class Executable {
    */
   issue(copies = true): void {
     this.#fork(copies);
-    for (const step of this.#steps) this.#issueStep(step);
+    for (const step of this.#steps) this.#issueStep(step, copies);
     this.#join(copies);
   }
 
@@ -251,7 +267,7 @@ export class Executable {
     try {
       backend.eventRecord(ctx, origin, 0n);
       this.#fork();
-      this.#steps.forEach((step, i) => this.#issueStep(step, marks[i]));
+      this.#steps.forEach((step, i) => this.#issueStep(step, true, marks[i]));
       this.#join();
       backend.streamSynchronize(ctx, 0n);
       const since = (e: Handle) => backend.eventElapsed(ctx, origin, e);
@@ -261,23 +277,31 @@ export class Executable {
     }
   }
 
-  /** Copies the inputs in on the capture stream; every worker stream then waits for them. */
+  /**
+   * Forks the worker streams from the capture stream, then copies the inputs in there: only the
+   * launches that read an input wait for the copies (stream order on the capture stream, the
+   * `inputsCopied` event elsewhere), so a worker stream's first kernel hangs on no copy it does
+   * not need.
+   */
   #fork(copies = true): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
-    for (const [name, host] of copies ? this.hostInputs : []) {
-      backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
-    }
     if (this.#streams.length > 1) {
       backend.eventRecord(ctx, this.#forkJoin[0], 0n);
       for (const s of this.#streams.slice(1)) backend.streamWaitEvent(ctx, s, this.#forkJoin[0]);
     }
+    if (!copies) return;
+    for (const [name, host] of this.hostInputs) {
+      backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
+    }
+    if (this.#streams.length > 1) backend.eventRecord(ctx, this.#inputsCopied, 0n);
   }
 
   /** One launch: its waits, its kernel (between two timing events, if given), its record. */
-  #issueStep(step: Step, timing?: Handle[]): void {
+  #issueStep(step: Step, copies: boolean, timing?: Handle[]): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
+    if (copies && step.awaitsInputs) backend.streamWaitEvent(ctx, step.stream, this.#inputsCopied);
     for (const e of step.waits) backend.streamWaitEvent(ctx, step.stream, e);
     if (timing) backend.eventRecord(ctx, timing[0], step.stream);
     step.issue?.();
@@ -285,17 +309,21 @@ export class Executable {
     if (step.record) backend.eventRecord(ctx, step.record, step.stream);
   }
 
-  /** The capture stream waits for every worker stream, then copies the outputs out. */
+  /**
+   * Copies each output out on the stream that wrote it (so the copy waits for that launch alone),
+   * then joins every worker stream back into the capture stream.
+   */
   #join(copies = true): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
+    for (const [name, host] of copies ? this.hostOutputs : []) {
+      const stream = this.#outputStream.get(name) ?? 0n;
+      backend.memcpyD2H(ctx, stream, host, this.#address.get(name)!);
+    }
     this.#streams.slice(1).forEach((s, i) => {
       backend.eventRecord(ctx, this.#forkJoin[i + 1], s);
       backend.streamWaitEvent(ctx, 0n, this.#forkJoin[i + 1]);
     });
-    for (const [name, host] of copies ? this.hostOutputs : []) {
-      backend.memcpyD2H(ctx, 0n, host, this.#address.get(name)!);
-    }
   }
 
   /** Captures the schedule (with the input and output copies) into one graph; returns its handle. */

@@ -27,10 +27,10 @@ export interface Profile {
   runPinned: Stats;
   /** Wall time of launch(): one replay on the page-locked buffers as they are. */
   launch: Stats;
-  /** Median run() wall time minus median replay GPU time, in microseconds. */
+  /** Median over run() calls of wall time minus that call's replay GPU time, in microseconds. */
   hostOverheadUs: number;
-  /** Median run() wall time on `io.inputs` minus median replay GPU time, in microseconds. */
+  /** The same for run() on `io.inputs`, in microseconds. */
   pinnedOverheadUs: number;
-  /** Median launch() wall time minus median replay GPU time, in microseconds. */
+  /** The same for launch(), in microseconds. */
   launchOverheadUs: number;
 }

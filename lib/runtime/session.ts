@@ -4,7 +4,7 @@
  * `run()` copies the inputs in, launches the captured graph once, copies the outputs out and
  * synchronises.
  */
-import { Backend, type DeviceInfo } from "../../ffi/backend.ts";
+import { Backend, type DeviceInfo, type Handle } from "../../ffi/backend.ts";
 import type { BackendKind } from "../../ffi/library.ts";
 import { BraidError, check } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
@@ -312,6 +312,8 @@ function openBackend(device: DeviceOption): Backend {
 export class Session {
   #exec: Executable | undefined;
   #graphHandle: bigint | undefined;
+  /** While profile() runs: device events recorded around each replay. */
+  #replayTiming: [Handle, Handle] | undefined;
   readonly #inputs: { name: string; value: Value; bytes: number }[];
   readonly #outputs: { name: string; value: Value }[];
   readonly #latencies: number[] = [];
@@ -594,10 +596,14 @@ export class Session {
   }
 
   #launch(exec: Executable): void {
+    const { backend } = exec;
     const ctx = exec.resources.ctx;
-    if (this.#graphHandle !== undefined) exec.backend.graphLaunch(ctx, this.#graphHandle, 0n);
+    const timing = this.#replayTiming;
+    if (timing) backend.eventRecord(ctx, timing[0], 0n);
+    if (this.#graphHandle !== undefined) backend.graphLaunch(ctx, this.#graphHandle, 0n);
     else exec.issue();
-    exec.backend.streamSynchronize(ctx, 0n);
+    if (timing) backend.eventRecord(ctx, timing[1], 0n);
+    backend.streamSynchronize(ctx, 0n);
   }
 
   #checkInputs(inputs: Record<string, HostTensor>) {
@@ -664,14 +670,23 @@ export class Session {
       backend.graphDestroy(ctx, kernelsOnly);
       exec.resources.graphs = exec.resources.graphs.filter((g) => g !== kernelsOnly);
     }
+    // Each call timed on the wall clock, its replay between two device events: the host
+    // overhead is the median of the per-call differences (paired, so drifts between loops cancel).
     const timeWall = (f: () => void) => {
-      const wall: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t = performance.now();
-        f();
-        wall.push(performance.now() - t);
+      const wall: number[] = [], overheadUs: number[] = [];
+      const timing = this.#replayTiming = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+      try {
+        for (let i = 0; i < runs; i++) {
+          const t = performance.now();
+          f();
+          wall.push(performance.now() - t);
+          overheadUs.push(1000 * (wall[i] - backend.eventElapsed(ctx, timing[0], timing[1])));
+        }
+      } finally {
+        this.#replayTiming = undefined;
+        for (const e of timing) backend.eventDestroy(ctx, e);
       }
-      return stats(wall);
+      return { wall: stats(wall), overheadUs: stats(overheadUs).medianMs };
     };
     const run = timeWall(() => this.runSync(inputs));
     const pinned = this.io.inputs;
@@ -681,12 +696,12 @@ export class Session {
     return {
       gpu: gpuStats,
       compute,
-      run,
-      runPinned,
-      launch,
-      hostOverheadUs: 1000 * (run.medianMs - gpuStats.medianMs),
-      pinnedOverheadUs: 1000 * (runPinned.medianMs - gpuStats.medianMs),
-      launchOverheadUs: 1000 * (launch.medianMs - gpuStats.medianMs),
+      run: run.wall,
+      runPinned: runPinned.wall,
+      launch: launch.wall,
+      hostOverheadUs: run.overheadUs,
+      pinnedOverheadUs: runPinned.overheadUs,
+      launchOverheadUs: launch.overheadUs,
     };
   }
 
