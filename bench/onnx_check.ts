@@ -4,7 +4,8 @@
  *
  * For each model: import DIR/NAME.onnx, run it under every scheduler with TF32 convolutions (the
  * "default" precision, as PyTorch) and strict fp32, compare with PyTorch's output of the same
- * precision (relative error max|a − b| / max|b|, worst over outputs and schedulers), and time the
+ * precision (relative error ‖a − b‖₂ / ‖b‖₂ as DESIGN.md §7, worst over outputs and schedulers), and
+ * time the
  * captured graph of each default-precision session (median of CUDA-event-timed replays). Strict
  * results are also compared with PyTorch's float64 output, beside PyTorch's own fp32 error: two
  * fp32 implementations of a deep network differ by about the sum of their rounding errors. Prints
@@ -15,6 +16,7 @@
 import { parseArgs } from "../lib/deps.ts";
 import { BraidError, importOnnx, Session } from "../mod.ts";
 import type { SchedulerName } from "../lib/schedule/mod.ts";
+import { relativeError } from "../lib/util/relative_error.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -74,20 +76,6 @@ async function readInput(m: ModelMeta): Promise<Float32Array | Int32Array> {
     return Int32Array.from(ids, (v) => Number(v));
   }
   return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
-/** max|a − b| / max|b|; Infinity on NaN or a length mismatch. */
-function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) return Infinity;
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (Number.isNaN(d)) return Infinity;
-    diff = Math.max(diff, d);
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return scale === 0 ? (diff === 0 ? 0 : Infinity) : diff / scale;
 }
 
 interface Trial {
@@ -153,7 +141,7 @@ for (const name of names) {
   const worstOf = (
     out: Record<string, ArrayLike<number>>,
     want: Record<string, ArrayLike<number>>,
-  ) => Math.max(...m.outputs.map((o) => relError(out[o.name], want[o.name])));
+  ) => Math.max(...m.outputs.map((o) => relativeError(out[o.name], want[o.name])));
   // PyTorch's own distance from float64: the yardstick for braid's, per precision.
   if (haveExact) {
     row.torchF64 = Object.fromEntries(precisions.map((p) => [p, worstOf(expected[p], exact)]));

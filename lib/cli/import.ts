@@ -13,6 +13,7 @@ import { saveModel } from "../runtime/model.ts";
 import { type HostTensor, Session } from "../runtime/session.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { Random } from "../util/random.ts";
+import { relativeError } from "../util/relative_error.ts";
 import { bytes, count, flops, paint } from "./output.ts";
 
 export interface ImportCommandOptions {
@@ -120,7 +121,7 @@ async function check(graph: Graph, scheduler: SchedulerName): Promise<number> {
   }
   const ok = worst <= CHECK_TOLERANCE;
   console.log(
-    `check ${ok ? paint("green", "passed") : paint("red", "FAILED")}: max|cuda − cpu| / max|cpu| ` +
+    `check ${ok ? paint("green", "passed") : paint("red", "FAILED")}: ‖cuda − cpu‖ / ‖cpu‖ ` +
       `= ${worst.toExponential(2)} (tolerance ${CHECK_TOLERANCE}, ${cuda.report().scheduler} ` +
       `schedule on ${cuda.report().device.name})`,
   );
@@ -157,17 +158,6 @@ function randomInputs(graph: Graph): Record<string, HostTensor> {
     }
     return [name, Int32Array.from({ length: n }, () => random.int(0, bound - 1))];
   }));
-}
-
-/** max|a − b| / max|b|. */
-function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return Number.isNaN(diff) ? Infinity : scale === 0 ? diff : diff / scale;
 }
 
 /** A one-line progress bar on stderr, redrawn in place. */
