@@ -13,8 +13,7 @@
  *   an input already placed elsewhere, a slice off the alignment) keeps its copy kernel.
  */
 import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
-import type { AttrsByOp } from "../ir/ops.ts";
-import { opSpec } from "../ir/ops.ts";
+import { type AttrsByOp, opSpec } from "../ir/ops.ts";
 
 /** Slices start on this many bytes, so the kernels' 16-byte vector paths stay open. */
 export const SLICE_ALIGNMENT = 16;
