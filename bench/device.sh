@@ -8,6 +8,8 @@
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
+#                    (ONNX_MODELS=a,b a subset, ONNX_DEADLINE=S seconds for braid's half,
+#                    ONNX_TAG=t names the JSON onnx_check-t.json)
 #   partition        bench/partition_bench.ts
 # Usage: bash bench/device.sh test-gpu compare-b1
 set -uo pipefail
@@ -31,8 +33,10 @@ for step in "$@"; do
       --schedulers sequential,auto ;;
     nasnet) bash bench/compare.sh --batch 1 --models nasnet_large --no-compile \
       --schedulers sequential,nimble,auto ;;
-    onnx) python3 bench/onnx_check.py --dir /tmp/onnx &&
-      deno run --cached-only -A bench/onnx_check.ts --dir /tmp/onnx --json "$OUT/onnx_check.json" ;;
+    onnx) python3 bench/onnx_check.py --dir /tmp/onnx ${ONNX_MODELS:+--models "$ONNX_MODELS"} &&
+      deno run --cached-only -A bench/onnx_check.ts --dir /tmp/onnx \
+        ${ONNX_MODELS:+--models "$ONNX_MODELS"} --deadline "${ONNX_DEADLINE:-1e9}" \
+        --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" ;;
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1

@@ -3,6 +3,7 @@ import {
   buildDag,
   criticalPath,
   reachability,
+  slack,
   transitiveReduction,
   width,
 } from "../lib/analysis/dag.ts";
@@ -36,6 +37,12 @@ Deno.test("dag: reachability, reduction, critical path and width of a diamond", 
   assert.equal(criticalPath(dag).length, 4);
   assert.equal(criticalPath(dag, (i) => (g.nodes[i].name === "c" ? 10 : 1)).length, 13);
   assert.equal(width(dag, reach), 2);
+  // With c ten times heavier, a, c, d, e are critical and b may start 9 units late.
+  const slacks = slack(dag, (i) => (g.nodes[i].name === "c" ? 10 : 1));
+  assert.deepEqual(
+    ["a", "b", "c", "d", "e"].map((name) => slacks[idx(name)]),
+    [0, 9, 0, 0, 0],
+  );
 });
 
 /** Brute force: the largest set of pairwise unreachable nodes. */

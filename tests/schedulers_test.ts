@@ -31,7 +31,7 @@ import { buildZooModel, zooNames } from "../lib/models/index.ts";
 import { optimize } from "../lib/passes/mod.ts";
 import { Executable, Resources } from "../lib/runtime/executable.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
-import { autoSearch } from "../lib/schedule/auto.ts";
+import { autoSearch, prioritizeBySlack } from "../lib/schedule/auto.ts";
 import { capStreams, insertEvents } from "../lib/schedule/events.ts";
 import { iosSchedule, iosStages, type StageCost } from "../lib/schedule/ios.ts";
 import {
@@ -488,6 +488,25 @@ Deno.test("planted races in multi-stream schedules are still caught", async () =
 
 // -------------------------------------------------------------------------------------- auto
 
+Deno.test("auto: slack ranks streams in priority, the critical one highest", () => {
+  const g = forks();
+  const ctx = scheduleContext(g, inferShapes(g));
+  const c = at(g, "c");
+  // c is by far the heaviest op: the stream that runs it is the critical one.
+  ctx.opTimeUs = g.nodes.map((_, v) => (v === c ? 100 : 1));
+  const opara = oparaSchedule(ctx);
+  const ranked = prioritizeBySlack(opara, ctx)!;
+  assert.equal(ranked.scheduler, "opara+slack");
+  assert.deepEqual(ranked.launches.map((l) => l.node), opara.launches.map((l) => l.node));
+  const streamOf = (s: Schedule, v: number) => s.launches.find((l) => l.node === v)!.stream;
+  const top = ranked.priorities![streamOf(ranked, c)];
+  assert.equal(top, Math.max(...ranked.priorities!));
+  assert.ok(ranked.priorities!.some((p) => p < top));
+  verify(g, ranked, planMemory(g, ctx.shapes, ranked));
+  // Equal slack everywhere (one stream): nothing to rank.
+  assert.equal(prioritizeBySlack(sequentialSchedule(ctx.dag), ctx), null);
+});
+
 Deno.test("auto: keeps the fastest candidate, never slower than sequential", async () => {
   const g = zoo("googlenet");
   const ctx = scheduleContext(g, inferShapes(g));
@@ -497,6 +516,7 @@ Deno.test("auto: keeps the fastest candidate, never slower than sequential", asy
   assert.ok(simulate(schedule, ctx.costs, H200) < 0.98 * sequential);
   assert.ok(trials.some((t) => t.scheduler === "opara/2" && t.streams === 2));
   assert.ok(trials.some((t) => t.scheduler.endsWith("+priority")));
+  assert.ok(trials.some((t) => t.scheduler.endsWith("+slack")));
   const best = Math.min(...trials.map((t) => t.ms));
   assert.ok(Math.abs(simulate(schedule, ctx.costs, H200) / 1000 - best) < 1e-9);
 

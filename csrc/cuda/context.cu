@@ -937,7 +937,9 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
                 fn, cudaGetErrorString(e), cudaGetErrorName(e));
   }
   cudaGraphExec_t exec = nullptr;
-  e = cudaGraphInstantiate(&exec, graph, 0);
+  /* Kernel nodes keep the priority of the stream they were captured on only with this flag;
+   * without it the whole graph runs at the launch stream's priority. */
+  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
   /* Upload now, so the first launch does not pay for it. */

@@ -100,6 +100,23 @@ export function criticalPath(
 }
 
 /**
+ * Each node's slack under per-node weights: how much later it could start without lengthening the
+ * critical path (0 on it): critical length − (longest path into it + longest path from it).
+ */
+export function slack(dag: Dag, weight: (node: number) => number): number[] {
+  const into = new Array<number>(dag.size).fill(0);
+  const from = new Array<number>(dag.size).fill(0);
+  for (const v of dag.order) {
+    for (const p of dag.preds[v]) into[v] = Math.max(into[v], into[p] + weight(p));
+  }
+  for (const v of [...dag.order].reverse()) {
+    from[v] = weight(v) + Math.max(0, ...dag.succs[v].map((s) => from[s]));
+  }
+  const length = Math.max(0, ...from);
+  return from.map((f, v) => Math.max(0, length - into[v] - f));
+}
+
+/**
  * Maximum bipartite matching between "out" and "in" copies of the nodes over the given edges
  * (Hopcroft–Karp). matchOut[i] = j means i → j is matched.
  */

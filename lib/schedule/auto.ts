@@ -4,11 +4,12 @@
  * two measurements; among candidates within `tie` of the fastest, the one with the fewest streams
  * is kept. Candidates: sequential, opara, nimble, ios; opara and nimble capped at 2, 4
  * and 8 streams by merging streams; and each multi-stream candidate again with its critical
- * path (by op time) moved onto its own high-priority stream.
+ * path (by op time) moved onto its own high-priority stream, and again with its streams ranked
+ * in priority by the slack of their ops.
  * `measure` is ctx.measure (on a GPU, the runtime captures and times the schedule), else the
  * cost model's simulated latency. It may return a promise; auto then returns one too.
  */
-import { criticalPath } from "../analysis/dag.ts";
+import { criticalPath, slack } from "../analysis/dag.ts";
 import { opTimeUs, simulate } from "../analysis/device_model.ts";
 import { capStreams, insertEvents, streamsOf } from "./events.ts";
 import { iosSchedule } from "./ios.ts";
@@ -53,6 +54,27 @@ export function prioritizeCriticalPath(schedule: Schedule, ctx: ScheduleContext)
   return insertEvents(`${schedule.scheduler}+priority`, dag, order, stream, priorities);
 }
 
+/**
+ * The same streams and order, each stream's priority set from the least slack of its ops (by
+ * measured op time where given): 3 where an op is on the critical path (slack within 0.5% of its
+ * length), 2 within 5%, 1 within 20%, 0 beyond. Null when every stream would get the same.
+ */
+export function prioritizeBySlack(schedule: Schedule, ctx: ScheduleContext): Schedule | null {
+  const { dag, costs, device } = ctx;
+  const weight = (v: number) => ctx.opTimeUs?.[v] ?? opTimeUs(costs[v], device);
+  const slacks = slack(dag, weight);
+  const length = criticalPath(dag, weight).length;
+  const stream = streamsOf(schedule, dag.size);
+  const least = new Array<number>(schedule.streams).fill(Infinity);
+  stream.forEach((s, v) => (least[s] = Math.min(least[s], slacks[v])));
+  const level = (x: number) =>
+    x <= 0.005 * length ? 3 : x <= 0.05 * length ? 2 : x <= 0.2 * length ? 1 : 0;
+  const priorities = least.map(level);
+  if (priorities.every((p) => p === priorities[0])) return null;
+  const order = schedule.launches.map((l) => l.node);
+  return insertEvents(`${schedule.scheduler}+slack`, dag, order, stream, priorities);
+}
+
 export function autoCandidates(ctx: ScheduleContext, options: AutoOptions = {}): Schedule[] {
   const { dag, costs, device } = ctx;
   const base = [oparaSchedule(ctx), nimbleSchedule(ctx), iosSchedule(ctx)];
@@ -65,6 +87,7 @@ export function autoCandidates(ctx: ScheduleContext, options: AutoOptions = {}):
     sequentialSchedule(dag),
     ...multi,
     ...multi.map((s) => prioritizeCriticalPath(s, ctx)),
+    ...multi.flatMap((s) => prioritizeBySlack(s, ctx) ?? []),
   ]
     .filter((s) => s.streams <= (ctx.maxStreams ?? Infinity));
   // The same launches under two names are measured once.
