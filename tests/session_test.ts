@@ -142,6 +142,15 @@ Deno.test("native failures surface as BraidErrors and leave the library usable",
     backend.streamSynchronize(ctx, 0n);
     assert.deepEqual(back, data);
     backend.bufferFree(ctx, addr);
+    // Allocations come zero-filled, even where freed memory held data.
+    const again = backend.bufferAlloc(ctx, 1024);
+    backend.memcpyD2H(ctx, 0n, back, again);
+    backend.streamSynchronize(ctx, 0n);
+    assert.ok(back.every((x) => x === 0));
+    backend.bufferFree(ctx, again);
+    const host = backend.hostAlloc(ctx, 1024);
+    assert.ok(new Float32Array(host.buffer).every((x) => x === 0));
+    backend.hostFree(ctx, host.address);
   } finally {
     backend.contextDestroy(ctx);
   }

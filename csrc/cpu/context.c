@@ -390,6 +390,7 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   if (posix_memalign(&p, 256, size) != 0 || p == NULL)
     return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", fn,
                        (unsigned long long)bytes);
+  memset(p, 0, size); /* zero-filled, as the CUDA backend's */
   uint64_t addr = (uint64_t)(uintptr_t)p;
   pthread_mutex_lock(&c->lock);
   int ok = ptrset_insert(&c->bufs, addr);

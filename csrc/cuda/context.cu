@@ -422,6 +422,12 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   {
     RelaxedCapture relaxed;
     e = cudaMalloc(&p, size);
+    /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
+     * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
+    if (e == cudaSuccess) {
+      e = cudaMemset(p, 0, size);
+      if (e != cudaSuccess) cudaFree(p);
+    }
   }
   if (e != cudaSuccess) {
     (void)cudaGetLastError(); /* out of memory is not sticky: the context goes on */
@@ -491,6 +497,7 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
     return fail(status, "%s: cannot allocate %llu bytes of page-locked memory (cudaHostAlloc: %s)",
                 fn, (unsigned long long)bytes, cudaGetErrorString(e));
   }
+  memset(p, 0, size); /* zero-filled, as braid_buffer_alloc */
   uint64_t addr = (uint64_t)(uintptr_t)p;
   bool ok = true;
   {

@@ -73,13 +73,14 @@ int32_t braid_context_destroy(uint64_t ctx);
  * [3] compute capability major*10+minor (CPU: 0), [4] backend kind (0 CPU, 1 CUDA),
  * [5] L2 cache bytes, [6] runtime version, [7] library version (cuDNN; CPU: 0). */
 int32_t braid_device_info(uint64_t ctx, uint8_t* name, int32_t name_len, int64_t* info);
-/* Allocates `bytes` of device memory, 256-byte aligned; writes its address to *out_addr. */
+/* Allocates `bytes` of device memory, 256-byte aligned and zero-filled (so work run before any
+ * input is copied in reads zeros); writes its address to *out_addr. */
 int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
 /* Frees an allocation made by braid_buffer_alloc (by its base address). */
 int32_t braid_buffer_free(uint64_t ctx, uint64_t addr);
 /* Allocates `bytes` of page-locked host memory (CUDA: cudaHostAlloc), 256-byte aligned, for
  * inputs and outputs: copies from and to it run asynchronously and can be captured in a graph.
- * Writes its host address to *out_addr. */
+ * Zero-filled. Writes its host address to *out_addr. */
 int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
 /* Frees memory from braid_host_alloc. */
 int32_t braid_host_free(uint64_t ctx, uint64_t addr);

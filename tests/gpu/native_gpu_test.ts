@@ -186,6 +186,22 @@ gpuTest("a gather index out of range is reported at the next synchronize", () =>
   }
 });
 
+gpuTest("device and page-locked memory come zero-filled, even where freed memory held data", () => {
+  const d = new Device(cuda());
+  try {
+    const count = 1 << 20;
+    const garbage = d.backend.bufferAlloc(d.ctx, 4 * count);
+    d.upload(garbage, new Float32Array(count).fill(-1.5));
+    d.backend.streamSynchronize(d.ctx, 0n);
+    d.backend.bufferFree(d.ctx, garbage);
+    // A tuning replay before any input is copied reads these: they must be valid (zeros).
+    assert.ok(d.download(d.alloc(count), count).every((x) => x === 0));
+    assert.ok(d.hostFloats(count).every((x) => x === 0));
+  } finally {
+    d.close();
+  }
+});
+
 gpuTest("misaligned and odd-sized operands take the scalar paths correctly", () => {
   const run = (backend: Backend): Float32Array[] => {
     const d = new Device(backend);
