@@ -4,7 +4,9 @@
 # named, in order, each logging to $OUT/STEP.log (the JSON results land in $OUT too):
 #   test-gpu         make test-gpu (every test, the GPU ones included, and compute-sanitizer)
 #   compare-b1       PyTorch (eager, graph, Opara-style, compile) beside every braid scheduler
+#   compare-b1-auto  the same with braid's sequential and auto only, without torch.compile
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
+#   gpu-quick        the native and schedulers GPU tests only
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
@@ -27,6 +29,10 @@ for step in "$@"; do
   case "$step" in
     test-gpu) make test-gpu ;;
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
+    compare-b1-auto) bash bench/compare.sh --batch 1 --models "$cnn" --no-compile \
+      --schedulers sequential,auto ;;
+    gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
+      tests/gpu/schedulers_gpu_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \
       --schedulers sequential,opara,nimble,ios,auto ;;
     compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \

@@ -99,7 +99,9 @@ export function accessesOf(graph: Graph, schedule: Schedule): Map<string, Access
     node.inputs.forEach((v) => v && !graph.initializers.has(v) && get(v).readers.push(l));
     node.outputs.forEach((v) => (get(v).writer = l));
   });
-  for (const name of graph.outputs) get(name).readers.push(Infinity);
+  // Outputs are read after the graph. Inputs are kept to its end too: a replay of the kernels
+  // alone (profile()'s kernels-only graph) copies nothing in and must find them intact.
+  for (const name of [...graph.outputs, ...graph.inputs]) get(name).readers.push(Infinity);
   return access;
 }
 

@@ -202,6 +202,20 @@ gpuTest("device and page-locked memory come zero-filled, even where freed memory
   }
 });
 
+gpuTest("profile() of a token-id model: kernels-only replays find the ids intact", async () => {
+  const b = new GraphBuilder("ids", 11);
+  let v = b.embedding(b.input("ids", [1, 64], "int32"), "embed", 1000, 32);
+  // Later values would fit in the ids' bytes once their only reader has run.
+  for (let i = 0; i < 4; i++) v = b.relu(b.tanh(v), `r${i}`);
+  b.output(v);
+  using session = await Session.create(b.build(), { device: "cuda", scheduler: "sequential" });
+  const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 37) % 1000);
+  const first = session.runSync({ ids });
+  const profile = session.profile({ ids }, { warmup: 2, runs: 5 });
+  assert.ok(profile.compute.medianMs > 0 && profile.gpu.medianMs > 0);
+  assert.deepEqual(session.runSync({ ids }), first);
+});
+
 gpuTest("misaligned and odd-sized operands take the scalar paths correctly", () => {
   const run = (backend: Backend): Float32Array[] => {
     const d = new Device(backend);
