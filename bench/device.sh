@@ -7,6 +7,7 @@
 #   compare-b1-auto  the same with braid's sequential and auto only, without torch.compile
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
+#   zoo-rest         braid alone (sequential, auto) on randwire and bert_base (no PyTorch twin)
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
@@ -31,6 +32,8 @@ for step in "$@"; do
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
     compare-b1-auto) bash bench/compare.sh --batch 1 --models "$cnn" --no-compile \
       --schedulers sequential,auto ;;
+    zoo-rest) deno run --cached-only -A bench/braid_latency.ts --models randwire,bert_base \
+      --schedulers sequential,auto --json "$OUT/zoo-rest.json" ;;
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \

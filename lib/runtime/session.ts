@@ -671,28 +671,36 @@ export class Session {
       exec.resources.graphs = exec.resources.graphs.filter((g) => g !== kernelsOnly);
     }
     // Each call timed on the wall clock, its replay between two device events: the host
-    // overhead is the median of the per-call differences (paired, so drifts between loops cancel).
-    const timeWall = (f: () => void) => {
-      const wall: number[] = [], overheadUs: number[] = [];
-      const timing = this.#replayTiming = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
-      try {
-        for (let i = 0; i < runs; i++) {
-          const t = performance.now();
-          f();
-          wall.push(performance.now() - t);
-          overheadUs.push(1000 * (wall[i] - backend.eventElapsed(ctx, timing[0], timing[1])));
-        }
-      } finally {
-        this.#replayTiming = undefined;
-        for (const e of timing) backend.eventDestroy(ctx, e);
-      }
-      return { wall: stats(wall), overheadUs: stats(overheadUs).medianMs };
-    };
-    const run = timeWall(() => this.runSync(inputs));
+    // overhead is the median of the per-call differences (paired, so drifts in GPU time cancel).
+    // The three ways to run take turns call by call, so a drift in host speed hits them alike.
     const pinned = this.io.inputs;
     for (const [name, data] of Object.entries(inputs)) pinned[name].set(data);
-    const runPinned = timeWall(() => this.runSync(pinned));
-    const launch = timeWall(() => this.launch());
+    const ways = [
+      () => this.runSync(inputs),
+      () => this.runSync(pinned),
+      () => this.launch(),
+    ];
+    const wall = ways.map(() => [] as number[]);
+    const overheadUs = ways.map(() => [] as number[]);
+    const timing = this.#replayTiming = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+    try {
+      for (let i = 0; i < runs; i++) {
+        ways.forEach((f, w) => {
+          const t = performance.now();
+          f();
+          const ms = performance.now() - t;
+          wall[w].push(ms);
+          overheadUs[w].push(1000 * (ms - backend.eventElapsed(ctx, timing[0], timing[1])));
+        });
+      }
+    } finally {
+      this.#replayTiming = undefined;
+      for (const e of timing) backend.eventDestroy(ctx, e);
+    }
+    const [run, runPinned, launch] = ways.map((_, w) => ({
+      wall: stats(wall[w]),
+      overheadUs: stats(overheadUs[w]).medianMs,
+    }));
     return {
       gpu: gpuStats,
       compute,
