@@ -6,10 +6,21 @@ import { assert } from "./deps.ts";
 import { Backend, type DeviceInfo } from "../ffi/backend.ts";
 import { encodeRecord } from "../ffi/params.ts";
 import { BraidError } from "../lib/errors.ts";
-import { BudgetTuning, graphSignature, TuningCache } from "../lib/runtime/tuning.ts";
+import {
+  BudgetTuning,
+  graphSignature,
+  stageStructure,
+  TuningCache,
+} from "../lib/runtime/tuning.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
-import { mergeSiblingConvs } from "../lib/passes/mod.ts";
+import { buildZooModel } from "../lib/models/index.ts";
+import { mergeSiblingConvs, optimize } from "../lib/passes/mod.ts";
+import { simulateStage } from "../lib/analysis/device_model.ts";
+import { iosSchedule } from "../lib/schedule/ios.ts";
+import { scheduleContext } from "../lib/schedule/mod.ts";
 import { branchyNet } from "./helpers.ts";
+
+const H200 = scheduleContext(branchyNet(), inferShapes(branchyNet(), 1)).device;
 
 const h200: DeviceInfo = {
   name: "NVIDIA H200",
@@ -165,10 +176,10 @@ Deno.test("tuning under a budget: stage costs, op times and auto's choice are ke
     const back = await TuningCache.load(path);
     assert.deepEqual(back.toJSON(), cache.toJSON());
     const other = new TuningCache();
-    other.setStage(TuningCache.stageKey(h200, 8, "sig", [[0]]), 7);
+    other.setStage(TuningCache.stageKey(h200, 8, "sig"), 7);
     back.merge(other);
     assert.equal(back.size, cache.size + 1);
-    assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig", [[0]])), 7);
+    assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig")), 7);
     // A hand-edited file with a broken schedule is refused, naming the entry.
     const data = cache.toJSON();
     const key = Object.keys(data.schedules!)[0];
@@ -180,6 +191,51 @@ Deno.test("tuning under a budget: stage costs, op times and auto's choice are ke
   } finally {
     await Deno.remove(path);
   }
+});
+
+Deno.test("stages of repeated blocks are measured once, and ios chooses as before", () => {
+  const precision = { convTf32: true, matmulTf32: false };
+  for (
+    const [name, atLeast] of [["resnet50", 1.3], ["bert_base", 4], ["nasnet_large", 2]] as const
+  ) {
+    const g = optimize(buildZooModel(name));
+    const plain = scheduleContext(g, inferShapes(g, 1));
+    const tuned = new BudgetTuning(new TuningCache(), h200, 132, g, plain.shapes, precision);
+    let asked = 0, measured = 0;
+    const ctx = {
+      ...plain,
+      measureStage: (groups: number[][]) => {
+        asked++;
+        return tuned.stage(groups, () => (measured++, simulateStage(groups, plain.costs, H200)));
+      },
+    };
+    const deduped = iosSchedule(ctx);
+    assert.deepEqual(deduped.launches, iosSchedule(plain).launches, name);
+    assert.equal(tuned.counts.stagesMeasured, measured);
+    console.log(`${name}: ${measured} of ${asked} stages measured`);
+    assert.ok(asked >= atLeast * measured, `${name}: ${measured} of ${asked} stages measured`);
+  }
+});
+
+Deno.test("a stage's structure tells shapes, producers inside the stage and kernels apart", () => {
+  const g = branchyNet();
+  const shapes = inferShapes(g, 1);
+  const at = (groups: number[][], kernels?: (v: number) => boolean) =>
+    stageStructure(g, shapes, groups, kernels);
+  assert.equal(
+    at([[1], [2]]),
+    stageStructure(branchyNet(), inferShapes(branchyNet(), 1), [[1], [
+      2,
+    ]]),
+  );
+  assert.notEqual(at([[1], [2]]), stageStructure(g, inferShapes(g, 2), [[1], [2]]), "batch");
+  assert.notEqual(at([[1], [2]]), at([[2], [1]]), "group order");
+  assert.notEqual(at([[1]]), at([[1]], () => false), "a view launches nothing");
+  // An input produced inside the stage is named by position, not by shape.
+  const consumer = g.nodes.findIndex((n) => n.inputs.includes(g.nodes[1].outputs[0]));
+  assert.ok(consumer > 1);
+  assert.match(at([[1, consumer]]), /"@0\.0"/);
+  assert.doesNotMatch(at([[consumer]]), /"@0\.0"/);
 });
 
 Deno.test("graph signatures tell batch, precision and the merged variant apart", () => {

@@ -108,7 +108,8 @@ async function prepare(
         scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(dag.size));
         stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
         stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
-        scheduleCtx.measureStage = (groups) => tuned.stage(groups, () => timer.measure(groups));
+        scheduleCtx.measureStage = (groups) =>
+          tuned.stage(groups, () => timer.measure(groups), (v) => timer.launchesKernel(v));
       }
       // The CPU backend runs streams one after another: parallel schedules cannot win there.
       schedule = scheduler === "auto" && backend.kind === "cpu"

@@ -79,8 +79,13 @@ export class StageTimer {
     const empty = this.measure([[]]);
     return Array.from(
       { length: nodes },
-      (_, v) => (this.#exec.launchesKernel(v) ? Math.max(0.5, this.measure([[v]]) - empty) : 0),
+      (_, v) => (this.launchesKernel(v) ? Math.max(0.5, this.measure([[v]]) - empty) : 0),
     );
+  }
+
+  /** Whether the node launches a kernel (views and in-place concats do not). */
+  launchesKernel(node: number): boolean {
+    return this.#exec.launchesKernel(node);
   }
 
   /** Median time of one replay of the stage, in microseconds. */

@@ -3,8 +3,9 @@
  * name, SM budget (a partition's SMs, or the whole device's), runtime and library versions, and
  * what was measured. Three kinds of entry:
  * - conv2d: a convolution's algorithm and workspace, keyed by its full parameter record;
- * - stage costs: the time of one IOS stage (groups of ops run concurrently) and of every op
- *   alone, keyed by the graph's signature (graphSignature: ops, shapes, batch, precision);
+ * - stage costs: the time of one IOS stage (groups of ops run concurrently), keyed by what it
+ *   runs (stageStructure: ops, attributes, shapes, batch, precision), and of every op alone,
+ *   keyed by the graph's signature (graphSignature);
  * - schedule choices: the schedule auto measured fastest, with its time and the trials.
  * A session running under an SM budget reads and writes the entries of that budget only, so a
  * model tuned inside a 32-SM partition runs with what was fastest on 32 SMs. Saved to and loaded
@@ -71,14 +72,9 @@ export class TuningCache {
     ].join("|");
   }
 
-  /** The key of one stage (groups of node indices) of a graph, by its signature. */
-  static stageKey(
-    device: DeviceInfo,
-    smBudget: number,
-    graph: string,
-    groups: number[][],
-  ): string {
-    return TuningCache.key(device, smBudget, "stage", `${graph}:${JSON.stringify(groups)}`);
+  /** The key of one stage, by its structure's hash (stageStructure) under a precision's hash. */
+  static stageKey(device: DeviceInfo, smBudget: number, structure: string): string {
+    return TuningCache.key(device, smBudget, "stage", structure);
   }
 
   /** The key of every op's time alone in a graph. */
@@ -244,22 +240,55 @@ function isScheduleChoice(c: unknown): c is ScheduleChoice {
 }
 
 /**
- * A graph's identity for stage costs and schedule choices: its ops with their operands and
- * attributes, every value's shape at the session's batch, and the precision. Node indices in
- * stage keys refer to this graph. 64 bits of two FNV-1a lanes, as 16 hex digits.
+ * A graph's identity for op times and schedule choices: its ops with their operands and
+ * attributes, every value's shape at the session's batch, and the precision.
  */
 export function graphSignature(
   graph: Graph,
   shapes: Map<string, Value>,
   precision: unknown,
 ): string {
-  const text = JSON.stringify([
+  return hash64(JSON.stringify([
     graph.nodes.map((n) => [n.op, n.inputs, n.outputs, n.attrs]),
     graph.inputs,
     graph.outputs,
     [...shapes].map(([name, v]) => [name, v.dtype, v.shape]),
     precision,
-  ]);
+  ]));
+}
+
+/**
+ * A stage by what it runs rather than where, for its cost's key: per group, each op's type and
+ * attributes, its inputs (a shape, or the stage position of the op producing it), its output
+ * shapes, and whether it launches a kernel at all. The identical stages of repeated blocks
+ * (resnet's bottlenecks, bert's layers, nasnet's cells) share one key and are measured once, and
+ * the merged-convolution variant of a graph shares the stages it has in common with the graph.
+ */
+export function stageStructure(
+  graph: Graph,
+  shapes: Map<string, Value>,
+  groups: number[][],
+  launchesKernel: (node: number) => boolean = () => true,
+): string {
+  const producedAt = new Map<string, string>();
+  groups.forEach((group, g) =>
+    group.forEach((v, i) => graph.nodes[v].outputs.forEach((o) => producedAt.set(o, `@${g}.${i}`)))
+  );
+  const shapeOf = (value: string) => {
+    const v = shapes.get(value);
+    return v ? `${v.dtype}[${v.shape}]` : "";
+  };
+  return JSON.stringify(groups.map((group) =>
+    group.map((v) => {
+      const node = graph.nodes[v];
+      const inputs = node.inputs.map((x) => producedAt.get(x) ?? shapeOf(x));
+      return [node.op, node.attrs, inputs, node.outputs.map(shapeOf), launchesKernel(v)];
+    })
+  ));
+}
+
+/** 64 bits of two FNV-1a-style lanes over a string, as 16 hex digits. */
+function hash64(text: string): string {
   let a = 0x811c9dc5, b = 0x01000193 ^ text.length;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -278,21 +307,35 @@ export function graphSignature(
 export class BudgetTuning {
   readonly signature: string;
   readonly counts = { stagesCached: 0, stagesMeasured: 0, scheduleCached: false };
+  readonly #precision: string;
 
   constructor(
     readonly cache: TuningCache,
     readonly device: DeviceInfo,
     readonly smBudget: number,
-    graph: Graph,
-    shapes: Map<string, Value>,
+    readonly graph: Graph,
+    readonly shapes: Map<string, Value>,
     precision: unknown,
   ) {
     this.signature = graphSignature(graph, shapes, precision);
+    this.#precision = hash64(JSON.stringify(precision));
   }
 
-  /** A stage's time, µs: cached, or measured now and stored. */
-  stage(groups: number[][], measure: () => number): number {
-    const key = TuningCache.stageKey(this.device, this.smBudget, this.signature, groups);
+  /**
+   * A stage's time, µs: cached (under its structure: an identical stage elsewhere counts), or
+   * measured now and stored. `launchesKernel` tells views and in-place concats (no kernel).
+   */
+  stage(
+    groups: number[][],
+    measure: () => number,
+    launchesKernel?: (node: number) => boolean,
+  ): number {
+    const structure = stageStructure(this.graph, this.shapes, groups, launchesKernel);
+    const key = TuningCache.stageKey(
+      this.device,
+      this.smBudget,
+      `${this.#precision}:${hash64(structure)}`,
+    );
     const cached = this.cache.getStage(key);
     if (cached !== undefined) {
       this.counts.stagesCached++;
