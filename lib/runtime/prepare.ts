@@ -1,0 +1,193 @@
+/**
+ * Preparing one graph variant for a session: its weights uploaded and its schedule chosen. On a
+ * GPU that is where tuning happens: op times and IOS stage costs measured (or read from the tuning
+ * cache under the session's SM budget), and every candidate auto builds captured and timed.
+ */
+import type { Backend, DeviceInfo } from "../../ffi/backend.ts";
+import type { Dag } from "../analysis/dag.ts";
+import { criticalPath } from "../analysis/dag.ts";
+import { CPU, type DeviceModel, H200 } from "../analysis/device_model.ts";
+import type { Graph, Value } from "../ir/graph.ts";
+import { inferShapes } from "../ir/validate.ts";
+import { planMemory } from "../memory/planner.ts";
+import { makeSchedule, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
+import { type Schedule, verify } from "../schedule/schedule.ts";
+import { sequentialSchedule } from "../schedule/sequential.ts";
+import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
+import { stats } from "./profiler.ts";
+import { StageTimer } from "./stage_timer.ts";
+import { BudgetTuning } from "./tuning.ts";
+
+/** One schedule measured by auto: its name, streams and median replay time. */
+export interface Trial {
+  scheduler: string;
+  streams: number;
+  ms: number;
+}
+
+/** A graph variant made ready to run: weights uploaded, schedule chosen (and measured). */
+export interface Prepared {
+  graph: Graph;
+  shapes: Map<string, Value>;
+  dag: Dag;
+  schedule: Schedule;
+  weights: Weights;
+  /** Resources holding the weights (adopted by the session if this variant wins). */
+  resources: Resources;
+  trials: Trial[];
+  /** The chosen schedule's measured replay time (0 when nothing was measured). */
+  ms: number;
+  stages: StageStats;
+}
+
+export async function prepare(
+  backend: Backend,
+  ctx: bigint,
+  graph: Graph,
+  batch: number,
+  scheduler: SchedulerName,
+  options: ExecutableOptions,
+  label: string,
+): Promise<Prepared> {
+  const shapes = inferShapes(graph, batch);
+  const resources = new Resources(backend, ctx, false);
+  try {
+    const weights = new Weights(backend, resources, graph);
+    const trials: Trial[] = [];
+    const measure = (schedule: Schedule) => {
+      const ms = timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
+      trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
+      return ms;
+    };
+    const scheduleCtx = scheduleContext(
+      graph,
+      shapes,
+      deviceModelOf(options.device, options.smBudget),
+      { measure },
+    );
+    // What was tuned for this graph under this SM budget: auto's choice ends the search at once.
+    const tuned = new BudgetTuning(
+      options.tuning,
+      options.device,
+      options.smBudget,
+      graph,
+      shapes,
+      // Stage and op times depend on the memory layout too: in-place concats take no time.
+      [options.precision, options.concatInPlace],
+    );
+    const tunes = backend.kind === "cuda" && scheduler === "auto";
+    const cached = tunes ? tuned.schedule(label + "auto") : undefined;
+    if (cached) {
+      const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
+      return { graph, shapes, dag: scheduleCtx.dag, weights, resources, stages, ...cached };
+    }
+    // On a GPU, opara orders by measured op times and ios measures its stages (auto runs both).
+    const timer = backend.kind === "cuda" && scheduler !== "sequential" && scheduler !== "nimble"
+      ? new StageTimer(backend, ctx, graph, shapes, scheduleCtx.dag, options, weights)
+      : undefined;
+    let schedule: Schedule;
+    const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
+    try {
+      if (timer) {
+        const { dag } = scheduleCtx;
+        scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(dag.size));
+        stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
+        stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
+        scheduleCtx.measureStage = (groups) =>
+          tuned.stage(groups, () => timer.measure(groups), (v) => timer.launchesKernel(v));
+      }
+      // The CPU backend runs streams one after another: parallel schedules cannot win there.
+      schedule = scheduler === "auto" && backend.kind === "cpu"
+        ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
+        : await makeSchedule(scheduler, scheduleCtx);
+    } finally {
+      stages.measured = timer?.measured ?? 0;
+      stages.ms = timer?.spentMs ?? 0;
+      timer?.release();
+    }
+    const name = label + schedule.scheduler.replace(/^auto:/, "");
+    const ms = trials.filter((t) => t.scheduler === name).at(-1)?.ms ?? 0;
+    if (tunes) tuned.putSchedule(label + "auto", { schedule, ms, trials });
+    return {
+      graph,
+      shapes,
+      dag: scheduleCtx.dag,
+      schedule,
+      weights,
+      resources,
+      trials,
+      ms,
+      stages,
+    };
+  } catch (e) {
+    resources.release();
+    throw e;
+  }
+}
+
+/** Ops and IOS stages timed on the device as captured graphs while scheduling. */
+export interface StageStats {
+  measured: number;
+  /** Host time spent measuring them. */
+  ms: number;
+  /** Sum of the ops' measured times alone, and the longest path through them (µs; 0 if unmeasured). */
+  opSumUs: number;
+  criticalPathUs: number;
+}
+
+/** The analytic model of the device a session runs on (for the cost-model schedulers). */
+function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
+  const base = info.backend === "cuda" ? H200 : CPU;
+  return { ...base, name: info.name, sms: smBudget || info.multiprocessors || base.sms };
+}
+
+/**
+ * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
+ * executable with its own arena and streams, sharing the uploaded weights), then freed.
+ */
+function timeSchedule(
+  backend: Backend,
+  ctx: bigint,
+  graph: Graph,
+  shapes: Map<string, Value>,
+  schedule: Schedule,
+  options: ExecutableOptions,
+  weights: Weights,
+  { warmup = 5, runs = 30 } = {},
+): number {
+  const plan = planMemory(graph, shapes, schedule, { concatInPlace: options.concatInPlace });
+  verify(graph, schedule, plan);
+  const trial = new Resources(backend, ctx, false);
+  try {
+    const exec = new Executable(backend, trial, graph, shapes, schedule, plan, options, weights);
+    return medianReplayMs(backend, ctx, exec.capture(), warmup, runs);
+  } finally {
+    trial.release();
+  }
+}
+
+/** Median of `runs` replays of a captured graph, each between two device events. */
+function medianReplayMs(
+  backend: Backend,
+  ctx: bigint,
+  graph: bigint,
+  warmup: number,
+  runs: number,
+): number {
+  const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+  try {
+    for (let i = 0; i < warmup; i++) backend.graphLaunch(ctx, graph, 0n);
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      backend.eventRecord(ctx, start, 0n);
+      backend.graphLaunch(ctx, graph, 0n);
+      backend.eventRecord(ctx, end, 0n);
+      backend.streamSynchronize(ctx, 0n);
+      samples.push(backend.eventElapsed(ctx, start, end));
+    }
+    return stats(samples).medianMs;
+  } finally {
+    backend.eventDestroy(ctx, start);
+    backend.eventDestroy(ctx, end);
+  }
+}
