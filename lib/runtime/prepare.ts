@@ -14,7 +14,7 @@ import { makeSchedule, scheduleContext, type SchedulerName } from "../schedule/m
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
-import { stats } from "./profiler.ts";
+import { replayStats } from "./profiler.ts";
 import { StageTimer } from "./stage_timer.ts";
 import { BudgetTuning } from "./tuning.ts";
 
@@ -160,34 +160,8 @@ function timeSchedule(
   const trial = new Resources(backend, ctx, false);
   try {
     const exec = new Executable(backend, trial, graph, shapes, schedule, plan, options, weights);
-    return medianReplayMs(backend, ctx, exec.capture(), warmup, runs);
+    return replayStats(backend, ctx, exec.capture(), { warmup, runs }).medianMs;
   } finally {
     trial.release();
-  }
-}
-
-/** Median of `runs` replays of a captured graph, each between two device events. */
-function medianReplayMs(
-  backend: Backend,
-  ctx: bigint,
-  graph: bigint,
-  warmup: number,
-  runs: number,
-): number {
-  const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
-  try {
-    for (let i = 0; i < warmup; i++) backend.graphLaunch(ctx, graph, 0n);
-    const samples: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      backend.eventRecord(ctx, start, 0n);
-      backend.graphLaunch(ctx, graph, 0n);
-      backend.eventRecord(ctx, end, 0n);
-      backend.streamSynchronize(ctx, 0n);
-      samples.push(backend.eventElapsed(ctx, start, end));
-    }
-    return stats(samples).medianMs;
-  } finally {
-    backend.eventDestroy(ctx, start);
-    backend.eventDestroy(ctx, end);
   }
 }

@@ -2,6 +2,8 @@
  * Latency statistics. GPU time comes from device events around graph replays; the host overhead
  * of run() is its wall time minus that GPU time (medians of each).
  */
+import type { Backend, Handle } from "../../ffi/backend.ts";
+
 export interface Stats {
   runs: number;
   medianMs: number;
@@ -33,4 +35,29 @@ export interface Profile {
   pinnedOverheadUs: number;
   /** The same for launch(), in microseconds. */
   launchOverheadUs: number;
+}
+
+/** `runs` replays of a captured graph, each between two device events, after `warmup` untimed. */
+export function replayStats(
+  backend: Backend,
+  ctx: Handle,
+  graph: Handle,
+  { warmup = 0, runs }: { warmup?: number; runs: number },
+): Stats {
+  const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+  try {
+    for (let i = 0; i < warmup; i++) backend.graphLaunch(ctx, graph, 0n);
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      backend.eventRecord(ctx, start, 0n);
+      backend.graphLaunch(ctx, graph, 0n);
+      backend.eventRecord(ctx, end, 0n);
+      backend.streamSynchronize(ctx, 0n);
+      samples.push(backend.eventElapsed(ctx, start, end));
+    }
+    return stats(samples);
+  } finally {
+    backend.eventDestroy(ctx, start);
+    backend.eventDestroy(ctx, end);
+  }
 }

@@ -18,7 +18,7 @@ import { Executable, type ExecutableOptions, Resources } from "./executable.ts";
 import { Model } from "./model.ts";
 import { TuningCache } from "./tuning.ts";
 import type { Partition } from "./partition.ts";
-import { type Profile, type Stats, stats } from "./profiler.ts";
+import { type Profile, replayStats, type Stats, stats } from "./profiler.ts";
 import { prepare, type Prepared, type StageStats, type Trial } from "./prepare.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
@@ -465,27 +465,13 @@ export class Session {
     const { backend } = exec;
     const ctx = exec.resources.ctx;
     for (let i = 0; i < warmup; i++) this.runSync(inputs);
-    const [start, end] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
-    const replays = (graph: bigint) => {
-      const samples: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        backend.eventRecord(ctx, start, 0n);
-        backend.graphLaunch(ctx, graph, 0n);
-        backend.eventRecord(ctx, end, 0n);
-        backend.streamSynchronize(ctx, 0n);
-        samples.push(backend.eventElapsed(ctx, start, end));
-      }
-      return stats(samples);
-    };
-    let gpuStats: Stats, compute: Stats;
     // The same schedule captured without the input and output copies, for the kernels' time.
     const kernelsOnly = exec.capture(false);
+    let gpuStats: Stats, compute: Stats;
     try {
-      gpuStats = replays(this.#graphHandle);
-      compute = replays(kernelsOnly);
+      gpuStats = replayStats(backend, ctx, this.#graphHandle, { runs });
+      compute = replayStats(backend, ctx, kernelsOnly, { runs });
     } finally {
-      backend.eventDestroy(ctx, start);
-      backend.eventDestroy(ctx, end);
       backend.graphDestroy(ctx, kernelsOnly);
       exec.resources.graphs = exec.resources.graphs.filter((g) => g !== kernelsOnly);
     }
