@@ -329,6 +329,8 @@ int32_t braid_context_create(int32_t device, uint64_t* out_ctx) {
   }
   e = cudaMalloc(&c->zeros, ZERO_BIAS_COUNT * sizeof(float));
   if (e == cudaSuccess) e = cudaMemset(c->zeros, 0, ZERO_BIAS_COUNT * sizeof(float));
+  /* The memset is on the legacy stream, which braid's non-blocking streams do not wait for. */
+  if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
   if (e != cudaSuccess) {
     context_free(c);
     return cuda_fail(fn, "cudaMalloc(zero bias)", e);
@@ -425,7 +427,10 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
     /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
      * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
     if (e == cudaSuccess) {
+      /* cudaMemset runs on the legacy stream, asynchronously to the host, and braid's streams do
+       * not wait for that stream: finish it here, before any of them can touch the buffer. */
       e = cudaMemset(p, 0, size);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
       if (e != cudaSuccess) cudaFree(p);
     }
   }
