@@ -38,7 +38,8 @@ Deno.test("dag: reachability, reduction, critical path and width of a diamond", 
   assert.equal(criticalPath(dag, (i) => (g.nodes[i].name === "c" ? 10 : 1)).length, 13);
   assert.equal(width(dag, reach), 2);
   // With c ten times heavier, a, c, d, e are critical and b may start 9 units late.
-  const slacks = slack(dag, (i) => (g.nodes[i].name === "c" ? 10 : 1));
+  const { slack: slacks, length } = slack(dag, (i) => (g.nodes[i].name === "c" ? 10 : 1));
+  assert.equal(length, 13);
   assert.deepEqual(
     ["a", "b", "c", "d", "e"].map((name) => slacks[idx(name)]),
     [0, 9, 0, 0, 0],

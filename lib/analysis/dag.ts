@@ -101,9 +101,13 @@ export function criticalPath(
 
 /**
  * Each node's slack under per-node weights: how much later it could start without lengthening the
- * critical path (0 on it): critical length − (longest path into it + longest path from it).
+ * critical path (0 on it): critical length − (longest path into it + longest path from it); and
+ * that critical length.
  */
-export function slack(dag: Dag, weight: (node: number) => number): number[] {
+export function slack(
+  dag: Dag,
+  weight: (node: number) => number,
+): { slack: number[]; length: number } {
   const into = new Array<number>(dag.size).fill(0);
   const from = new Array<number>(dag.size).fill(0);
   for (const v of dag.order) {
@@ -113,7 +117,7 @@ export function slack(dag: Dag, weight: (node: number) => number): number[] {
     from[v] = weight(v) + Math.max(0, ...dag.succs[v].map((s) => from[s]));
   }
   const length = Math.max(0, ...from);
-  return from.map((f, v) => Math.max(0, length - into[v] - f));
+  return { slack: from.map((f, v) => Math.max(0, length - into[v] - f)), length };
 }
 
 /**

@@ -4,8 +4,7 @@
  * cache under the session's SM budget), and every candidate auto builds captured and timed.
  */
 import type { Backend, DeviceInfo } from "../../ffi/backend.ts";
-import type { Dag } from "../analysis/dag.ts";
-import { criticalPath } from "../analysis/dag.ts";
+import { criticalPath, type Dag } from "../analysis/dag.ts";
 import { CPU, type DeviceModel, H200 } from "../analysis/device_model.ts";
 import type { Graph, Value } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";

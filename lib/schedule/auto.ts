@@ -40,10 +40,14 @@ const then = <T, U>(x: MaybePromise<T>, f: (t: T) => MaybePromise<U>): MaybeProm
 const all = <T>(xs: MaybePromise<T>[]): MaybePromise<T[]> =>
   xs.some((x) => x instanceof Promise) ? Promise.all(xs) : (xs as T[]);
 
+/** Each op's time, µs: measured where the context has it, else the cost model's. */
+const opWeight = (ctx: ScheduleContext) => (v: number) =>
+  ctx.opTimeUs?.[v] ?? opTimeUs(ctx.costs[v], ctx.device);
+
 /** The critical path (by measured op time where given) moved onto one more stream, of priority 1. */
 export function prioritizeCriticalPath(schedule: Schedule, ctx: ScheduleContext): Schedule {
-  const { dag, costs, device } = ctx;
-  const { path } = criticalPath(dag, (v) => ctx.opTimeUs?.[v] ?? opTimeUs(costs[v], device));
+  const { dag } = ctx;
+  const { path } = criticalPath(dag, opWeight(ctx));
   const stream = streamsOf(schedule, dag.size);
   const critical = schedule.streams;
   for (const v of path) stream[v] = critical;
@@ -60,10 +64,8 @@ export function prioritizeCriticalPath(schedule: Schedule, ctx: ScheduleContext)
  * length), 2 within 5%, 1 within 20%, 0 beyond. Null when every stream would get the same.
  */
 export function prioritizeBySlack(schedule: Schedule, ctx: ScheduleContext): Schedule | null {
-  const { dag, costs, device } = ctx;
-  const weight = (v: number) => ctx.opTimeUs?.[v] ?? opTimeUs(costs[v], device);
-  const slacks = slack(dag, weight);
-  const length = criticalPath(dag, weight).length;
+  const { dag } = ctx;
+  const { slack: slacks, length } = slack(dag, opWeight(ctx));
   const stream = streamsOf(schedule, dag.size);
   const least = new Array<number>(schedule.streams).fill(Infinity);
   stream.forEach((s, v) => (least[s] = Math.min(least[s], slacks[v])));
