@@ -13,7 +13,8 @@
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
 #                    (ONNX_MODELS=a,b a subset, ONNX_DEADLINE=S seconds for braid's half,
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
-#   partition        bench/partition_bench.ts
+#   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
+#                    caches stay in $OUT)
 # Usage: bash bench/device.sh test-gpu compare-b1
 set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH
@@ -46,7 +47,8 @@ for step in "$@"; do
       deno run --cached-only -A bench/onnx_check.ts --dir /tmp/onnx \
         ${ONNX_MODELS:+--models "$ONNX_MODELS"} --deadline "${ONNX_DEADLINE:-1e9}" \
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
-    partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" ;;
+    partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
+      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ;;
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1
   rc=$?

@@ -1,10 +1,11 @@
 /**
  * Spatial sharing on one GPU (issue 6), three measurements, each side by side with its baseline
  * in the same run:
- *   (c) tuning four models concurrently, each in its own 32-SM partition (`braid tune --sms 32
- *       --concurrent`: one Worker thread per model in one process), against tuning them one after
- *       another on the whole GPU (`braid tune`): total wall time of each command, run as a user
- *       runs it (a process each, its start included);
+ *   (c) tuning four models concurrently for 32-SM partitions (`braid tune --sms 32 --concurrent`:
+ *       a pool of one worker thread per 32-SM partition measures every model's stages, then
+ *       tunes each model on a partition), against tuning them one after another on the whole GPU
+ *       (`braid tune`): total wall time of each command, run as a user runs it (a process each,
+ *       its start included);
  *   (b) for N in 16, 32, 64: the schedule tuned at N SMs against the whole-GPU schedule, both run
  *       in the same N-SM partition (median of CUDA-event-timed graph replays, interleaved);
  *   (a) two to four models co-located on disjoint partitions, each serving batch-1 requests in a
@@ -91,8 +92,10 @@ if (parts.has("c")) {
     return [
       name,
       f(s.wallMs / 1000, 1),
+      s.stagesMeasured,
       s.scheduler,
       f(c.wallMs / 1000, 1),
+      c.stagesMeasured,
       `${c.partition?.sms} SMs, group ${c.partition?.group}`,
       c.scheduler,
     ];
@@ -101,8 +104,10 @@ if (parts.has("c")) {
   rows.push([
     "**total wall**",
     f(sequential.processMs / 1000, 1),
+    sequential.results.reduce((n, r) => n + r.stagesMeasured, 0),
     "",
     f(concurrent.processMs / 1000, 1),
+    concurrent.results.reduce((n, r) => n + r.stagesMeasured, 0),
     `**${f(100 * ratio, 0)}% of sequential**`,
     "",
   ]);
@@ -110,12 +115,20 @@ if (parts.has("c")) {
     [
       "model",
       "sequential, whole GPU (s)",
+      "ops/stages timed",
       "chosen",
-      "concurrent (s)",
-      "partition",
+      "concurrent: own tuning (s)",
+      "ops/stages timed (pool + own)",
+      "partition (own tuning)",
       "chosen",
     ],
     rows,
+  );
+  const pool = concurrent.pool!;
+  console.log(
+    `(c) pool: ${pool.workers} workers, jobs ${JSON.stringify(pool.jobs)}, ` +
+      `${pool.prefetched} ops/stages measured ahead, busy ` +
+      pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s",
   );
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(

@@ -27,3 +27,26 @@ export function branchyNet(name = "net"): Graph {
   b.output(b.linear(b.flatten(b.globalAvgPool(b.concat([l, r], 1, "cat")), 1), "fc", 5));
   return b.build();
 }
+
+/**
+ * A stem conv and two small Inception-style modules (four branches each: 1x1; 1x1 → 3x3;
+ * 1x1 → 3x3 → 3x3; 3x3 max pool → 1x1), on 12x12 inputs: many IOS stages, quick on the CPU.
+ */
+export function inceptionNet(name = "inception"): Graph {
+  const b = new GraphBuilder(name, 11);
+  let convs = 0;
+  const conv = (v: string, out: number, kernel: number) =>
+    b.relu(b.conv2d(v, { name: `c${convs++}`, out, kernel, padding: (kernel - 1) / 2 }));
+  let x = conv(b.input("x", [1, 3, 12, 12]), 8, 3);
+  for (let m = 0; m < 2; m++) {
+    const pooled = b.maxPool(x, { kernel: 3, stride: 1, padding: 1 });
+    x = b.concat([
+      conv(x, 4, 1),
+      conv(conv(x, 4, 1), 4, 3),
+      conv(conv(conv(x, 2, 1), 4, 3), 4, 3),
+      conv(pooled, 4, 1),
+    ], 1);
+  }
+  b.output(b.linear(b.flatten(b.globalAvgPool(x), 1), "fc", 5));
+  return b.build();
+}

@@ -9,9 +9,7 @@ import { Backend } from "../ffi/backend.ts";
 import { branchyNet, throwsCode } from "./helpers.ts";
 import { checkPartitionRequest } from "../lib/runtime/partition.ts";
 import { percentile } from "../lib/runtime/server.ts";
-import { Partition, Server, Session, TuningCache } from "../mod.ts";
-import { saveModel } from "../lib/runtime/model.ts";
-import { tuneInWorker } from "../lib/cli/tune.ts";
+import { Partition, Server, Session } from "../mod.ts";
 import { Random } from "../lib/util/random.ts";
 
 Deno.test("partitions on the CPU backend: NATIVE_UNSUPPORTED, naming what would provide them", async () => {
@@ -113,29 +111,4 @@ Deno.test("Server: queued requests per session, outputs as run() gives them, p50
   );
   assert.equal(percentile([5, 1, 4, 2, 3], 50), 3);
   assert.equal(percentile(Array.from({ length: 100 }, (_, i) => i + 1), 99), 99);
-});
-
-Deno.test("a concurrent tune's worker tunes on its own thread and returns its cache", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const file = `${dir}/net.braid`;
-    await saveModel(branchyNet(), file);
-    const options = { cache: `${dir}/c.json`, scheduler: "auto", device: "cpu" } as const;
-    const { result, cache } = await tuneInWorker(file, options, new TuningCache());
-    assert.equal(result.model, "net");
-    assert.equal(result.partition, undefined);
-    assert.ok(result.wallMs > 0);
-    assert.ok(cache instanceof TuningCache);
-    await assert.rejects(
-      () => tuneInWorker(`${dir}/missing.braid`, options, new TuningCache()),
-      /tuning .*missing\.braid/,
-    );
-    await throwsCode(
-      () => tuneInWorker(file, { ...options, sms: 16 }, new TuningCache()),
-      "NATIVE_UNSUPPORTED",
-      /no SM partitions/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });

@@ -37,7 +37,8 @@ commands:
                                                     tune inside an N-SM partition (default: the
                                                     whole GPU) and save to the tuning cache
                                                     (default ${DEFAULT_CACHE}); --concurrent
-                                                    tunes each model in its own partition at once
+                                                    tunes them at once, with a worker on every
+                                                    N-SM partition sharing their stages
 `;
 
 export async function main(args: string[]): Promise<number> {

@@ -6,12 +6,9 @@
  * With --sms N each model is tuned inside an N-SM partition (group G of the device's split into
  * N-SM groups), and its entries are keyed by that budget; a session later created on an N-SM
  * partition with this cache finds them. Without --sms the whole GPU is the budget. Several models
- * are tuned one after another, or with --concurrent each in its own partition at the same time:
- * one Worker (thread) of this process per model, model i taking group i of the same split, so
- * their SMs are disjoint. Each starts from the cache file's entries; the parent merges what they
- * measured. Workers, not processes: kernels of different processes' CUDA contexts time-slice the
- * GPU (no MPS here), so four processes in four partitions ran slower than one after another
- * (measured: 141% of the sequential wall time); one process's green contexts run concurrently.
+ * are tuned one after another, or with --concurrent by a pool of workers, one per N-SM group of
+ * the device's split (tune_pool.ts): each model's stages are measured ahead of its tuning, spread
+ * over every partition, and the models' tunings then run on the partitions side by side.
  */
 import { BraidError } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
@@ -20,6 +17,7 @@ import { type DeviceOption, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
+import { type PoolReport, tunePooled } from "./tune_pool.ts";
 
 export const DEFAULT_CACHE = "braid-tuning.json";
 
@@ -68,25 +66,35 @@ export interface TuneRun {
   results: TuneResult[];
   /** Entries in the cache file afterwards. */
   entries: number;
+  /** For a concurrent run: the pool of workers and what it measured ahead of the models. */
+  pool?: PoolReport;
 }
 
-/** Tunes one model with `cache`, inside a partition when options.sms asks for one. */
-export async function tuneOne(file: string, options: TuneOptions, cache: TuningCache) {
+/**
+ * The partition `options` ask for: an N-SM group of the device's split, or none when N is the
+ * whole device (tuning then runs unpartitioned, under a budget of all SMs) or not given.
+ */
+export function tuningPartition(options: TuneOptions, group = options.group ?? 0) {
+  if (options.sms === undefined) return undefined;
+  const { deviceSms } = Partition.query({ sms: 1, fine: options.fine, device: options.device });
+  if (options.sms >= deviceSms) return undefined;
+  return Partition.create({ sms: options.sms, group, fine: options.fine, device: options.device });
+}
+
+/**
+ * Tunes one model with `cache`: inside `partition` when given (it stays the caller's), else
+ * inside the partition options.sms asks for.
+ */
+export async function tuneOne(
+  file: string,
+  options: TuneOptions,
+  cache: TuningCache,
+  partition?: Partition,
+): Promise<TuneResult> {
   const start = performance.now();
   using model = await loadModel(file);
-  let partition: Partition | undefined;
-  if (options.sms !== undefined) {
-    const { deviceSms } = Partition.query({ sms: 1, fine: options.fine, device: options.device });
-    // A "partition" as large as the device is the device: tune unpartitioned, budget = all SMs.
-    if (options.sms < deviceSms) {
-      partition = Partition.create({
-        sms: options.sms,
-        group: options.group ?? 0,
-        fine: options.fine,
-        device: options.device,
-      });
-    }
-  }
+  const own = partition ? undefined : tuningPartition(options);
+  partition ??= own;
   try {
     using session = await Session.create(model, {
       device: options.device,
@@ -113,7 +121,7 @@ export async function tuneOne(file: string, options: TuneOptions, cache: TuningC
       trials: report.trials.length,
     } satisfies TuneResult;
   } finally {
-    partition?.[Symbol.dispose]();
+    own?.[Symbol.dispose]();
   }
 }
 
@@ -127,52 +135,18 @@ function describe(r: TuneResult): string {
     `${r.stagesMeasured} ops/stages timed; schedule ${r.scheduler} (${r.streams} streams${replay})`;
 }
 
-/**
- * Tunes one model in a Worker of this process (tune_worker.ts), starting from `cache`'s entries;
- * resolves with its result and the worker's cache.
- */
-export function tuneInWorker(
-  file: string,
-  options: TuneOptions,
-  cache: TuningCache,
-): Promise<{ result: TuneResult; cache: TuningCache }> {
-  const worker = new Worker(new URL("./tune_worker.ts", import.meta.url).href, { type: "module" });
-  return new Promise((resolve, reject) => {
-    worker.onmessage = (e: MessageEvent) => {
-      worker.terminate();
-      const { result, cache, error } = e.data;
-      if (error) reject(new BraidError(error.code, `tuning ${file}: ${error.message}`));
-      else resolve({ result, cache: TuningCache.fromJSON(cache, `the worker tuning ${file}`) });
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      worker.terminate();
-      reject(new BraidError("NATIVE_INTERNAL", `the worker tuning ${file} failed: ${e.message}`));
-    };
-    worker.postMessage({ file, options, cache: JSON.stringify(cache.toJSON()) });
-  });
-}
-
-async function tuneConcurrently(files: string[], options: TuneOptions): Promise<TuneResult[]> {
+async function tuneConcurrently(files: string[], options: TuneOptions) {
   const sms = options.sms;
   if (sms === undefined) {
     throw new BraidError("USAGE", "--concurrent needs --sms N: each model gets an N-SM partition");
   }
   const split = Partition.query({ sms, fine: options.fine, device: options.device });
-  if (files.length > split.groups) {
-    throw new BraidError(
-      "BAD_OPTION",
-      `${files.length} models need ${files.length} disjoint partitions of ${sms} SMs, but the ` +
-        `device's ${split.deviceSms} SMs split into ${split.groups} groups of ${split.smsPerGroup}`,
-    );
-  }
-  const base = await TuningCache.load(options.cache);
-  const done = await Promise.all(
-    files.map((file, group) => tuneInWorker(file, { ...options, group, quiet: true }, base)),
-  );
-  for (const { cache } of done) base.merge(cache);
-  await base.save(options.cache);
-  return done.map((d) => d.result);
+  // One worker per group of the split: every SM that fits a partition of this size works.
+  const groups = Array.from({ length: split.groups }, (_, g) => g);
+  const cache = await TuningCache.load(options.cache);
+  const pooled = await tunePooled(files, { ...options, quiet: true }, groups, cache);
+  await cache.save(options.cache);
+  return pooled;
 }
 
 /** Tunes every model (one after another, or concurrently) and saves the cache file. */
@@ -183,8 +157,9 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
   }
   const start = performance.now();
   let results: TuneResult[];
+  let pool: PoolReport | undefined;
   if (options.concurrent) {
-    results = await tuneConcurrently(files, options);
+    ({ results, pool } = await tuneConcurrently(files, options));
   } else {
     const cache = await TuningCache.load(options.cache);
     results = [];
@@ -202,6 +177,7 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
     wallMs,
     results,
     entries,
+    pool,
   };
   if (options.json) await Deno.writeTextFile(options.json, JSON.stringify(run, null, 1));
   return run;
@@ -213,8 +189,9 @@ export async function tune(files: string[], options: TuneOptions): Promise<numbe
   if (options.quiet) return 0;
   if (run.mode === "concurrent") { for (const r of run.results) console.log(describe(r)); }
   const sum = run.results.reduce((s, r) => s + r.wallMs, 0);
-  const how = run.mode === "concurrent"
-    ? `concurrently, each in its own ${options.sms}-SM partition`
+  const how = run.pool
+    ? `concurrently by ${run.pool.workers} workers on ${options.sms}-SM partitions ` +
+      `(${run.pool.prefetched} ops/stages measured ahead)`
     : "one after another";
   console.log(
     `${run.results.length} model${run.results.length === 1 ? "" : "s"} tuned ${how}: ` +

@@ -1,27 +1,92 @@
 /**
- * The Worker of a concurrent `braid tune` (tune.ts, tuneInWorker): tunes one model in its
- * partition on its own thread, with its own native contexts, and posts back its result and cache.
+ * A worker of a pooled `braid tune` (tune_pool.ts): one thread of the process, holding one
+ * partition (group `group` of the device's split), that runs the jobs it is sent (tune_queue.ts)
+ * and posts back each one's result with the tuning-cache entries it added. Each job comes with
+ * the entries the parent has gathered since this worker's last job, so what one worker measured
+ * (conv algorithms, op times, stages) is found by the others.
  */
 import { BraidError } from "../errors.ts";
+import { loadModel, type Model } from "../runtime/model.ts";
+import type { Partition } from "../runtime/partition.ts";
+import { graphVariants } from "../runtime/prepare.ts";
+import { executableOptions, openBackend } from "../runtime/session.ts";
+import { Resources } from "../runtime/executable.ts";
+import { StagePrefetch } from "../runtime/stage_prefetch.ts";
 import { TuningCache } from "../runtime/tuning.ts";
-import { tuneOne, type TuneOptions } from "./tune.ts";
+import { optimize } from "../passes/mod.ts";
+import { tuneOne, type TuneOptions, tuningPartition } from "./tune.ts";
+import type { PoolJob } from "./tune_queue.ts";
 
-interface Job {
-  file: string;
-  options: TuneOptions;
-  cache: string;
-}
+export type WorkerMessage =
+  | { type: "init"; group: number; options: TuneOptions }
+  | { type: "job"; job: PoolJob; cache: string }
+  | { type: "close" };
 
 const scope = self as unknown as {
-  onmessage: (e: MessageEvent<Job>) => void;
+  onmessage: (e: MessageEvent<WorkerMessage>) => void;
   postMessage(message: unknown): void;
+  close(): void;
 };
 
+let options: TuneOptions;
+let partition: Partition | undefined;
+const cache = new TuningCache();
+/** The context the prefetches run on, and each (file, variant)'s prefetch. */
+let native: Resources | undefined;
+const models = new Map<string, Model>();
+const prefetches = new Map<string, StagePrefetch>();
+
+async function prefetchFor(file: string, variant: number): Promise<StagePrefetch> {
+  const id = `${file}#${variant}`;
+  const known = prefetches.get(id);
+  if (known) return known;
+  let model = models.get(file);
+  if (!model) models.set(file, model = await loadModel(file));
+  if (!native) {
+    const backend = partition ? partition.native.backend : openBackend(options.device);
+    native = new Resources(backend, backend.contextCreate(0));
+    if (partition) backend.contextSetPartition(native.ctx, partition.native.handle);
+  }
+  const { backend, ctx } = native;
+  const graph = optimize(model.graph);
+  const variants = graphVariants(graph, "auto", options.scheduler === "auto");
+  const batch = options.batch ?? graph.values.get(graph.inputs[0])?.shape[0] ?? 1;
+  const execOptions = executableOptions(backend.deviceInfo(ctx), { partition, tuning: cache });
+  const prefetch = new StagePrefetch(backend, ctx, variants[variant], batch, execOptions);
+  prefetches.set(id, prefetch);
+  return prefetch;
+}
+
+/** A job's reply; `measured`: ops and stages the job timed ahead of a model's tuning. */
+async function run(job: PoolJob): Promise<unknown> {
+  if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
+  const prefetch = await prefetchFor(job.file, job.variant);
+  const before = prefetch.measured;
+  const stages = job.kind === "plan" ? await prefetch.plan(options.scheduler) : undefined;
+  if (job.kind === "stages") prefetch.measure(job.stages);
+  return { stages, measured: prefetch.measured - before };
+}
+
+function close(): void {
+  for (const p of prefetches.values()) p.release();
+  native?.release();
+  for (const m of models.values()) m[Symbol.dispose]();
+  partition?.[Symbol.dispose]();
+  scope.postMessage({ closed: true });
+}
+
 scope.onmessage = async ({ data }) => {
+  if (data.type === "close") return close();
   try {
-    const cache = TuningCache.fromJSON(data.cache, "the parent's cache");
-    const result = await tuneOne(data.file, data.options, cache);
-    scope.postMessage({ result, cache: JSON.stringify(cache.toJSON()) });
+    if (data.type === "init") {
+      options = data.options;
+      partition = tuningPartition(options, data.group);
+      return scope.postMessage({ ready: true });
+    }
+    cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
+    const mark = cache.mark();
+    const reply = await run(data.job);
+    scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
   } catch (e) {
     const code = e instanceof BraidError ? e.code : "NATIVE_INTERNAL";
     scope.postMessage({ error: { code, message: (e as Error).message } });

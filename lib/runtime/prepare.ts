@@ -9,6 +9,7 @@ import { CPU, type DeviceModel, H200 } from "../analysis/device_model.ts";
 import type { Graph, Value } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";
 import { planMemory } from "../memory/planner.ts";
+import { mergeCandidates, mergeSiblingConvs } from "../passes/mod.ts";
 import { makeSchedule, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
@@ -65,15 +66,7 @@ export async function prepare(
       { measure },
     );
     // What was tuned for this graph under this SM budget: auto's choice ends the search at once.
-    const tuned = new BudgetTuning(
-      options.tuning,
-      options.device,
-      options.smBudget,
-      graph,
-      shapes,
-      // Stage and op times depend on the memory layout too: in-place concats take no time.
-      [options.precision, options.concatInPlace],
-    );
+    const tuned = budgetTuning(options, graph, shapes);
     const tunes = backend.kind === "cuda" && scheduler === "auto";
     const cached = tunes ? tuned.schedule(label + "auto") : undefined;
     if (cached) {
@@ -134,8 +127,37 @@ export interface StageStats {
   criticalPathUs: number;
 }
 
+/** The tuning-cache entries of a graph under the options' device, SM budget and precision. */
+export function budgetTuning(
+  options: ExecutableOptions,
+  graph: Graph,
+  shapes: Map<string, Value>,
+): BudgetTuning {
+  return new BudgetTuning(
+    options.tuning,
+    options.device,
+    options.smBudget,
+    graph,
+    shapes,
+    // Stage and op times depend on the memory layout too: in-place concats take no time.
+    [options.precision, options.concatInPlace],
+  );
+}
+
+/**
+ * The graph variants a session prepares: the graph, or its merged-convolution form (merge true),
+ * or both when merge is "auto" and auto measures on a GPU (the faster is kept).
+ */
+export function graphVariants(graph: Graph, merge: boolean | "auto", measuring: boolean): Graph[] {
+  const variants = merge === true ? [mergeSiblingConvs(graph)] : [graph];
+  if (merge === "auto" && measuring && mergeCandidates(graph).length > 0) {
+    variants.push(mergeSiblingConvs(graph));
+  }
+  return variants;
+}
+
 /** The analytic model of the device a session runs on (for the cost-model schedulers). */
-function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
+export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
   const base = info.backend === "cuda" ? H200 : CPU;
   return { ...base, name: info.name, sms: smBudget || info.multiprocessors || base.sms };
 }

@@ -10,7 +10,7 @@ import { BraidError, check } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
 import { inferShapes, validateGraph } from "../ir/validate.ts";
 import { planMemory } from "../memory/planner.ts";
-import { mergeCandidates, mergeSiblingConvs, optimize } from "../passes/mod.ts";
+import { optimize } from "../passes/mod.ts";
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { isSchedulerName, type SchedulerName, SCHEDULERS } from "../schedule/mod.ts";
@@ -19,7 +19,7 @@ import { Model } from "./model.ts";
 import { TuningCache } from "./tuning.ts";
 import type { Partition } from "./partition.ts";
 import { type Profile, replayStats, type Stats, stats } from "./profiler.ts";
-import { prepare, type Prepared, type StageStats, type Trial } from "./prepare.ts";
+import { graphVariants, prepare, type Prepared, type StageStats, type Trial } from "./prepare.ts";
 
 export type DeviceOption = "auto" | "cpu" | "cuda";
 export type SchedulerOption = SchedulerName;
@@ -117,7 +117,8 @@ interface Held {
 }
 const registry = new FinalizationRegistry<Held>((held) => held.resources.release());
 
-function openBackend(device: DeviceOption): Backend {
+/** The backend a device option names ("auto": CUDA when it loads and has a GPU, else the CPU). */
+export function openBackend(device: DeviceOption): Backend {
   if (device !== "auto") return Backend.open(device as BackendKind);
   try {
     const cuda = Backend.open("cuda");
@@ -126,6 +127,22 @@ function openBackend(device: DeviceOption): Backend {
     // No CUDA library or no GPU: the CPU backend is the embedded default.
   }
   return Backend.open("cpu");
+}
+
+/** What a session's executables are built with, from its options and device. */
+export function executableOptions(
+  device: DeviceInfo,
+  options: SessionOptions,
+): ExecutableOptions {
+  const precision = options.precision ?? "default";
+  return {
+    precision: { convTf32: precision !== "fp32", matmulTf32: precision === "tf32" },
+    device,
+    tuning: options.tuning ?? processTuning,
+    tune: options.tune ?? true,
+    smBudget: options.smBudget ?? options.partition?.sms ?? device.multiprocessors,
+    concatInPlace: options.concatInPlace ?? true,
+  };
 }
 
 export class Session {
@@ -210,20 +227,9 @@ export class Session {
     try {
       if (partition) backend.contextSetPartition(ctx, partition.native.handle);
       const deviceInfo = backend.deviceInfo(ctx);
-      const execOptions: ExecutableOptions = {
-        precision: { convTf32: precision !== "fp32", matmulTf32: precision === "tf32" },
-        device: deviceInfo,
-        tuning: options.tuning ?? processTuning,
-        tune: options.tune ?? true,
-        smBudget: options.smBudget ?? partition?.sms ?? deviceInfo.multiprocessors,
-        concatInPlace: options.concatInPlace ?? true,
-      };
-      const merge = options.merge ?? "auto";
-      const variants = merge === true ? [mergeSiblingConvs(graph)] : [graph];
+      const execOptions = executableOptions(deviceInfo, options);
       const measuring = schedulerName === "auto" && backend.kind === "cuda";
-      if (merge === "auto" && measuring && mergeCandidates(graph).length > 0) {
-        variants.push(mergeSiblingConvs(graph));
-      }
+      const variants = graphVariants(graph, options.merge ?? "auto", measuring);
       const trials: Trial[] = [];
       const stages: StageStats = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
       let best: Prepared | undefined;

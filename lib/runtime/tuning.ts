@@ -39,6 +39,7 @@ export interface ScheduleChoice {
 }
 
 const FORMAT = "braid-tuning/2";
+type Kind = "entries" | "stages" | "opTimes" | "schedules";
 const FORMATS = ["braid-tuning/1", FORMAT];
 
 interface CacheFile {
@@ -54,6 +55,8 @@ export class TuningCache {
   readonly #stages = new Map<string, number>();
   readonly #opTimes = new Map<string, number[]>();
   readonly #schedules = new Map<string, ScheduleChoice>();
+  /** Every key set, in order (with repeats): what since() reports. */
+  readonly #journal: [Kind, string][] = [];
 
   /** Entries of every kind. */
   get size(): number {
@@ -103,6 +106,7 @@ export class TuningCache {
 
   set(key: string, choice: ConvChoice): void {
     this.#entries.set(key, choice);
+    this.#journal.push(["entries", key]);
   }
 
   /** A stage's measured time, µs. */
@@ -112,6 +116,7 @@ export class TuningCache {
 
   setStage(key: string, us: number): void {
     this.#stages.set(key, us);
+    this.#journal.push(["stages", key]);
   }
 
   /** Every op's measured time alone, µs (0 for views). */
@@ -121,6 +126,7 @@ export class TuningCache {
 
   setOpTimes(key: string, us: number[]): void {
     this.#opTimes.set(key, us);
+    this.#journal.push(["opTimes", key]);
   }
 
   getSchedule(key: string): ScheduleChoice | undefined {
@@ -129,6 +135,24 @@ export class TuningCache {
 
   setSchedule(key: string, choice: ScheduleChoice): void {
     this.#schedules.set(key, choice);
+    this.#journal.push(["schedules", key]);
+  }
+
+  /** A point in this cache's history, for since(). */
+  mark(): number {
+    return this.#journal.length;
+  }
+
+  /** The entries set after `mark` (their current values), as a cache of their own. */
+  since(mark: number): TuningCache {
+    const out = new TuningCache();
+    for (const [kind, key] of this.#journal.slice(mark)) {
+      if (kind === "entries") out.set(key, this.#entries.get(key)!);
+      else if (kind === "stages") out.setStage(key, this.#stages.get(key)!);
+      else if (kind === "opTimes") out.setOpTimes(key, this.#opTimes.get(key)!);
+      else out.setSchedule(key, this.#schedules.get(key)!);
+    }
+    return out;
   }
 
   /** Keys of every kind. */
@@ -154,10 +178,10 @@ export class TuningCache {
   /** Adds another cache's entries (theirs win where both have a key). */
   merge(other: TuningCache): void {
     const data = other.toJSON();
-    for (const [k, v] of Object.entries(data.entries)) this.#entries.set(k, v);
-    for (const [k, v] of Object.entries(data.stages ?? {})) this.#stages.set(k, v);
-    for (const [k, v] of Object.entries(data.opTimes ?? {})) this.#opTimes.set(k, v);
-    for (const [k, v] of Object.entries(data.schedules ?? {})) this.#schedules.set(k, v);
+    for (const [k, v] of Object.entries(data.entries)) this.set(k, v);
+    for (const [k, v] of Object.entries(data.stages ?? {})) this.setStage(k, v);
+    for (const [k, v] of Object.entries(data.opTimes ?? {})) this.setOpTimes(k, v);
+    for (const [k, v] of Object.entries(data.schedules ?? {})) this.setSchedule(k, v);
   }
 
   toJSON(): CacheFile {
@@ -330,12 +354,7 @@ export class BudgetTuning {
     measure: () => number,
     launchesKernel?: (node: number) => boolean,
   ): number {
-    const structure = stageStructure(this.graph, this.shapes, groups, launchesKernel);
-    const key = TuningCache.stageKey(
-      this.device,
-      this.smBudget,
-      `${this.#precision}:${hash64(structure)}`,
-    );
+    const key = this.stageKey(groups, launchesKernel);
     const cached = this.cache.getStage(key);
     if (cached !== undefined) {
       this.counts.stagesCached++;
@@ -345,6 +364,16 @@ export class BudgetTuning {
     this.counts.stagesMeasured++;
     this.cache.setStage(key, us);
     return us;
+  }
+
+  /** The cache key of a stage's cost under this budget (by its structure). */
+  stageKey(groups: number[][], launchesKernel?: (node: number) => boolean): string {
+    const structure = stageStructure(this.graph, this.shapes, groups, launchesKernel);
+    return TuningCache.stageKey(
+      this.device,
+      this.smBudget,
+      `${this.#precision}:${hash64(structure)}`,
+    );
   }
 
   /** Every op's time alone, µs: cached, or measured now and stored. */

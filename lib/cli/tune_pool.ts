@@ -1,0 +1,175 @@
+/**
+ * A pooled `braid tune`: several models tuned at once by a pool of workers, one per partition of
+ * the same size (the size the models will run with), so that the tuning jobs share the GPU
+ * spatially. Each model's stages are spread over every worker (tune_queue.ts), not tied to one
+ * partition: a model with many stages (inception_v3 has several times googlenet's) does not
+ * leave the other partitions idle once the small models are done. Every measurement is made on a
+ * partition of the budget the model is tuned for, so the entries are the ones a session of that
+ * budget looks up. Workers are threads of this process (tune_worker.ts): kernels of different
+ * processes' CUDA contexts time-slice the GPU (no MPS here), so one process per partition ran
+ * slower than tuning one model after another (measured: 141%).
+ */
+import { BraidError, type BraidErrorCode } from "../errors.ts";
+import { loadModel } from "../runtime/model.ts";
+import { graphVariants } from "../runtime/prepare.ts";
+import { TuningCache } from "../runtime/tuning.ts";
+import { optimize } from "../passes/mod.ts";
+import type { TuneOptions, TuneResult } from "./tune.ts";
+import { type PoolJob, TuneQueue } from "./tune_queue.ts";
+import type { WorkerMessage } from "./tune_worker.ts";
+
+/** What the pool did besides the models' own tuning. */
+export interface PoolReport {
+  workers: number;
+  /** Jobs run, by kind. */
+  jobs: { plan: number; stages: number; tune: number };
+  /** Ops and stages measured by plan and stage jobs (before the models' tuning). */
+  prefetched: number;
+  /** Each worker's time spent in jobs, ms. */
+  busyMs: number[];
+}
+
+interface Reply {
+  reply?: {
+    stages?: { key: string; groups: number[][] }[];
+    measured?: number;
+    result?: TuneResult;
+  };
+  closed?: boolean;
+  cache?: string;
+  error?: { code: BraidErrorCode; message: string };
+  ready?: boolean;
+}
+
+/** One worker thread and the mark of the parent's cache it has been sent up to. */
+class PoolWorker {
+  readonly #worker = new Worker(new URL("./tune_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  #answer: ((r: Reply) => void) | undefined;
+  sent = 0;
+  busyMs = 0;
+
+  constructor() {
+    this.#worker.onmessage = (e: MessageEvent<Reply>) => this.#answer?.(e.data);
+    this.#worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#answer?.({ error: { code: "NATIVE_INTERNAL", message: e.message } });
+    };
+  }
+
+  ask(message: WorkerMessage): Promise<Reply> {
+    return new Promise((resolve) => {
+      this.#answer = resolve;
+      this.#worker.postMessage(message);
+    });
+  }
+
+  /** Lets the worker free its native resources, then ends it (at once if it does not answer). */
+  async close(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
+    await Promise.race([this.ask({ type: "close" }), late]);
+    clearTimeout(timer);
+    this.#worker.terminate();
+  }
+}
+
+/** How many graph variants a model's plan covers (none for schedulers that measure nothing). */
+async function variantsOf(file: string, options: TuneOptions): Promise<number> {
+  if (options.scheduler === "sequential" || options.scheduler === "nimble") return 0;
+  using model = await loadModel(file);
+  return graphVariants(optimize(model.graph), "auto", options.scheduler === "auto").length;
+}
+
+const describeJob = (job: PoolJob) =>
+  job.kind === "plan"
+    ? `planning ${job.file} (variant ${job.variant})`
+    : job.kind === "stages"
+    ? `measuring ${job.stages.length} stages of ${job.file}`
+    : `tuning ${job.file}`;
+
+/**
+ * Tunes `files` with one worker per entry of `groups` (each worker's partition is that group of
+ * the device's split into options.sms-SM groups; with no options.sms, workers run unpartitioned).
+ * Starts from and extends `cache`. Results come in the order of `files`.
+ */
+export async function tunePooled(
+  files: string[],
+  options: TuneOptions,
+  groups: number[],
+  cache: TuningCache,
+): Promise<{ results: TuneResult[]; pool: PoolReport }> {
+  const models = await Promise.all(
+    files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
+  );
+  const queue = new TuneQueue(models);
+  const workers = groups.map(() => new PoolWorker());
+  const results = new Map<string, TuneResult>();
+  const prefetched = new Map<string, number>();
+  const pool: PoolReport = {
+    workers: workers.length,
+    jobs: { plan: 0, stages: 0, tune: 0 },
+    prefetched: 0,
+    busyMs: [],
+  };
+  try {
+    const ready = await Promise.all(
+      workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
+    );
+    const failed = ready.find((r) => r.error);
+    if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
+
+    // Each idle worker takes the next ready job; a finished job may make more ready.
+    let failure: BraidError | undefined;
+    const idle = [...workers];
+    const running = new Set<Promise<void>>();
+    const runJob = async (worker: PoolWorker, job: PoolJob) => {
+      const started = performance.now();
+      const message = {
+        type: "job",
+        job,
+        cache: JSON.stringify(cache.since(worker.sent).toJSON()),
+      };
+      worker.sent = cache.mark();
+      const r = await worker.ask(message as WorkerMessage);
+      worker.busyMs += performance.now() - started;
+      if (r.error) {
+        failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);
+        return;
+      }
+      cache.merge(TuningCache.fromJSON(r.cache!, "a tuning worker's entries"));
+      pool.jobs[job.kind]++;
+      const measured = r.reply!.measured ?? 0;
+      pool.prefetched += measured;
+      prefetched.set(job.file, (prefetched.get(job.file) ?? 0) + measured);
+      if (job.kind === "plan") queue.planned(job, r.reply!.stages!);
+      else {
+        if (job.kind === "tune") results.set(job.file, r.reply!.result!);
+        queue.finished(job);
+      }
+      idle.push(worker);
+    };
+    while (!queue.done && !failure) {
+      let job: PoolJob | undefined;
+      while (idle.length > 0 && (job = queue.next())) {
+        const p = runJob(idle.pop()!, job).finally(() => running.delete(p));
+        running.add(p);
+      }
+      if (running.size === 0) break;
+      await Promise.race(running);
+    }
+    await Promise.all(running);
+    if (failure) throw failure;
+    if (!queue.done) throw new BraidError("NATIVE_INTERNAL", "the tuning pool ran out of jobs");
+    pool.busyMs = workers.map((w) => w.busyMs);
+    // Each model's count includes what the pool measured for it ahead of its tuning.
+    const counted = (r: TuneResult) => ({
+      ...r,
+      stagesMeasured: r.stagesMeasured + (prefetched.get(r.file) ?? 0),
+    });
+    return { results: files.map((f) => counted(results.get(f)!)), pool };
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
+  }
+}

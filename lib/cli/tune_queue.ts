@@ -1,0 +1,97 @@
+/**
+ * The work of a pooled `braid tune` (tune_pool.ts), as jobs for the pool's workers, each on its
+ * own partition of the same size:
+ *   plan   one graph variant of one model: measure its op times, list the stages its tuning
+ *          will time (stage_prefetch.ts);
+ *   stages a chunk of those stages, measured into the tuning cache (any worker: the budget is
+ *          the same);
+ *   tune   the model's session tuning, which finds every planned stage cached and is left with
+ *          auto's whole-schedule timings; ready once its plans and stage chunks are done.
+ * A stage planned twice (the same structure in two models or variants) is measured once. The
+ * next job is a plan, else a ready tune (tunes are the long serial tails), else a stage chunk of
+ * the model with the most planned stages (its tune can then start early).
+ */
+export type PoolJob =
+  | { kind: "plan"; file: string; variant: number }
+  | { kind: "stages"; file: string; variant: number; stages: number[][][] }
+  | { kind: "tune"; file: string };
+
+interface ModelWork {
+  file: string;
+  /** Plans and stage chunks handed out or queued and not yet finished. */
+  open: number;
+  planned: number;
+  tuneQueued: boolean;
+}
+
+export class TuneQueue {
+  readonly #models = new Map<string, ModelWork>();
+  readonly #plans: PoolJob[] = [];
+  readonly #tunes: PoolJob[] = [];
+  /** Stage chunks waiting, per model. */
+  readonly #chunks = new Map<string, PoolJob[]>();
+  readonly #keys = new Set<string>();
+  #unfinished = 0;
+
+  /** `variants`: how many graph variants each model's plan covers (0: nothing to measure). */
+  constructor(models: { file: string; variants: number }[], readonly chunkSize = 64) {
+    for (const { file, variants } of models) {
+      const work = { file, open: variants, planned: 0, tuneQueued: false };
+      this.#models.set(file, work);
+      this.#chunks.set(file, []);
+      this.#unfinished++;
+      for (let variant = 0; variant < variants; variant++) {
+        this.#plans.push({ kind: "plan", file, variant });
+      }
+      this.#readyCheck(work);
+    }
+  }
+
+  /** Every model tuned. */
+  get done(): boolean {
+    return this.#unfinished === 0;
+  }
+
+  /** The next job to hand out, or undefined while nothing is ready. */
+  next(): PoolJob | undefined {
+    const plan = this.#plans.shift() ?? this.#tunes.shift();
+    if (plan) return plan;
+    let best: ModelWork | undefined;
+    for (const work of this.#models.values()) {
+      if (this.#chunks.get(work.file)!.length === 0) continue;
+      if (!best || work.planned > best.planned) best = work;
+    }
+    return best && this.#chunks.get(best.file)!.shift();
+  }
+
+  /** A plan came back with its stages (each with its cache key): they are queued in chunks. */
+  planned(job: PoolJob & { kind: "plan" }, stages: { key: string; groups: number[][] }[]): void {
+    const work = this.#models.get(job.file)!;
+    const fresh = stages.filter(({ key }) => !this.#keys.has(key) && this.#keys.add(key));
+    work.planned += fresh.length;
+    const queue = this.#chunks.get(job.file)!;
+    for (let i = 0; i < fresh.length; i += this.chunkSize) {
+      const chunk = fresh.slice(i, i + this.chunkSize).map((s) => s.groups);
+      queue.push({ kind: "stages", file: job.file, variant: job.variant, stages: chunk });
+      work.open++;
+    }
+    this.finished(job);
+  }
+
+  /** A job finished (a plan's stages must be given to planned() instead). */
+  finished(job: PoolJob): void {
+    const work = this.#models.get(job.file)!;
+    if (job.kind === "tune") {
+      this.#unfinished--;
+      return;
+    }
+    work.open--;
+    this.#readyCheck(work);
+  }
+
+  #readyCheck(work: ModelWork): void {
+    if (work.open > 0 || work.tuneQueued) return;
+    work.tuneQueued = true;
+    this.#tunes.push({ kind: "tune", file: work.file });
+  }
+}

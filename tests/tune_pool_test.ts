@@ -1,0 +1,156 @@
+/**
+ * A pooled `braid tune` without a GPU: the job queue's order and readiness, the premise that the
+ * stages IOS asks for do not depend on their costs (what lets them be measured ahead), a stage
+ * prefetch on the CPU backend, and the pool of workers end to end (unpartitioned on the CPU).
+ */
+import { assert } from "./deps.ts";
+import { Backend } from "../ffi/backend.ts";
+import { branchyNet, inceptionNet, throwsCode } from "./helpers.ts";
+import { simulateStage } from "../lib/analysis/device_model.ts";
+import { inferShapes } from "../lib/ir/validate.ts";
+import { buildZooModel } from "../lib/models/index.ts";
+import { mergeSiblingConvs, optimize } from "../lib/passes/mod.ts";
+import { saveModel } from "../lib/runtime/model.ts";
+import { executableOptions } from "../lib/runtime/session.ts";
+import { StagePrefetch } from "../lib/runtime/stage_prefetch.ts";
+import { TuningCache } from "../lib/runtime/tuning.ts";
+import { iosSchedule } from "../lib/schedule/ios.ts";
+import { scheduleContext } from "../lib/schedule/mod.ts";
+import { tunePooled } from "../lib/cli/tune_pool.ts";
+import { type PoolJob, TuneQueue } from "../lib/cli/tune_queue.ts";
+import { Random } from "../lib/util/random.ts";
+
+const stage = (key: string) => ({ key, groups: [[Number(key.slice(1))]] });
+
+Deno.test("the tuning pool's queue: plans first, then ready tunes, then the biggest model's stages", () => {
+  const queue = new TuneQueue([
+    { file: "small", variants: 1 },
+    { file: "big", variants: 2 },
+    { file: "none", variants: 0 },
+  ], 2);
+  const take = () => queue.next()!;
+  const plans = [take(), take(), take()];
+  assert.deepEqual(plans.map((j) => [j.kind, j.file]), [
+    ["plan", "small"],
+    ["plan", "big"],
+    ["plan", "big"],
+  ]);
+  // A model with nothing to measure is ready to tune at once.
+  assert.deepEqual(take(), { kind: "tune", file: "none" });
+  assert.equal(queue.next(), undefined, "nothing ready until a plan returns");
+  queue.planned(plans[0] as PoolJob & { kind: "plan" }, [stage("s1"), stage("s2")]);
+  queue.planned(plans[1] as PoolJob & { kind: "plan" }, [stage("s2"), stage("s3"), stage("s4")]);
+  // s2 is small's already: big's variant 0 adds s3, s4; variant 1 adds s5 and repeats s3.
+  queue.planned(plans[2] as PoolJob & { kind: "plan" }, [stage("s3"), stage("s5")]);
+  const chunks = [take(), take(), take()];
+  assert.deepEqual(chunks.map((j) => j.kind === "stages" && [j.file, j.variant, j.stages]), [
+    ["big", 0, [[[3]], [[4]]]],
+    ["big", 1, [[[5]]]],
+    ["small", 0, [[[1]], [[2]]]],
+  ]);
+  assert.equal(queue.next(), undefined);
+  queue.finished(chunks[0]);
+  queue.finished(chunks[2]);
+  assert.deepEqual(take(), { kind: "tune", file: "small" });
+  queue.finished(chunks[1]);
+  assert.deepEqual(take(), { kind: "tune", file: "big" });
+  assert.ok(!queue.done);
+  for (const file of ["none", "small", "big"]) queue.finished({ kind: "tune", file });
+  assert.ok(queue.done);
+});
+
+Deno.test("the stages IOS asks to time do not depend on their times (so they can be measured ahead)", () => {
+  for (const name of ["googlenet", "inception_v3", "randwire"] as const) {
+    const base = optimize(buildZooModel(name));
+    for (const g of [base, mergeSiblingConvs(base)]) {
+      const ctx = scheduleContext(g, inferShapes(g, 1));
+      const random = new Random(7);
+      const asked = (cost: (groups: number[][]) => number) => {
+        const seen = new Set<string>();
+        iosSchedule({
+          ...ctx,
+          measureStage: (groups) => (seen.add(JSON.stringify(groups)), cost(groups)),
+        });
+        return seen;
+      };
+      const model = asked((groups) => simulateStage(groups, ctx.costs, ctx.device));
+      const noisy = asked(() => 1 + 100 * random.next());
+      assert.ok(model.size > 50, name);
+      assert.deepEqual([...noisy].sort(), [...model].sort(), `${name}: the same stages`);
+    }
+  }
+});
+
+Deno.test("a stage prefetch lists the stages tuning will time; measured, a second plan lists none", async () => {
+  const backend = Backend.open("cpu");
+  const ctx = backend.contextCreate(0);
+  const cache = new TuningCache();
+  const graph = optimize(inceptionNet());
+  const options = executableOptions(backend.deviceInfo(ctx), { tuning: cache });
+  const prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+  try {
+    const planned = await prefetch.plan("auto");
+    const opsTimed = prefetch.measured;
+    assert.ok(opsTimed > 0, "op times measured by the plan");
+    assert.ok(planned.length > 10);
+    assert.equal(new Set(planned.map((s) => s.key)).size, planned.length, "each stage once");
+    prefetch.measure(planned.map((s) => s.groups));
+    assert.equal(prefetch.measured, opsTimed + planned.length);
+    assert.deepEqual(await prefetch.plan("auto"), [], "everything is cached now");
+    assert.equal(prefetch.measured, opsTimed + planned.length, "and nothing measured again");
+    // Only the stages the scheduler itself asks for: opara times ops, not stages.
+    assert.deepEqual(await prefetch.plan("opara"), []);
+  } finally {
+    prefetch.release();
+    backend.contextDestroy(ctx);
+  }
+});
+
+Deno.test("a pooled tune: two workers plan, measure and tune three models, sharing one cache", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = [`${dir}/a.braid`, `${dir}/b.braid`, `${dir}/c.braid`];
+    await saveModel(branchyNet("a"), files[0]);
+    await saveModel(branchyNet("b"), files[1]); // a's twin: its stages are a's
+    await saveModel(inceptionNet(), files[2]);
+    const options = { cache: `${dir}/c.json`, scheduler: "auto", device: "cpu" } as const;
+    const cache = new TuningCache();
+    const { results, pool } = await tunePooled(files, options, [0, 0], cache);
+    assert.deepEqual(results.map((r) => r.model), ["a", "b", "inception"]);
+    assert.equal(pool.workers, 2);
+    assert.equal(pool.jobs.tune, 3);
+    assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
+    assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
+    assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));
+    // Every planned stage reached the parent's cache: a fresh plan here finds them all.
+    const backend = Backend.open("cpu");
+    const ctx = backend.contextCreate(0);
+    const graph = optimize(inceptionNet());
+    const again = new StagePrefetch(
+      backend,
+      ctx,
+      graph,
+      1,
+      executableOptions(backend.deviceInfo(ctx), { tuning: cache }),
+    );
+    try {
+      assert.deepEqual(await again.plan("auto"), []);
+      assert.equal(again.measured, 0, "op times cached too");
+    } finally {
+      again.release();
+      backend.contextDestroy(ctx);
+    }
+    // A job's failure ends the run with an error naming the model.
+    await assert.rejects(
+      () => tunePooled([`${dir}/missing.braid`], options, [0], new TuningCache()),
+      /missing\.braid/,
+    );
+    await throwsCode(
+      () => tunePooled(files, { ...options, sms: 16 }, [0], new TuningCache()),
+      "NATIVE_UNSUPPORTED",
+      /no SM partitions/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
