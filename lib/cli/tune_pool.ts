@@ -27,6 +27,16 @@ export interface PoolReport {
   prefetched: number;
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
+  /** Worker time spent in each kind of job, ms. */
+  kindMs: { plan: number; stages: number; tune: number };
+  /** Every job: its worker, kind, model, start and end (ms since the pool started). */
+  timeline: {
+    worker: number;
+    kind: PoolJob["kind"];
+    file: string;
+    startMs: number;
+    endMs: number;
+  }[];
 }
 
 interface Reply {
@@ -112,7 +122,10 @@ export async function tunePooled(
     jobs: { plan: 0, stages: 0, tune: 0 },
     prefetched: 0,
     busyMs: [],
+    kindMs: { plan: 0, stages: 0, tune: 0 },
+    timeline: [],
   };
+  const origin = performance.now();
   try {
     const ready = await Promise.all(
       workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
@@ -133,7 +146,16 @@ export async function tunePooled(
       };
       worker.sent = cache.mark();
       const r = await worker.ask(message as WorkerMessage);
-      worker.busyMs += performance.now() - started;
+      const ended = performance.now();
+      worker.busyMs += ended - started;
+      pool.kindMs[job.kind] += ended - started;
+      pool.timeline.push({
+        worker: workers.indexOf(worker),
+        kind: job.kind,
+        file: job.file,
+        startMs: started - origin,
+        endMs: ended - origin,
+      });
       if (r.error) {
         failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);
         return;

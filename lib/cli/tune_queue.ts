@@ -7,9 +7,11 @@
  *          the same);
  *   tune   the model's session tuning, which finds every planned stage cached and is left with
  *          auto's whole-schedule timings; ready once its plans and stage chunks are done.
- * A stage planned twice (the same structure in two models or variants) is measured once. The
- * next job is a plan, else a ready tune (tunes are the long serial tails), else a stage chunk of
- * the model with the most planned stages (its tune can then start early).
+ * A stage planned twice (the same structure in two models or variants) is measured once. A
+ * model's variants are planned one after another, so the merged variant finds the convolution
+ * algorithms the first one measured. The next job is a plan, else a ready tune (tunes are the
+ * long serial tails), else a stage chunk of the model with the most planned stages (its tune can
+ * then start early).
  */
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
@@ -18,6 +20,7 @@ export type PoolJob =
 
 interface ModelWork {
   file: string;
+  variants: number;
   /** Plans and stage chunks handed out or queued and not yet finished. */
   open: number;
   planned: number;
@@ -36,13 +39,11 @@ export class TuneQueue {
   /** `variants`: how many graph variants each model's plan covers (0: nothing to measure). */
   constructor(models: { file: string; variants: number }[], readonly chunkSize = 64) {
     for (const { file, variants } of models) {
-      const work = { file, open: variants, planned: 0, tuneQueued: false };
+      const work = { file, variants, open: variants, planned: 0, tuneQueued: false };
       this.#models.set(file, work);
       this.#chunks.set(file, []);
       this.#unfinished++;
-      for (let variant = 0; variant < variants; variant++) {
-        this.#plans.push({ kind: "plan", file, variant });
-      }
+      if (variants > 0) this.#plans.push({ kind: "plan", file, variant: 0 });
       this.#readyCheck(work);
     }
   }
@@ -75,6 +76,8 @@ export class TuneQueue {
       queue.push({ kind: "stages", file: job.file, variant: job.variant, stages: chunk });
       work.open++;
     }
+    const next = job.variant + 1;
+    if (next < work.variants) this.#plans.push({ kind: "plan", file: job.file, variant: next });
     this.finished(job);
   }
 
