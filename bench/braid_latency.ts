@@ -50,7 +50,7 @@ for (const name of args.models!.split(",")) {
       concatInPlace: variant !== "copy",
     });
     const prepareMs = performance.now() - t;
-    const profile = session.profile(randomInputs(session), { warmup: 50, runs: Number(args.runs) });
+    const profile = session.profile(randomInputs(session), { runs: Number(args.runs) });
     const report = session.report();
     const driverBytes = freeBefore - freeBytes();
     result[name][entry] = { ...profile, prepareMs, report, driverBytes };

@@ -461,16 +461,26 @@ export class Session {
 
   /**
    * Measures this session: `runs` replays of the captured graph timed with device events, and
-   * `runs` calls of run() timed on the wall clock, after `warmup` untimed runs.
+   * `runs` calls each of run(), run(io.inputs) and launch() timed on the wall clock, after
+   * `warmup` untimed calls of each.
    */
-  profile(inputs: Record<string, HostTensor>, { warmup = 20, runs = 200 } = {}): Profile {
+  profile(inputs: Record<string, HostTensor>, { warmup = 100, runs = 200 } = {}): Profile {
     const exec = this.#live();
     if (this.#graphHandle === undefined) {
       throw new BraidError("BAD_OPTION", "profile() needs a captured graph (eager: false)");
     }
     const { backend } = exec;
     const ctx = exec.resources.ctx;
-    for (let i = 0; i < warmup; i++) this.runSync(inputs);
+    const pinned = this.io.inputs;
+    for (const [name, data] of Object.entries(inputs)) pinned[name].set(data);
+    const ways = [
+      () => this.runSync(inputs),
+      () => this.runSync(pinned),
+      () => this.launch(),
+    ];
+    // Every way warmed up: the first calls of a process run before the JIT has compiled them,
+    // and the first session measured would otherwise show that as host overhead.
+    for (let i = 0; i < warmup; i++) ways.forEach((f) => f());
     // The same schedule captured without the input and output copies, for the kernels' time.
     const kernelsOnly = exec.capture(false);
     let gpuStats: Stats, compute: Stats;
@@ -484,13 +494,6 @@ export class Session {
     // Each call timed on the wall clock, its replay between two device events: the host
     // overhead is the median of the per-call differences (paired, so drifts in GPU time cancel).
     // The three ways to run take turns call by call, so a drift in host speed hits them alike.
-    const pinned = this.io.inputs;
-    for (const [name, data] of Object.entries(inputs)) pinned[name].set(data);
-    const ways = [
-      () => this.runSync(inputs),
-      () => this.runSync(pinned),
-      () => this.launch(),
-    ];
     const wall = ways.map(() => [] as number[]);
     const overheadUs = ways.map(() => [] as number[]);
     const timing = this.#replayTiming = [backend.eventCreate(ctx), backend.eventCreate(ctx)];

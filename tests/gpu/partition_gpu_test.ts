@@ -2,10 +2,13 @@
  * SM partitions (green contexts) on the GPU: the device's split and its rounding, the native
  * error paths (sizes, groups, a driver without green contexts), confinement measured with the SM
  * probe (a partition's work runs on its SMs only, two groups never share one), zoo models inside
- * partitions against the CPU backend, concurrent launches, and the tuning cache's budgets.
+ * partitions against the CPU backend, concurrent launches, the tuning cache's budgets, and a
+ * pooled tune.
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
 import { throwsCode } from "../helpers.ts";
+import { saveModel } from "../../lib/runtime/model.ts";
+import { tunePooled } from "../../lib/cli/tune_pool.ts";
 import { buildZooModel } from "../../lib/models/index.ts";
 import { numel } from "../../lib/ir/graph.ts";
 import { Random } from "../../lib/util/random.ts";
@@ -207,3 +210,45 @@ gpuTest("a session on an N-SM partition uses the tuning entries of budget N", as
     p1[Symbol.dispose]();
   }
 });
+
+gpuTest(
+  "a pooled tune on two 32-SM partitions: its tunings time no stage, and a session finds them",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const tuning = new TuningCache();
+    try {
+      const files = [`${dir}/squeezenet1_1.braid`, `${dir}/googlenet.braid`];
+      await saveModel(buildZooModel("squeezenet1_1"), files[0]);
+      await saveModel(buildZooModel("googlenet"), files[1]);
+      const options = {
+        cache: `${dir}/c.json`,
+        scheduler: "auto",
+        device: "cuda",
+        sms: 32,
+      } as const;
+      const { results, pool } = await tunePooled(files, options, [0, 1], tuning);
+      assert.equal(pool.jobs.tune, 2);
+      assert.ok(pool.prefetched > 0 && pool.jobs.stages > 0, JSON.stringify(pool.jobs));
+      for (const r of results) assert.equal(r.smBudget, 32, `${r.model}: tuned for 32 SMs`);
+      // The models' own tunings found every op and stage the pool measured.
+      const own = pool.timeline.filter((j) => j.kind === "tune");
+      assert.equal(own.length, 2);
+      // (All but a few: one bench run saw 1 of 17595 measured in a model's own tuning.)
+      const late = results.reduce((n, r) => n + r.stagesMeasured, 0) - pool.prefetched;
+      assert.ok(late >= 0 && late <= 0.01 * pool.prefetched, `${late} measured late`);
+      assert.ok(tuning.keys().every((k) => k.includes("|sms=32|")), "every entry keyed by 32 SMs");
+      using partition = Partition.create({ sms: 32, group: 2, device: "cuda" });
+      using session = await Session.create(buildZooModel("googlenet"), { partition, tuning });
+      const r = session.report();
+      assert.equal(r.stages.measured, 0, "a 32-SM session measures nothing");
+      assert.equal(r.tuning.measured, 0);
+      assert.equal(r.scheduler, results[1].scheduler, "and runs the pool's choice");
+      console.log(
+        `  pool of 2: ${pool.prefetched} ops/stages ahead, jobs ${JSON.stringify(pool.jobs)}, ` +
+          `busy ${pool.busyMs.map((ms) => (ms / 1000).toFixed(1)).join(" / ")} s`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
