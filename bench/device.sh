@@ -7,6 +7,7 @@
 #   compare-b1-auto  the same with braid's sequential and auto only, without torch.compile
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
+#   gpu-partition    the partition GPU tests only (the pooled tune among them)
 #   zoo-rest         braid alone (sequential, auto) on randwire and bert_base (no PyTorch twin)
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
@@ -37,6 +38,7 @@ for step in "$@"; do
       --schedulers sequential,auto --json "$OUT/zoo-rest.json" ;;
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
+    gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \
       --schedulers sequential,opara,nimble,ios,auto ;;
     compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \

@@ -110,11 +110,12 @@ export async function tunePooled(
   groups: number[],
   cache: TuningCache,
 ): Promise<{ results: TuneResult[]; pool: PoolReport }> {
-  const models = await Promise.all(
-    files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
-  );
-  const queue = new TuneQueue(models);
+  // The workers start (thread, CUDA context, partition) while the models are read here.
   const workers = groups.map(() => new PoolWorker());
+  const starting = Promise.all(
+    workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
+  );
+  let queue: TuneQueue;
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {
@@ -127,10 +128,11 @@ export async function tunePooled(
   };
   const origin = performance.now();
   try {
-    const ready = await Promise.all(
-      workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
+    const models = await Promise.all(
+      files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
     );
-    const failed = ready.find((r) => r.error);
+    queue = new TuneQueue(models);
+    const failed = (await starting).find((r) => r.error);
     if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
 
     // Each idle worker takes the next ready job; a finished job may make more ready.
