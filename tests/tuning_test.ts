@@ -46,6 +46,25 @@ Deno.test("tuning keys separate devices, SM budgets and library versions", () =>
   assert.equal(keys.size, 5);
 });
 
+Deno.test("a cache's entries since a mark: what a pool worker sends back after a job", () => {
+  const cache = new TuningCache();
+  cache.set("conv|a", { algorithm: 1, workspaceBytes: 0, ms: 0.1 });
+  const mark = cache.mark();
+  assert.equal(cache.since(mark).size, 0);
+  cache.setStage("stage|x", 12);
+  cache.setOpTimes("optimes|g", [1, 2]);
+  cache.setStage("stage|x", 13); // set again: sent once, with its latest value
+  const delta = cache.since(mark);
+  assert.deepEqual(delta.keys().sort(), ["optimes|g", "stage|x"]);
+  assert.equal(delta.getStage("stage|x"), 13);
+  assert.deepEqual(cache.since(0).keys().sort(), ["conv|a", "optimes|g", "stage|x"]);
+  // Merging a delta into another cache makes it that cache's news too (workers pass it on).
+  const other = new TuningCache();
+  const before = other.mark();
+  other.merge(delta);
+  assert.deepEqual(other.since(before).keys().sort(), ["optimes|g", "stage|x"]);
+});
+
 Deno.test("tuning cache round-trips through a file and rejects bad ones", async () => {
   const cache = new TuningCache();
   cache.set(TuningCache.key(h200, 16, "conv2d", "{}"), {
