@@ -231,6 +231,11 @@ export class Backend {
     this.unwrap(this.#sym.braid_stream_wait_event(ctx, stream, event), "braid_stream_wait_event");
   }
 
+  /** Blocks until the event's recorded work is done. */
+  eventSynchronize(ctx: Handle, event: Handle): void {
+    this.unwrap(this.#sym.braid_event_synchronize(ctx, event), "braid_event_synchronize");
+  }
+
   /** Milliseconds between two completed events. */
   eventElapsed(ctx: Handle, start: Handle, end: Handle): number {
     this.unwrap(this.#sym.braid_event_elapsed(ctx, start, end, this.#f32), "braid_event_elapsed");

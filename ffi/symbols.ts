@@ -45,6 +45,7 @@ export const symbols = {
   braid_event_destroy: { parameters: [u64, u64], result: status },
   braid_event_record: { parameters: [u64, u64, u64], result: status },
   braid_stream_wait_event: { parameters: [u64, u64, u64], result: status },
+  braid_event_synchronize: { parameters: [u64, u64], result: status },
   braid_event_elapsed: { parameters: [u64, u64, u64, buffer], result: status },
   braid_capture_begin: { parameters: [u64, u64], result: status },
   braid_capture_end: { parameters: [u64, u64, buffer], result: status },

@@ -608,6 +608,15 @@ int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
   return BRAID_OK; /* everything issued before has already run */
 }
 
+int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
+  static const char fn[] = "braid_event_synchronize";
+  braid_context* c = NULL;
+  braid_event* e = NULL;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  return get_event(c, event, fn, &e); /* work runs as it is issued: nothing to wait for */
+}
+
 int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {
   static const char fn[] = "braid_event_elapsed";
   braid_context* c = NULL;

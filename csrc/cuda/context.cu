@@ -881,6 +881,17 @@ int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
   return BRAID_OK;
 }
 
+int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
+  static const char fn[] = "braid_event_synchronize";
+  Context* c = nullptr;
+  Event* e = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if ((st = get_event(c, event, fn, &e))) return st;
+  CUDA_TRY(fn, cudaEventSynchronize(e->e));
+  return BRAID_OK;
+}
+
 int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {
   static const char fn[] = "braid_event_elapsed";
   Context* c = nullptr;

@@ -106,6 +106,8 @@ int32_t braid_event_destroy(uint64_t ctx, uint64_t event);
 int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream);
 /* Makes later work on `stream` wait until the event's recorded work is done. */
 int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event);
+/* Blocks the calling thread until the event's recorded work is done (at once if never recorded). */
+int32_t braid_event_synchronize(uint64_t ctx, uint64_t event);
 /* Milliseconds between two recorded, completed events. */
 int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms);
 /* Starts capturing the work issued on `stream` (and on streams forked from it by events). */

@@ -15,6 +15,7 @@ import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
 import { replayStats } from "./profiler.ts";
+import { measureStages, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import { BudgetTuning } from "./tuning.ts";
 
@@ -85,8 +86,13 @@ export async function prepare(
         scheduleCtx.opTimeUs = tuned.opTimes(() => timer.opTimes(dag.size));
         stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
         stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
+        // The stages the scheduler will ask for, measured first in one pipelined batch; the
+        // scheduler then finds them cached.
+        const launches = (v: number) => timer.launchesKernel(v);
+        const planned = await plannedStages(scheduler, scheduleCtx, tuned, launches);
+        measureStages(planned.map((s) => s.groups), tuned, timer);
         scheduleCtx.measureStage = (groups) =>
-          tuned.stage(groups, () => timer.measure(groups), (v) => timer.launchesKernel(v));
+          tuned.stage(groups, () => timer.measure(groups), launches);
       }
       // The CPU backend runs streams one after another: parallel schedules cannot win there.
       schedule = scheduler === "auto" && backend.kind === "cpu"

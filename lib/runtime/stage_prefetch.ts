@@ -1,32 +1,17 @@
 /**
- * Measuring a session's IOS stages ahead of its tuning, so that many SM partitions can share the
- * work (braid tune's pool). The stages IOS asks to have timed do not depend on their times: the
- * DP costs every ending it enumerates, and the enumeration depends on the DAG, the pruning knobs
- * and the ops' times alone (large endings are packed into groups by op time). So measuring the
- * op times, then running auto once with the cost model standing in for every stage, lists the
- * stages the real tuning will ask for; they can be measured anywhere with the same SM budget,
- * in any order, and the real tuning then finds them all in the tuning cache.
+ * A graph variant's stages measured ahead of its session's tuning, on any context with the same SM
+ * budget (braid tune's pool): its op times first, then the stages its scheduler will ask for
+ * (stage_plan.ts), measured in batches into the tuning cache.
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
-import { simulateStage } from "../analysis/device_model.ts";
 import type { Graph } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";
-import {
-  makeSchedule,
-  type ScheduleContext,
-  scheduleContext,
-  type SchedulerName,
-} from "../schedule/mod.ts";
+import { type ScheduleContext, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
 import { type ExecutableOptions, Resources, Weights } from "./executable.ts";
 import { budgetTuning, deviceModelOf } from "./prepare.ts";
+import { measureStages, type PlannedStage, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import type { BudgetTuning } from "./tuning.ts";
-
-/** A stage to measure: its tuning-cache key and its groups of node indices. */
-export interface PlannedStage {
-  key: string;
-  groups: number[][];
-}
 
 /** One graph variant on one context: its weights, a stage timer, and its tuning entries. */
 export class StagePrefetch {
@@ -61,22 +46,9 @@ export class StagePrefetch {
    * missing stage (and auto's every candidate); only the list is kept.
    */
   async plan(scheduler: SchedulerName = "auto"): Promise<PlannedStage[]> {
-    const dag = this.#ctx.dag;
-    const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(dag.size));
-    const wanted = new Map<string, number[][]>();
+    const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
     const launches = (v: number) => this.#timer.launchesKernel(v);
-    await makeSchedule(scheduler, {
-      ...this.#ctx,
-      opTimeUs,
-      measureStage: (groups) => {
-        const key = this.#tuned.stageKey(groups, launches);
-        const cached = this.options.tuning.getStage(key);
-        if (cached !== undefined) return cached;
-        if (!wanted.has(key)) wanted.set(key, groups);
-        return simulateStage(groups, this.#ctx.costs, this.#ctx.device);
-      },
-    });
-    return [...wanted].map(([key, groups]) => ({ key, groups }));
+    return await plannedStages(scheduler, { ...this.#ctx, opTimeUs }, this.#tuned, launches);
   }
 
   /** Ops and stages measured so far. */
@@ -84,12 +56,9 @@ export class StagePrefetch {
     return this.#timer.measured;
   }
 
-  /** Measures stages (those not cached meanwhile) into the tuning cache. */
+  /** Measures stages (those not cached meanwhile) into the tuning cache, pipelined. */
   measure(stages: number[][][]): void {
-    const launches = (v: number) => this.#timer.launchesKernel(v);
-    for (const groups of stages) {
-      this.#tuned.stage(groups, () => this.#timer.measure(groups), launches);
-    }
+    measureStages(stages, this.#tuned, this.#timer);
   }
 
   release(): void {

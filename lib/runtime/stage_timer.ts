@@ -6,6 +6,7 @@
  * without disturbing another's operands; its conv algorithms come from the tuning cache as for
  * the real session. Each group gets its own stream and its own conv workspace. A stage's time is
  * the median over `rounds` of the mean of `replays` back-to-back replays between two events.
+ * measureMany() overlaps one stage's capture with the previous stage's replays.
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph, Value } from "../ir/graph.ts";
@@ -33,7 +34,8 @@ export class StageTimer {
   readonly #streams: Handle[] = [];
   readonly #workspaces: bigint[] = [];
   readonly #events: Handle[] = [];
-  readonly #timing: [Handle, Handle];
+  /** Two sets of round boundaries (rounds + 1 events each), one per stage in flight. */
+  readonly #roundEvents: Handle[][];
   readonly #options: Required<StageTimerOptions>;
 
   constructor(
@@ -64,7 +66,8 @@ export class StageTimer {
         options,
         weights,
       );
-      this.#timing = [this.#event(), this.#event()];
+      const { rounds } = this.#options;
+      this.#roundEvents = [0, 1].map(() => Array.from({ length: rounds + 1 }, () => this.#event()));
     } catch (e) {
       this.#resources.release();
       throw e;
@@ -76,11 +79,13 @@ export class StageTimer {
    * fork/join cost every stage pays); views and in-place concats launch nothing and take 0.
    */
   opTimes(nodes: number): number[] {
-    const empty = this.measure([[]]);
-    return Array.from(
-      { length: nodes },
-      (_, v) => (this.launchesKernel(v) ? Math.max(0.5, this.measure([[v]]) - empty) : 0),
+    const kernels = Array.from({ length: nodes }, (_, v) => v).filter((v) =>
+      this.launchesKernel(v)
     );
+    const [empty, ...alone] = this.measureMany([[[]], ...kernels.map((v) => [[v]])]);
+    const us = new Array<number>(nodes).fill(0);
+    kernels.forEach((v, i) => (us[v] = Math.max(0.5, alone[i] - empty)));
+    return us;
   }
 
   /** Whether the node launches a kernel (views and in-place concats do not). */
@@ -90,29 +95,72 @@ export class StageTimer {
 
   /** Median time of one replay of the stage, in microseconds. */
   measure(groups: number[][]): number {
-    const started = performance.now();
-    this.#ensureStreams(groups.length);
+    return this.measureMany([groups])[0];
+  }
+
+  /**
+   * Each stage's median replay time, µs, measured in a pipeline: while the device replays one
+   * stage, the host captures and instantiates the next (the device's timing is by events, so the
+   * host's work beside it does not count). Each stage is warmed up, then replayed in `rounds`
+   * timed rounds of `replays`, as measure() does.
+   */
+  measureMany(stages: number[][][]): number[] {
     const { backend } = this;
     const ctx = this.#resources.ctx;
-    const graph = this.#exec.captureGroups(groups, this.#streams, this.#events, this.#workspaces);
-    try {
-      const { replays, rounds, warmup } = this.#options;
-      for (let i = 0; i < warmup; i++) backend.graphLaunch(ctx, graph, 0n);
-      const [start, end] = this.#timing;
-      const samples: number[] = [];
-      for (let r = 0; r < rounds; r++) {
-        backend.eventRecord(ctx, start, 0n);
-        for (let i = 0; i < replays; i++) backend.graphLaunch(ctx, graph, 0n);
-        backend.eventRecord(ctx, end, 0n);
-        backend.streamSynchronize(ctx, 0n);
-        samples.push(backend.eventElapsed(ctx, start, end) / replays);
+    const { replays, rounds, warmup } = this.#options;
+    const times: number[] = [];
+    const began = performance.now();
+    /** The stage in flight: its graph and its round events. */
+    let flight: { graph: Handle; events: Handle[] } | undefined;
+    const finish = ({ graph, events }: { graph: Handle; events: Handle[] }) => {
+      try {
+        backend.eventSynchronize(ctx, events[rounds]);
+        const samples = Array.from(
+          { length: rounds },
+          (_, r) => backend.eventElapsed(ctx, events[r], events[r + 1]) / replays,
+        );
+        times.push(stats(samples).medianMs * 1000);
+      } finally {
+        backend.graphDestroy(ctx, graph);
+        this.measured++;
       }
-      return stats(samples).medianMs * 1000;
+    };
+    try {
+      stages.forEach((groups, i) => {
+        this.#ensureStreams(groups.length);
+        const graph = this.#exec.captureGroups(
+          groups,
+          this.#streams,
+          this.#events,
+          this.#workspaces,
+        );
+        const previous = flight;
+        // Two stages in flight at most: each keeps its own round events until it is read.
+        flight = { graph, events: this.#roundEvents[i % 2] };
+        const { events } = flight;
+        for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, graph, 0n);
+        for (let r = 0; r < rounds; r++) {
+          backend.eventRecord(ctx, events[r], 0n);
+          for (let k = 0; k < replays; k++) backend.graphLaunch(ctx, graph, 0n);
+        }
+        backend.eventRecord(ctx, events[rounds], 0n);
+        if (previous) finish(previous);
+      });
+      const last = flight;
+      flight = undefined;
+      if (last) finish(last);
     } finally {
-      backend.graphDestroy(ctx, graph);
-      this.measured++;
-      this.spentMs += performance.now() - started;
+      this.spentMs += performance.now() - began;
+      // A failure left a stage in flight: wait for it before its graph goes.
+      if (flight) {
+        try {
+          backend.streamSynchronize(ctx, 0n);
+        } finally {
+          backend.graphDestroy(ctx, flight.graph);
+        }
+      }
     }
+    return times;
   }
 
   /** Frees the executable's arena, streams, workspaces and events (not the shared weights). */

@@ -1,0 +1,66 @@
+/**
+ * The stage timer on the CPU backend: a pipelined batch measures every stage once, in order,
+ * and a stage that cannot be captured fails alone, leaving the timer (and its context) usable.
+ */
+import { assert } from "./deps.ts";
+import { Backend } from "../ffi/backend.ts";
+import { inceptionNet, throwsCode } from "./helpers.ts";
+import { inferShapes } from "../lib/ir/validate.ts";
+import { optimize } from "../lib/passes/mod.ts";
+import { Resources, Weights } from "../lib/runtime/executable.ts";
+import { executableOptions } from "../lib/runtime/session.ts";
+import { StageTimer } from "../lib/runtime/stage_timer.ts";
+import { TuningCache } from "../lib/runtime/tuning.ts";
+import { scheduleContext } from "../lib/schedule/mod.ts";
+
+Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fails alone", async () => {
+  const backend = Backend.open("cpu");
+  const ctx = backend.contextCreate(0);
+  const resources = new Resources(backend, ctx, false);
+  const graph = optimize(inceptionNet());
+  const shapes = inferShapes(graph, 1);
+  const { dag } = scheduleContext(graph, shapes);
+  const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
+  const weights = new Weights(backend, resources, graph);
+  const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, {
+    replays: 2,
+    rounds: 3,
+    warmup: 1,
+  });
+  try {
+    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+      timer.launchesKernel(v)
+    );
+    const sources = kernels.filter((v) => dag.preds[v].length === 0);
+    const stages = [[[]], [[kernels[0]]], [[kernels[0]], [kernels[1]]], [sources]];
+    const times = timer.measureMany(stages);
+    assert.equal(times.length, stages.length);
+    assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${times}`);
+    assert.equal(timer.measured, stages.length);
+    assert.ok(timer.measure([[kernels[0]]]) >= 0, "one stage alone");
+    assert.equal(timer.measured, stages.length + 1);
+    // Node 10000 launches nothing: the batch stops there; the stage in flight is waited for and
+    // freed, not counted.
+    await throwsCode(() => timer.measureMany([[[kernels[0]]], [[10000]]]), "BAD_NODE");
+    assert.equal(timer.measured, stages.length + 1);
+    assert.equal(
+      timer.measureMany([[[kernels[1]]]]).length,
+      1,
+      "the context is not left capturing",
+    );
+    await throwsCode(
+      () => backend.eventSynchronize(ctx, 0x1234n),
+      "NATIVE_INVALID_HANDLE",
+      /braid_event_synchronize/,
+    );
+    const ops = timer.opTimes(dag.size);
+    assert.equal(ops.length, dag.size);
+    assert.ok(
+      kernels.every((v) => ops[v] >= 0.5) && ops.every((us, v) => kernels.includes(v) || us === 0),
+    );
+  } finally {
+    timer.release();
+    resources.release();
+    backend.contextDestroy(ctx);
+  }
+});
