@@ -14,7 +14,9 @@ import { saveModel } from "../lib/runtime/model.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
 import { StagePrefetch } from "../lib/runtime/stage_prefetch.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
-import { iosSchedule } from "../lib/schedule/ios.ts";
+import { autoSearch } from "../lib/schedule/auto.ts";
+import type { StageCost } from "../lib/schedule/ios.ts";
+import type { Schedule } from "../lib/schedule/schedule.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 import { tunePooled } from "../lib/cli/tune_pool.ts";
 import { type PoolJob, TuneQueue } from "../lib/cli/tune_queue.ts";
@@ -61,24 +63,26 @@ Deno.test("the tuning pool's queue: plans first, then ready tunes, then the bigg
   assert.ok(queue.done);
 });
 
-Deno.test("the stages IOS asks to time do not depend on their times (so they can be measured ahead)", () => {
+Deno.test("the stages auto asks to time do not depend on their times (so they can be listed ahead)", async () => {
   for (const name of ["googlenet", "inception_v3", "randwire"] as const) {
     const base = optimize(buildZooModel(name));
     for (const g of [base, mergeSiblingConvs(base)]) {
       const ctx = scheduleContext(g, inferShapes(g, 1));
       const random = new Random(7);
-      const asked = (cost: (groups: number[][]) => number) => {
+      const opTimeUs = ctx.costs.map(() => 1 + 50 * random.next());
+      const asked = async (cost: StageCost, measure?: (s: Schedule) => number) => {
         const seen = new Set<string>();
-        iosSchedule({
-          ...ctx,
-          measureStage: (groups) => (seen.add(JSON.stringify(groups)), cost(groups)),
-        });
+        const measureStage = (
+          groups: number[][],
+        ) => (seen.add(JSON.stringify(groups)), cost(groups));
+        await autoSearch({ ...ctx, opTimeUs, measure, measureStage });
         return seen;
       };
-      const model = asked((groups) => simulateStage(groups, ctx.costs, ctx.device));
-      const noisy = asked(() => 1 + 100 * random.next());
-      assert.ok(model.size > 50, name);
-      assert.deepEqual([...noisy].sort(), [...model].sort(), `${name}: the same stages`);
+      // The plan's way (the cost model for stages and schedules) against random measurements.
+      const planned = await asked((groups) => simulateStage(groups, ctx.costs, ctx.device));
+      const measured = await asked(() => 1 + 100 * random.next(), () => 1 + random.next());
+      assert.ok(planned.size > 50, name);
+      assert.deepEqual([...measured].sort(), [...planned].sort(), `${name}: the same stages`);
     }
   }
 });
