@@ -559,13 +559,18 @@ int32_t braid_event_create(uint64_t ctx, uint64_t* out_event) {
   return BRAID_OK;
 }
 
+/* The context and one of its events, by handle. */
+static int32_t context_event(uint64_t ctx, uint64_t event, const char* fn, braid_context** c,
+                             braid_event** e) {
+  int32_t st = get_context(ctx, fn, c);
+  return st ? st : get_event(*c, event, fn, e);
+}
+
 int32_t braid_event_destroy(uint64_t ctx, uint64_t event) {
   static const char fn[] = "braid_event_destroy";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = context_event(ctx, event, fn, &c, &e);
   if (st) return st;
   remove_child(c, event, &c->events);
   e->magic = 0;
@@ -612,9 +617,8 @@ int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
   static const char fn[] = "braid_event_synchronize";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  return get_event(c, event, fn, &e); /* work runs as it is issued: nothing to wait for */
+  /* Work runs as it is issued: nothing to wait for once the handle checks out. */
+  return context_event(ctx, event, fn, &c, &e);
 }
 
 int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {

@@ -837,13 +837,17 @@ int32_t braid_event_create(uint64_t ctx, uint64_t* out_event) {
   return BRAID_OK;
 }
 
+/* The context and one of its events, by handle. */
+static int32_t context_event(uint64_t ctx, uint64_t event, const char* fn, Context** c, Event** e) {
+  int32_t st = get_context(ctx, fn, c);
+  return st ? st : get_event(*c, event, fn, e);
+}
+
 int32_t braid_event_destroy(uint64_t ctx, uint64_t event) {
   static const char fn[] = "braid_event_destroy";
   Context* c = nullptr;
   Event* e = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = context_event(ctx, event, fn, &c, &e);
   if (st) return st;
   remove_child(c, event, &c->events);
   cudaError_t r = cudaEventDestroy(e->e);
@@ -885,9 +889,8 @@ int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
   static const char fn[] = "braid_event_synchronize";
   Context* c = nullptr;
   Event* e = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
+  int32_t st = context_event(ctx, event, fn, &c, &e);
   if (st) return st;
-  if ((st = get_event(c, event, fn, &e))) return st;
   CUDA_TRY(fn, cudaEventSynchronize(e->e));
   return BRAID_OK;
 }
