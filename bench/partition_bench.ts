@@ -129,10 +129,13 @@ if (parts.has("c")) {
     `(c) pool: ${pool.workers} workers, jobs ${JSON.stringify(pool.jobs)}, ` +
       `${pool.prefetched} ops/stages measured ahead, busy ` +
       pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s; worker time in plans " +
-      `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, tunes ` +
-      `${f(pool.kindMs.tune / 1000, 1)} s; tunes ran ` +
-      pool.timeline.filter((j) => j.kind === "tune").map((j) =>
-        `${j.file.replace(/.*\//, "")} ${f(j.startMs / 1000, 1)}–${f(j.endMs / 1000, 1)} s`
+      `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
+      `${f(pool.kindMs.choose / 1000, 1)} s, tunes ` +
+      `${f(pool.kindMs.tune / 1000, 1)} s; ran ` +
+      pool.timeline.filter((j) => j.kind === "tune" || j.kind === "choose").map((j) =>
+        `${j.kind} ${j.file.replace(/.*\//, "")} ${f(j.startMs / 1000, 1)}–${
+          f(j.endMs / 1000, 1)
+        } s`
       ).join(", "),
   );
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);

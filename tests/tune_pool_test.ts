@@ -24,7 +24,7 @@ import { Random } from "../lib/util/random.ts";
 
 const stage = (key: string) => ({ key, groups: [[Number(key.slice(1))]] });
 
-Deno.test("the tuning pool's queue: plans first, then ready tunes, then the biggest model's stages", () => {
+Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, then the biggest model's stages", () => {
   const queue = new TuneQueue([
     { file: "small", variants: 1 },
     { file: "big", variants: 2 },
@@ -57,6 +57,15 @@ Deno.test("the tuning pool's queue: plans first, then ready tunes, then the bigg
   queue.finished(chunks[2]);
   assert.deepEqual(take(), { kind: "tune", file: "small" });
   queue.finished(chunks[1]);
+  // Two variants: each chosen apart (on two workers at once), then the model's tune.
+  const chooses = [take(), take()];
+  assert.deepEqual(chooses, [
+    { kind: "choose", file: "big", variant: 0 },
+    { kind: "choose", file: "big", variant: 1 },
+  ]);
+  queue.finished(chooses[1]);
+  assert.equal(queue.next(), undefined, "the tune waits for both");
+  queue.finished(chooses[0]);
   assert.deepEqual(take(), { kind: "tune", file: "big" });
   assert.ok(!queue.done);
   for (const file of ["none", "small", "big"]) queue.finished({ kind: "tune", file });
@@ -125,6 +134,7 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
     assert.deepEqual(results.map((r) => r.model), ["a", "b", "inception"]);
     assert.equal(pool.workers, 2);
     assert.equal(pool.jobs.tune, 3);
+    assert.equal(pool.jobs.choose, 6, "each model has a merged variant: chosen apart");
     assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
     assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));

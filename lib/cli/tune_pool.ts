@@ -22,13 +22,13 @@ import type { WorkerMessage } from "./tune_worker.ts";
 export interface PoolReport {
   workers: number;
   /** Jobs run, by kind. */
-  jobs: { plan: number; stages: number; tune: number };
+  jobs: { plan: number; stages: number; choose: number; tune: number };
   /** Ops and stages measured by plan and stage jobs (before the models' tuning). */
   prefetched: number;
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
   /** Worker time spent in each kind of job, ms. */
-  kindMs: { plan: number; stages: number; tune: number };
+  kindMs: { plan: number; stages: number; choose: number; tune: number };
   /** Every job: its worker, kind, model, start and end (ms since the pool started). */
   timeline: {
     worker: number;
@@ -97,6 +97,8 @@ const describeJob = (job: PoolJob) =>
     ? `planning ${job.file} (variant ${job.variant})`
     : job.kind === "stages"
     ? `measuring ${job.stages.length} stages of ${job.file}`
+    : job.kind === "choose"
+    ? `choosing a schedule for ${job.file} (variant ${job.variant})`
     : `tuning ${job.file}`;
 
 /**
@@ -120,10 +122,10 @@ export async function tunePooled(
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {
     workers: workers.length,
-    jobs: { plan: 0, stages: 0, tune: 0 },
+    jobs: { plan: 0, stages: 0, choose: 0, tune: 0 },
     prefetched: 0,
     busyMs: [],
-    kindMs: { plan: 0, stages: 0, tune: 0 },
+    kindMs: { plan: 0, stages: 0, choose: 0, tune: 0 },
     timeline: [],
   };
   const origin = performance.now();

@@ -5,32 +5,38 @@
  *          will time (stage_prefetch.ts);
  *   stages a chunk of those stages, measured into the tuning cache (any worker: the budget is
  *          the same);
- *   tune   the model's session tuning, which finds every planned stage cached and is left with
- *          auto's whole-schedule timings; ready once its plans and stage chunks are done.
+ *   choose one variant of a model with several (auto's graph and its merged form): auto's
+ *          whole-schedule timings for it, its choice cached; ready once the model's plans and
+ *          stage chunks are done, the variants side by side on different workers;
+ *   tune   the model's session tuning, which finds every planned stage cached (and each variant's
+ *          choice, when they were chosen apart) and keeps the faster variant; ready after that.
  * A stage planned twice (the same structure in two models or variants) is measured once. A
  * model's variants are planned one after another, so the merged variant finds the convolution
- * algorithms the first one measured. The next job is a plan, else a ready tune (tunes are the
- * long serial tails), else a stage chunk of the model with the most planned stages (its tune can
- * then start early).
+ * algorithms the first one measured. The next job is a plan, else a ready choose or tune (they
+ * are the long serial tails), else a stage chunk of the model with the most planned stages (its
+ * tune can then start early).
  */
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
   | { kind: "stages"; file: string; variant: number; stages: number[][][] }
+  | { kind: "choose"; file: string; variant: number }
   | { kind: "tune"; file: string };
 
 interface ModelWork {
   file: string;
   variants: number;
-  /** Plans and stage chunks handed out or queued and not yet finished. */
+  /** Jobs of the current phase handed out or queued and not yet finished. */
   open: number;
   planned: number;
-  tuneQueued: boolean;
+  /** measure: plans and stage chunks; choose: each variant's choice; tune: the last job. */
+  phase: "measure" | "choose" | "tune";
 }
 
 export class TuneQueue {
   readonly #models = new Map<string, ModelWork>();
   readonly #plans: PoolJob[] = [];
-  readonly #tunes: PoolJob[] = [];
+  /** Chooses and tunes ready to run. */
+  readonly #ready: PoolJob[] = [];
   /** Stage chunks waiting, per model. */
   readonly #chunks = new Map<string, PoolJob[]>();
   readonly #keys = new Set<string>();
@@ -39,12 +45,12 @@ export class TuneQueue {
   /** `variants`: how many graph variants each model's plan covers (0: nothing to measure). */
   constructor(models: { file: string; variants: number }[], readonly chunkSize = 64) {
     for (const { file, variants } of models) {
-      const work = { file, variants, open: variants, planned: 0, tuneQueued: false };
+      const work: ModelWork = { file, variants, open: variants, planned: 0, phase: "measure" };
       this.#models.set(file, work);
       this.#chunks.set(file, []);
       this.#unfinished++;
       if (variants > 0) this.#plans.push({ kind: "plan", file, variant: 0 });
-      this.#readyCheck(work);
+      this.#advance(work);
     }
   }
 
@@ -55,7 +61,7 @@ export class TuneQueue {
 
   /** The next job to hand out, or undefined while nothing is ready. */
   next(): PoolJob | undefined {
-    const plan = this.#plans.shift() ?? this.#tunes.shift();
+    const plan = this.#plans.shift() ?? this.#ready.shift();
     if (plan) return plan;
     let best: ModelWork | undefined;
     for (const work of this.#models.values()) {
@@ -89,12 +95,22 @@ export class TuneQueue {
       return;
     }
     work.open--;
-    this.#readyCheck(work);
+    this.#advance(work);
   }
 
-  #readyCheck(work: ModelWork): void {
-    if (work.open > 0 || work.tuneQueued) return;
-    work.tuneQueued = true;
-    this.#tunes.push({ kind: "tune", file: work.file });
+  /** Once a phase's jobs are all finished, queues the next phase's. */
+  #advance(work: ModelWork): void {
+    if (work.open > 0 || work.phase === "tune") return;
+    const { file } = work;
+    if (work.phase === "measure" && work.variants > 1) {
+      work.phase = "choose";
+      for (let variant = 0; variant < work.variants; variant++) {
+        this.#ready.push({ kind: "choose", file, variant });
+      }
+      work.open = work.variants;
+      return;
+    }
+    work.phase = "tune";
+    this.#ready.push({ kind: "tune", file });
   }
 }

@@ -8,7 +8,7 @@
 import { BraidError } from "../errors.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
-import { graphVariants } from "../runtime/prepare.ts";
+import { graphVariants, prepare } from "../runtime/prepare.ts";
 import { executableOptions, openBackend } from "../runtime/session.ts";
 import { Resources } from "../runtime/executable.ts";
 import { StagePrefetch } from "../runtime/stage_prefetch.ts";
@@ -61,10 +61,24 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
 async function run(job: PoolJob): Promise<unknown> {
   if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
   const prefetch = await prefetchFor(job.file, job.variant);
+  if (job.kind === "choose") return { measured: await choose(prefetch, job.variant) };
   const before = prefetch.measured;
   const stages = job.kind === "plan" ? await prefetch.plan(options.scheduler) : undefined;
   if (job.kind === "stages") prefetch.measure(job.stages);
   return { stages, measured: prefetch.measured - before };
+}
+
+/**
+ * Auto's choice for one variant, made as the session would make it (and cached under the same
+ * key, which the model's tune then finds); returns the ops and stages it had to time.
+ */
+async function choose(prefetch: StagePrefetch, variant: number): Promise<number> {
+  const { backend, ctx } = native!;
+  const label = variant === 0 ? "" : "merged:";
+  const { graph, batch, options: execOptions } = prefetch;
+  const prepared = await prepare(backend, ctx, graph, batch, options.scheduler, execOptions, label);
+  prepared.resources.release();
+  return prepared.stages.measured;
 }
 
 function close(): void {

@@ -24,7 +24,7 @@ export class StagePrefetch {
     backend: Backend,
     ctx: Handle,
     readonly graph: Graph,
-    batch: number,
+    readonly batch: number,
     readonly options: ExecutableOptions,
   ) {
     const shapes = inferShapes(graph, batch);
