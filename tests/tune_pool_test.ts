@@ -48,9 +48,9 @@ Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, t
   queue.planned(plans[2] as PoolJob & { kind: "plan" }, [stage("s3"), stage("s5")]);
   const chunks = [take(), take(), take()];
   assert.deepEqual(chunks.map((j) => j.kind === "stages" && [j.file, j.variant, j.stages]), [
-    ["big", 0, [[[3]], [[4]]]],
-    ["big", 1, [[[5]]]],
-    ["small", 0, [[[1]], [[2]]]],
+    ["big", 0, [stage("s3"), stage("s4")]],
+    ["big", 1, [stage("s5")]],
+    ["small", 0, [stage("s1"), stage("s2")]],
   ]);
   assert.equal(queue.next(), undefined);
   queue.finished(chunks[0]);
@@ -109,7 +109,7 @@ Deno.test("a stage prefetch lists the stages tuning will time; measured, a secon
     assert.ok(opsTimed > 0, "op times measured by the plan");
     assert.ok(planned.length > 10);
     assert.equal(new Set(planned.map((s) => s.key)).size, planned.length, "each stage once");
-    prefetch.measure(planned.map((s) => s.groups));
+    prefetch.measure(planned);
     assert.equal(prefetch.measured, opsTimed + planned.length);
     assert.deepEqual(await prefetch.plan("auto"), [], "everything is cached now");
     assert.equal(prefetch.measured, opsTimed + planned.length, "and nothing measured again");

@@ -12,6 +12,7 @@
 import { BraidError, type BraidErrorCode } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
 import { graphVariants } from "../runtime/prepare.ts";
+import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { optimize } from "../passes/mod.ts";
 import type { TuneOptions, TuneResult } from "./tune.ts";
@@ -41,7 +42,7 @@ export interface PoolReport {
 
 interface Reply {
   reply?: {
-    stages?: { key: string; groups: number[][] }[];
+    stages?: PlannedStage[];
     measured?: number;
     result?: TuneResult;
   };

@@ -16,9 +16,11 @@
  * are the long serial tails), else a stage chunk of the model with the most planned stages (its
  * tune can then start early).
  */
+import type { PlannedStage } from "../runtime/stage_plan.ts";
+
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
-  | { kind: "stages"; file: string; variant: number; stages: number[][][] }
+  | { kind: "stages"; file: string; variant: number; stages: PlannedStage[] }
   | { kind: "choose"; file: string; variant: number }
   | { kind: "tune"; file: string };
 
@@ -72,13 +74,13 @@ export class TuneQueue {
   }
 
   /** A plan came back with its stages (each with its cache key): they are queued in chunks. */
-  planned(job: PoolJob & { kind: "plan" }, stages: { key: string; groups: number[][] }[]): void {
+  planned(job: PoolJob & { kind: "plan" }, stages: PlannedStage[]): void {
     const work = this.#models.get(job.file)!;
     const fresh = stages.filter(({ key }) => !this.#keys.has(key) && this.#keys.add(key));
     work.planned += fresh.length;
     const queue = this.#chunks.get(job.file)!;
     for (let i = 0; i < fresh.length; i += this.chunkSize) {
-      const chunk = fresh.slice(i, i + this.chunkSize).map((s) => s.groups);
+      const chunk = fresh.slice(i, i + this.chunkSize);
       queue.push({ kind: "stages", file: job.file, variant: job.variant, stages: chunk });
       work.open++;
     }

@@ -89,8 +89,7 @@ export async function prepare(
         // The stages the scheduler will ask for, measured first in one pipelined batch; the
         // scheduler then finds them cached.
         const launches = (v: number) => timer.launchesKernel(v);
-        const planned = await plannedStages(scheduler, scheduleCtx, tuned, launches);
-        measureStages(planned.map((s) => s.groups), tuned, timer);
+        measureStages(await plannedStages(scheduler, scheduleCtx, tuned, launches), tuned, timer);
         scheduleCtx.measureStage = (groups) =>
           tuned.stage(groups, () => timer.measure(groups), launches);
       }

@@ -44,12 +44,13 @@ export async function plannedStages(
   return [...wanted].map(([key, groups]) => ({ key, groups }));
 }
 
-/** Measures, in one pipelined batch, the stages the cache still lacks, and stores their times. */
-export function measureStages(stages: number[][][], tuned: BudgetTuning, timer: StageTimer): void {
-  const launches = (v: number) => timer.launchesKernel(v);
-  const missing = stages.filter((g) =>
-    tuned.cache.getStage(tuned.stageKey(g, launches)) === undefined
-  );
-  const times = timer.measureMany(missing);
-  missing.forEach((groups, i) => tuned.stage(groups, () => times[i], launches));
+/** Measures, in one pipelined batch, the planned stages the cache still lacks, and stores them. */
+export function measureStages(
+  stages: PlannedStage[],
+  tuned: BudgetTuning,
+  timer: StageTimer,
+): void {
+  const missing = stages.filter(({ key }) => tuned.cache.getStage(key) === undefined);
+  const times = timer.measureMany(missing.map((s) => s.groups));
+  missing.forEach(({ key }, i) => tuned.stageAt(key, () => times[i]));
 }

@@ -56,8 +56,8 @@ export class StagePrefetch {
     return this.#timer.measured;
   }
 
-  /** Measures stages (those not cached meanwhile) into the tuning cache, pipelined. */
-  measure(stages: number[][][]): void {
+  /** Measures planned stages (those not cached meanwhile) into the tuning cache, pipelined. */
+  measure(stages: PlannedStage[]): void {
     measureStages(stages, this.#tuned, this.#timer);
   }
 

@@ -354,7 +354,11 @@ export class BudgetTuning {
     measure: () => number,
     launchesKernel?: (node: number) => boolean,
   ): number {
-    const key = this.stageKey(groups, launchesKernel);
+    return this.stageAt(this.stageKey(groups, launchesKernel), measure);
+  }
+
+  /** The same, for a stage whose key (stageKey) is already known. */
+  stageAt(key: string, measure: () => number): number {
     const cached = this.cache.getStage(key);
     if (cached !== undefined) {
       this.counts.stagesCached++;
