@@ -6,7 +6,7 @@
 import { Backend } from "../../ffi/backend.ts";
 import { graphFlops, parameterCount } from "../analysis/cost.ts";
 import { BraidError } from "../errors.ts";
-import { type Graph, numel } from "../ir/graph.ts";
+import { batchOf, type Graph, numel } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";
 import { importOnnx, type ImportSummary } from "../onnx/mod.ts";
 import { saveModel } from "../runtime/model.ts";
@@ -96,8 +96,6 @@ function printSummary(graph: Graph, s: ImportSummary): void {
   );
   console.log(`  unsupported  ${paint("green", "none")}`);
 }
-
-const batchOf = (graph: Graph) => graph.values.get(graph.inputs[0])?.shape[0] ?? 1;
 
 /** Runs the graph on CUDA and on the CPU on the same random inputs and compares the outputs. */
 async function check(graph: Graph, scheduler: SchedulerName): Promise<number> {

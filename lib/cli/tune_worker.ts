@@ -6,6 +6,7 @@
  * (conv algorithms, op times, stages) is found by the others.
  */
 import { BraidError } from "../errors.ts";
+import { batchOf, type Graph } from "../ir/graph.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
 import { graphVariants, prepare } from "../runtime/prepare.ts";
@@ -33,24 +34,32 @@ let partition: Partition | undefined;
 const cache = new TuningCache();
 /** The context the prefetches run on, and each (file, variant)'s prefetch. */
 let native: Resources | undefined;
-const models = new Map<string, Model>();
+/** Each model file, with its graph variants as a session derives them and its batch. */
+const models = new Map<string, { model: Model; variants: Graph[]; batch: number }>();
 const prefetches = new Map<string, StagePrefetch>();
+
+async function modelFor(file: string) {
+  let known = models.get(file);
+  if (!known) {
+    const model = await loadModel(file);
+    const variants = graphVariants(optimize(model.graph), "auto", options.scheduler === "auto");
+    known = { model, variants, batch: options.batch ?? batchOf(model.graph) };
+    models.set(file, known);
+  }
+  return known;
+}
 
 async function prefetchFor(file: string, variant: number): Promise<StagePrefetch> {
   const id = `${file}#${variant}`;
   const known = prefetches.get(id);
   if (known) return known;
-  let model = models.get(file);
-  if (!model) models.set(file, model = await loadModel(file));
+  const { variants, batch } = await modelFor(file);
   if (!native) {
     const backend = partition ? partition.native.backend : openBackend(options.device);
     native = new Resources(backend, backend.contextCreate(0));
     if (partition) backend.contextSetPartition(native.ctx, partition.native.handle);
   }
   const { backend, ctx } = native;
-  const graph = optimize(model.graph);
-  const variants = graphVariants(graph, "auto", options.scheduler === "auto");
-  const batch = options.batch ?? graph.values.get(graph.inputs[0])?.shape[0] ?? 1;
   const execOptions = executableOptions(backend.deviceInfo(ctx), { partition, tuning: cache });
   const prefetch = new StagePrefetch(backend, ctx, variants[variant], batch, execOptions);
   prefetches.set(id, prefetch);
@@ -84,7 +93,7 @@ async function choose(prefetch: StagePrefetch, variant: number): Promise<number>
 function close(): void {
   for (const p of prefetches.values()) p.release();
   native?.release();
-  for (const m of models.values()) m[Symbol.dispose]();
+  for (const { model } of models.values()) model[Symbol.dispose]();
   partition?.[Symbol.dispose]();
   scope.postMessage({ closed: true });
 }

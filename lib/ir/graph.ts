@@ -77,6 +77,11 @@ export class Graph {
 }
 
 /** Number of elements of a shape. */
+/** The batch a graph was saved with: its first input's first dimension (1 without inputs). */
+export function batchOf(graph: Graph): number {
+  return graph.values.get(graph.inputs[0])?.shape[0] ?? 1;
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -7,7 +7,7 @@
 import { Backend, type DeviceInfo, type Handle } from "../../ffi/backend.ts";
 import type { BackendKind } from "../../ffi/library.ts";
 import { BraidError, check } from "../errors.ts";
-import { DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
+import { batchOf, DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
 import { inferShapes, validateGraph } from "../ir/validate.ts";
 import { planMemory } from "../memory/planner.ts";
 import { optimize } from "../passes/mod.ts";
@@ -182,7 +182,7 @@ export class Session {
   static async #create(model: Model | Graph, options: SessionOptions): Promise<Session> {
     const source = model instanceof Model ? model.graph : model;
     if (!(model instanceof Model)) validateGraph(source);
-    const batch = options.batch ?? source.values.get(source.inputs[0])?.shape[0] ?? 1;
+    const batch = options.batch ?? batchOf(source);
     check(
       Number.isInteger(batch) && batch >= 1,
       "BAD_OPTION",
