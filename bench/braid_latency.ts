@@ -67,6 +67,7 @@ for (const name of args.models!.split(",")) {
           f(report.deviceBytes / 2 ** 20, 1)
         } MiB (driver: ${f(driverBytes / 2 ** 20, 1)} MiB), ` +
         `prepared in ${f(prepareMs, 0)} ms (${report.tuning.measured} convs tuned, ` +
+        `${report.tuning.engines} on cuDNN engine configurations, ` +
         `${report.trials.length} schedules and ${report.stages.measured} stages measured, ` +
         `stages ${f(report.stages.ms, 0)} ms; ops alone sum ${f(report.stages.opSumUs, 0)} us, ` +
         `critical path ${f(report.stages.criticalPathUs, 0)} us)`,

@@ -191,13 +191,25 @@ if (parts.has("b")) {
         `${a.scheduler} (${a.streams})`,
         f(tunedMs, 3),
         `${gain >= 0 ? "+" : ""}${f(100 * gain, 1)}%`,
+        `${w.tuning.engines} / ${a.tuning.engines}`,
       ]);
       results.push({
         model: name,
         sms: partition.sms,
         wholeGpuMs: wholeMs,
-        wholeTuned: { scheduler: w.scheduler, streams: w.streams, ms: wholeTunedMs },
-        tunedAtN: { scheduler: a.scheduler, streams: a.streams, ms: tunedMs, tuneMs },
+        wholeTuned: {
+          scheduler: w.scheduler,
+          streams: w.streams,
+          ms: wholeTunedMs,
+          convEngines: w.tuning.engines,
+        },
+        tunedAtN: {
+          scheduler: a.scheduler,
+          streams: a.streams,
+          ms: tunedMs,
+          tuneMs,
+          convEngines: a.tuning.engines,
+        },
         gain,
       });
       console.log(`(b) ${name} at ${partition.sms} SMs: ${rows.at(-1)!.join(" | ")}`);
@@ -210,6 +222,7 @@ if (parts.has("b")) {
       "",
       "",
       "",
+      `${whole.report().tuning.engines}`,
     ]);
   }
   const md = table(
@@ -221,6 +234,7 @@ if (parts.has("b")) {
       "tuned-at-N schedule (streams)",
       "ms at N",
       "tuned at N faster by",
+      "convs on cuDNN engines (whole-GPU-tuned / tuned at N)",
     ],
     rows,
   );

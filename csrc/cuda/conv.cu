@@ -11,18 +11,23 @@
  * - direct: braid's own kernel (algorithm id 8), for padding cuDNN cannot express (cuDNN pads
  *   symmetrically; braid's bottom/right padding is implied by oh, ow and may differ) and as the
  *   fallback when no cuDNN algorithm fits the workspace.
+ * - engine: an execution plan of cuDNN's backend API whose configuration the heuristic chose for
+ *   an SM-count target (conv_engine.cu; ids from ENGINE_BASE, which encode the target), the
+ *   epilogue fused into cuDNN's graph or run as the plain path's pass.
  * Algorithm ids 0..7 are cudnnConvolutionFwdAlgo_t. Math: allow_tf32 → CUDNN_DEFAULT_MATH (TF32
  * tensor cores allowed, PyTorch's default for convolutions); otherwise CUDNN_FMA_MATH, and only
  * the GEMM-family algorithms (0, 1, 2) are chosen by the heuristic or the tuner, since FFT and
- * Winograd transforms lose accuracy that strict fp32 promises.
- * Partitions: this is cuDNN's legacy API, which has no SM-count target (only the backend API's
- * CUDNN_ATTR_ENGINE_SM_COUNT_TARGET has one); on a partition's stream cuDNN's kernels still run
- * confined, and braid_conv2d_tune measures them there, so a session tuned under an SM budget
- * picks the algorithms fastest on those SMs. braid's direct kernel sizes its grid by the stream's
- * budget.
+ * Winograd transforms lose accuracy that strict fp32 promises (engines are filtered alike).
+ * Partitions: the legacy API has no SM-count target and sizes its kernels for the whole device
+ * even on a partition's stream (where they still run confined); braid_conv2d_tune measures its
+ * algorithms there beside engine plans targeted at the stream's budget, so a session tuned under
+ * an SM budget runs what is fastest on those SMs. braid's direct kernel sizes its grid by the
+ * stream's budget.
  */
 #include "common.cuh"
+#include "conv_engine.cuh"
 
+#include <cstdlib>
 #include <memory>
 #include <new>
 #include <vector>
@@ -33,11 +38,12 @@ constexpr int ALGO_COUNT = 8;   /* cuDNN forward algorithms: ids 0..7 */
 constexpr int ALGO_DIRECT = 8;  /* braid's direct kernel */
 constexpr int ALGO_PLAIN = 16;  /* 16 + a: cuDNN algorithm a, never the fused call */
 
-enum ConvPath { PATH_PLAIN = 0, PATH_FUSED = 1, PATH_DIRECT = 2 };
+enum ConvPath { PATH_PLAIN = 0, PATH_FUSED = 1, PATH_DIRECT = 2, PATH_ENGINE = 3 };
 
 struct ConvKey {
   braid_conv2d_params p;
   int32_t has_bias, has_res;
+  int32_t align; /* engine ids: the operands' address alignment the plan was built for; else 0 */
 };
 
 struct ConvPlan {
@@ -52,7 +58,12 @@ struct ConvPlan {
   /* The record gave no workspace and the heuristic chose an algorithm that needs some: use the
    * launching stream's own scratch (its cuBLASLt workspace; a stream runs one launch at a time). */
   bool stream_scratch = false;
+  EnginePlan* engine = nullptr; /* PATH_ENGINE */
+  /* An engine id whose plan could not be built at run time: this is the heuristic's plan in its
+   * place (never timed under the engine's id: a tuning run treats it as the failure it is). */
+  bool fallback = false;
   ~ConvPlan() {
+    if (engine) engine_plan_destroy(engine);
     if (xd) cudnnDestroyTensorDescriptor(xd);
     if (yd) cudnnDestroyTensorDescriptor(yd);
     if (bd) cudnnDestroyTensorDescriptor(bd);
@@ -182,6 +193,21 @@ static int32_t make_plan(Context* c, const char* fn, const ConvKey& key, ConvPla
   bool fits = false;
   int32_t st = make_descriptors(fn, p, pl.get(), &fits);
   if (st) return st;
+  if (is_engine_id(p->algorithm)) {
+    const EngineChoice e = engine_choice(p->algorithm);
+    if ((st = engine_plan_create(c, fn, p, key.has_bias != 0, key.has_res != 0, key.align, e,
+                                 &pl->engine)))
+      return st;
+    pl->ws = engine_plan_workspace(pl->engine);
+    if (pl->ws > (size_t)p->workspace_bytes)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn,
+                  p->algorithm, pl->ws, p->workspace_bytes);
+    pl->path = PATH_ENGINE;
+    pl->epilogue = !e.fused && (key.has_bias || key.has_res || p->activation != BRAID_ACT_NONE);
+    *out = pl.release();
+    return BRAID_OK;
+  }
   if (!fits || p->algorithm == ALGO_DIRECT) {
     pl->path = PATH_DIRECT;
     *out = pl.release();
@@ -233,20 +259,33 @@ static int32_t make_plan(Context* c, const char* fn, const ConvKey& key, ConvPla
   return BRAID_OK;
 }
 
-/* The cached plan of a record (context lock held). */
+/* The largest of 16, 8 and 4 bytes that every operand address is a multiple of. */
+static int operand_alignment(uint64_t x, uint64_t w, uint64_t bias, uint64_t residual,
+                             uint64_t y) {
+  const uint64_t all = x | w | bias | residual | y;
+  return (all & 15u) == 0 ? 16 : (all & 7u) == 0 ? 8 : 4;
+}
+
+/* The cached plan of a record (context lock held). An engine id's plan depends on the operands'
+ * alignment too (`align`, ignored for other ids). When it cannot be built, a `strict` caller (the
+ * tuner) gets the error; any other gets the heuristic's plan in its place, remembered. */
 static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
-                        bool has_res, ConvPlan** out) {
+                        bool has_res, int align, bool strict, ConvPlan** out) {
   ConvKey key;
   memset(&key, 0, sizeof key);
   key.p = *p;
   key.has_bias = has_bias;
   key.has_res = has_res;
+  key.align = is_engine_id(p->algorithm) ? align : 0;
   if (c->conv_cache == nullptr) {
     c->conv_cache = new (std::nothrow) ConvCache();
     if (c->conv_cache == nullptr) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
   auto it = c->conv_cache->map.find(key);
   if (it != c->conv_cache->map.end()) {
+    if (strict && it->second->fallback)
+      return fail(BRAID_ERR_UNSUPPORTED, "%s: algorithm %d has no plan for these operands", fn,
+                  p->algorithm);
     *out = it->second;
     return BRAID_OK;
   }
@@ -255,6 +294,13 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
   {
     RelaxedCapture relaxed;
     st = make_plan(c, fn, key, &pl);
+    if ((st == BRAID_ERR_UNSUPPORTED || st == BRAID_ERR_CUDNN) && !strict &&
+        key.align != 0) {
+      ConvKey heuristic = key;
+      heuristic.p.algorithm = -1;
+      heuristic.align = 0;
+      if ((st = make_plan(c, fn, heuristic, &pl)) == BRAID_OK) pl->fallback = true;
+    }
   }
   if (st) return st;
   try {
@@ -277,12 +323,22 @@ static int32_t bind_cudnn(Context* c, const char* fn, cudaStream_t s) {
 
 static bool not_supported(cudnnStatus_t s) { return s >= 3000 && s < 4000; }
 
-/* Issues one convolution (context lock held). */
+/* y = act(y + bias + residual) in place, after a convolution cuDNN ran without its epilogue. */
+static int32_t run_epilogue(Context* c, Stream* s, const char* fn, const braid_conv2d_params* p,
+                            uint64_t bias, uint64_t residual, uint64_t y) {
+  const int64_t inner = (int64_t)p->oh * p->ow;
+  return launch_map(c, s, fn, CFPTR(y), FPTR(y), (int64_t)p->n * p->k * inner, inner, p->k,
+                    bias ? CFPTR(bias) : nullptr, 1.0f, residual ? CFPTR(residual) : nullptr,
+                    p->activation, p->act_min, p->act_max);
+}
+
+/* Issues one convolution (context lock held; `strict`: see get_plan). */
 static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2d_params* p,
                         uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
-                        uint64_t workspace) {
+                        uint64_t workspace, bool strict = false) {
   ConvPlan* pl = nullptr;
-  int32_t st = get_plan(c, fn, p, bias != 0, residual != 0, &pl);
+  int32_t st = get_plan(c, fn, p, bias != 0, residual != 0,
+                        operand_alignment(x, w, bias, residual, y), strict, &pl);
   if (st) return st;
   if (pl->path == PATH_DIRECT) {
     DirectArgs a;
@@ -326,6 +382,10 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
                 (int)pl->algo, pl->ws);
   if ((st = bind_cudnn(c, fn, s->s))) return st;
   void* wsp = reinterpret_cast<void*>((uintptr_t)workspace);
+  if (pl->path == PATH_ENGINE) {
+    if ((st = engine_plan_run(c, fn, pl->engine, x, w, bias, residual, y, wsp))) return st;
+    return pl->epilogue ? run_epilogue(c, s, fn, p, bias, residual, y) : BRAID_OK;
+  }
   if (pl->path == PATH_FUSED) {
     const float alpha1 = 1.0f, alpha2 = residual ? 1.0f : 0.0f;
     const void* z = residual ? CFPTR(residual) : CFPTR(y);
@@ -343,13 +403,7 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
   const float alpha = 1.0f, beta = 0.0f;
   CUDNN_TRY(fn, cudnnConvolutionForward(c->cudnn, &alpha, pl->xd, CFPTR(x), pl->wd, CFPTR(w),
                                         pl->cd, pl->algo, wsp, pl->ws, &beta, pl->yd, FPTR(y)));
-  if (pl->epilogue) {
-    const int64_t inner = (int64_t)p->oh * p->ow;
-    return launch_map(c, s, fn, CFPTR(y), FPTR(y), (int64_t)p->n * p->k * inner, inner, p->k,
-                      bias ? CFPTR(bias) : nullptr, 1.0f, residual ? CFPTR(residual) : nullptr,
-                      p->activation, p->act_min, p->act_max);
-  }
-  return BRAID_OK;
+  return pl->epilogue ? run_epilogue(c, s, fn, p, bias, residual, y) : BRAID_OK;
 }
 
 /* Device time of one launch of a record: a first launch (which also builds the plan), a second
@@ -363,10 +417,10 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
                              uint64_t workspace, cudaEvent_t e0, cudaEvent_t e1, float best_ms,
                              float* out_ms) {
   /* The first launch of a plan pays one-time set-up (cuDNN loads its kernels): untimed. */
-  int32_t st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+  int32_t st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   if (st) return st;
   CUDA_TRY(fn, cudaEventRecord(e0, s->s));
-  st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+  st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   if (st) return st;
   CUDA_TRY(fn, cudaEventRecord(e1, s->s));
   CUDA_TRY(fn, cudaStreamSynchronize(s->s));
@@ -379,7 +433,7 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   }
   CUDA_TRY(fn, cudaStreamBeginCapture(s->s, cudaStreamCaptureModeThreadLocal));
   for (int r = 0; r < TIME_REPS && st == BRAID_OK; r++)
-    st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace);
+    st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   cudaGraph_t graph = nullptr;
   cudaError_t e = cudaStreamEndCapture(s->s, &graph);
   if (st || e != cudaSuccess) {
@@ -402,6 +456,24 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   if (e != cudaSuccess) return cuda_fail(fn, "timing a captured graph", e);
   *out_ms = ms / (TIME_REPS * TIME_LAUNCHES);
   return BRAID_OK;
+}
+
+/* cuDNN engine configurations the tuner also times: the heuristic's first few for the stream's
+ * SM budget (0, the whole device, when the stream has all of it), with the epilogue fused into
+ * the graph where it can be and without. BRAID_CONV_ENGINES=0 leaves them out (for comparing). */
+constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
+
+static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
+                                  bool extra, std::vector<int>* out) {
+  const char* off = std::getenv("BRAID_CONV_ENGINES");
+  if (off != nullptr && std::strcmp(off, "0") == 0) return;
+  const int target = s->sms < c->sms ? s->sms : 0;
+  const bool has_epilogue = extra || p->activation != BRAID_ACT_NONE;
+  const bool fuse = has_epilogue && engine_fusable(p);
+  for (int r = 0; fuse && r < ENGINE_FUSED_TRIES; r++)
+    out->push_back(engine_id(EngineChoice{true, r, target}));
+  const int plain = has_epilogue ? ENGINE_PLAIN_TRIES : ENGINE_FUSED_TRIES;
+  for (int r = 0; r < plain; r++) out->push_back(engine_id(EngineChoice{false, r, target}));
 }
 
 /* Validates a conv2d parameter record and its tensor addresses (as the CPU backend does, plus
@@ -460,11 +532,11 @@ static int32_t check_conv2d(const char* fn, const braid_conv2d_params* p, uint64
   if ((st = check_activation(fn, p->activation, p->act_min, p->act_max))) return st;
   if ((st = need(fn, "x", x)) || (st = need(fn, "w", w)) || (st = need(fn, "y", y))) return st;
   if (p->algorithm < -1 || (p->algorithm > ALGO_DIRECT && p->algorithm < ALGO_PLAIN) ||
-      p->algorithm >= ALGO_PLAIN + ALGO_COUNT)
+      (p->algorithm >= ALGO_PLAIN + ALGO_COUNT && !is_engine_id(p->algorithm)))
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d is not one of this backend's (-1; cuDNN 0..7; direct 8; cuDNN "
-                "16..23 without the fused call)",
-                fn, p->algorithm);
+                "16..23 without the fused call; cuDNN engine configurations %d..%d)",
+                fn, p->algorithm, ENGINE_BASE, ENGINE_ID_END - 1);
   if (p->workspace_bytes < 0)
     return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: workspace_bytes %d is negative", fn,
                 p->workspace_bytes);
@@ -522,7 +594,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   {
     std::lock_guard<std::mutex> g(c->lock);
     ConvPlan* pl = nullptr;
-    if ((st = get_plan(c, fn, &base, bias != 0, residual != 0, &pl))) return st;
+    if ((st = get_plan(c, fn, &base, bias != 0, residual != 0, 0, true, &pl))) return st;
     int on = 0, oc = 0, ooh = 0, oow = 0;
     const bool fits = cudnnGetConvolution2dForwardOutputDim(pl->cd, pl->xd, pl->wd, &on, &oc,
                                                             &ooh, &oow) == CUDNN_STATUS_SUCCESS &&
@@ -567,6 +639,8 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
    * where each output reads few input channels: cuDNN's depthwise convolutions at batch 1 are
    * often slower. And it is the only choice when cuDNN has none. */
   if (candidates.empty() || p->c / p->groups <= 4) candidates.push_back(ALGO_DIRECT);
+  add_engine_candidates(c, s, p, bias != 0 || residual != 0, &candidates);
+  const int align = operand_alignment(x, w, bias, residual, y);
 
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   CUDA_TRY(fn, cudaEventCreate(&e0));
@@ -592,7 +666,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     }
     if (best < 0 || ms < best_ms) {
       ConvPlan* pl = nullptr;
-      if (get_plan(c, fn, &q, bias != 0, residual != 0, &pl) == BRAID_OK) {
+      if (get_plan(c, fn, &q, bias != 0, residual != 0, align, true, &pl) == BRAID_OK) {
         best = algo;
         best_ms = ms;
         best_ws = pl->path == PATH_DIRECT ? 0 : pl->ws;

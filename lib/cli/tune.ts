@@ -54,6 +54,8 @@ export interface TuneResult {
   replayMs: number;
   convsMeasured: number;
   convsCached: number;
+  /** Convolutions that run a cuDNN engine configuration (the rest: legacy algorithms, direct). */
+  convEngines: number;
   /** Ops and stages timed on the device, and schedules auto timed. */
   stagesMeasured: number;
   trials: number;
@@ -117,6 +119,7 @@ export async function tuneOne(
       replayMs: chosen?.ms ?? 0,
       convsMeasured: report.tuning.measured,
       convsCached: report.tuning.cached,
+      convEngines: report.tuning.engines,
       stagesMeasured: report.stages?.measured ?? 0,
       trials: report.trials.length,
     } satisfies TuneResult;
@@ -131,7 +134,8 @@ function describe(r: TuneResult): string {
     : `the whole device (${r.smBudget} SMs)`;
   const replay = r.replayMs > 0 ? `, ${r.replayMs.toFixed(3)} ms per replay` : "";
   return `tuned ${paint("bold", r.model)} in ${where} in ${(r.wallMs / 1000).toFixed(1)} s: ` +
-    `${r.convsMeasured} convolutions measured, ${r.convsCached} cached, ` +
+    `${r.convsMeasured} convolutions measured, ${r.convsCached} cached ` +
+    `(${r.convEngines} on cuDNN engine configurations), ` +
     `${r.stagesMeasured} ops/stages timed; schedule ${r.scheduler} (${r.streams} streams${replay})`;
 }
 

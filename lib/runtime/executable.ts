@@ -7,6 +7,7 @@
  */
 import type { Backend, DeviceInfo, Handle } from "../../ffi/backend.ts";
 import { encodeRecord } from "../../ffi/params.ts";
+import { engineOf } from "../../ffi/conv_algorithms.ts";
 import { BraidError } from "../errors.ts";
 import { DTYPE_SIZE, type Graph, numel, type Value } from "../ir/graph.ts";
 import type { MemoryPlan } from "../memory/planner.ts";
@@ -130,7 +131,7 @@ export class Executable {
   readonly weightBytes: number;
   readonly kernelLaunches: number;
   /** Convolutions whose algorithm was measured now, and found in the cache. */
-  readonly tuned = { measured: 0, cached: 0 };
+  readonly tuned = { measured: 0, cached: 0, engines: 0 };
   readonly #steps: Step[];
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
@@ -442,6 +443,7 @@ export class Executable {
           this.tuned.measured++;
         }
         if (choice) {
+          if (engineOf(choice.algorithm)) this.tuned.engines++;
           call.values = {
             ...call.values,
             algorithm: choice.algorithm,

@@ -100,8 +100,11 @@ export interface SessionReport {
   /** Device memory this session holds: weights, arena and workspaces. */
   deviceBytes: number;
   precision: PrecisionOption;
-  /** Convolution algorithms measured while preparing, and found in the tuning cache. */
-  tuning: { measured: number; cached: number };
+  /**
+   * Convolution algorithms measured while preparing, and found in the tuning cache; `engines`:
+   * the convolutions that run a cuDNN engine configuration (chosen for an SM-count target).
+   */
+  tuning: { measured: number; cached: number; engines: number };
   /** Schedules auto measured on the device before choosing (empty otherwise). */
   trials: Trial[];
   /** Ops and IOS stages timed on the device as captured graphs while scheduling (all variants). */

@@ -89,7 +89,8 @@ for (const name of zooNames()) {
       console.log(
         `  ${name}: fp32 error ${fp32Error.toExponential(2)}, TF32 error ` +
           `${tf32Error.toExponential(2)}, eager = graph; ${r.kernelLaunches} launches, ` +
-          `${r.tuning.measured} convs tuned (${r.tuning.cached} cached)`,
+          `${r.tuning.measured} convs tuned (${r.tuning.cached} cached, ${r.tuning.engines} on ` +
+          `cuDNN engine configurations)`,
       );
     },
   );

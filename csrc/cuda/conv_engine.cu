@@ -1,0 +1,379 @@
+/*
+ * conv_engine.cu — execution plans of cuDNN's backend API for one convolution record (see
+ * conv_engine.cuh): the operation graph, the heuristic's configurations for an SM target, the
+ * filter on their numerical and behaviour notes, and one variant pack per launch.
+ */
+#include "conv_engine.cuh"
+
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace braid_cuda {
+
+namespace {
+
+/* Tensor unique ids in the operation graph and the variant pack. */
+enum : int64_t { UID_X = 1, UID_W = 2, UID_Y = 3, UID_BIAS = 4, UID_RES = 5, UID_VIRTUAL = 100 };
+
+/* One backend descriptor, destroyed with its owner. */
+struct Desc {
+  cudnnBackendDescriptor_t d = nullptr;
+  Desc() = default;
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  ~Desc() {
+    if (d) cudnnBackendDestroyDescriptor(d);
+  }
+};
+
+/* Builds descriptors, keeping the first failure (its status and the call that failed), so a
+ * sequence of attribute settings reads as a list and is checked once. */
+struct Builder {
+  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+  const char* api = nullptr;  /* the cuDNN function that failed */
+  const char* what = nullptr; /* what it was doing */
+
+  bool ok() const { return status == CUDNN_STATUS_SUCCESS; }
+  void check(cudnnStatus_t s, const char* fn_name, const char* doing) {
+    if (ok() && s != CUDNN_STATUS_SUCCESS) {
+      status = s;
+      api = fn_name;
+      what = doing;
+    }
+  }
+  void create(Desc& out, cudnnBackendDescriptorType_t type, const char* doing) {
+    if (ok()) check(cudnnBackendCreateDescriptor(type, &out.d), "cudnnBackendCreateDescriptor", doing);
+  }
+  void set(Desc& on, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
+           int64_t count, const void* value, const char* doing) {
+    if (ok())
+      check(cudnnBackendSetAttribute(on.d, name, type, count, value), "cudnnBackendSetAttribute",
+            doing);
+  }
+  void finalize(Desc& on, const char* doing) {
+    if (ok()) check(cudnnBackendFinalize(on.d), "cudnnBackendFinalize", doing);
+  }
+  void get(cudnnBackendDescriptor_t on, cudnnBackendAttributeName_t name,
+           cudnnBackendAttributeType_t type, int64_t count, int64_t* got, void* values,
+           const char* doing) {
+    if (ok())
+      check(cudnnBackendGetAttribute(on, name, type, count, got, values),
+            "cudnnBackendGetAttribute", doing);
+  }
+  /* BRAID_OK, or the first failure as "fn: <api> <what> failed: <cuDNN's words>". */
+  int32_t result(const char* fn) const {
+    if (ok()) return BRAID_OK;
+    char call[160];
+    snprintf(call, sizeof call, "%s%s%s", api, what[0] ? " " : "", what);
+    return cudnn_fail(fn, call, status);
+  }
+};
+
+/* A packed NCHW float tensor. */
+void tensor(Builder& b, Desc& t, int64_t uid, const int64_t dims[4], int64_t align,
+            bool is_virtual) {
+  const int64_t strides[4] = {dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1};
+  const cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  b.create(t, CUDNN_BACKEND_TENSOR_DESCRIPTOR, "tensor");
+  b.set(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type, "tensor data type");
+  b.set(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims, "tensor dimensions");
+  b.set(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides, "tensor strides");
+  b.set(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid, "tensor unique id");
+  b.set(t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align, "tensor alignment");
+  b.set(t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual, "tensor virtual");
+  b.finalize(t, "tensor");
+}
+
+/* A pointwise operation y = mode(x[, other]) in fp32. */
+void pointwise(Builder& b, Desc& mode_desc, Desc& op, cudnnPointwiseMode_t mode, Desc& x,
+               Desc* other, Desc& y) {
+  const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+  b.create(mode_desc, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, "pointwise");
+  b.set(mode_desc, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode,
+        "pointwise mode");
+  b.set(mode_desc, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec,
+        "pointwise precision");
+  b.finalize(mode_desc, "pointwise");
+  b.create(op, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR,
+           "pointwise operation");
+  b.set(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &mode_desc.d, "pointwise operation mode");
+  b.set(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.d,
+        "pointwise operation x");
+  if (other)
+    b.set(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &other->d,
+          "pointwise operation b");
+  b.set(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.d,
+        "pointwise operation y");
+  b.finalize(op, "pointwise operation");
+}
+
+/* The end padding a record implies (its oh and ow fix it; see check_conv2d). */
+int64_t implied_end_pad(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        int64_t out) {
+  return (out - 1) * stride + dil * (k - 1) + 1 - in - pad;
+}
+
+/* Whether braid may run an engine: never one compiled at run time (seconds of NVRTC) or one
+ * that down-converts its inputs; in strict fp32 none on tensor cores (TF32), FFT or Winograd,
+ * which the legacy path excludes too. */
+bool engine_usable(cudnnBackendDescriptor_t config, bool allow_tf32) {
+  Desc engine;
+  int64_t n = 0;
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &engine.d) !=
+          CUDNN_STATUS_SUCCESS ||
+      cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                               1, &n, &engine.d) != CUDNN_STATUS_SUCCESS)
+    return false;
+  cudnnBackendBehaviorNote_t behaviour[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+  if (cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE,
+                               CUDNN_TYPE_BEHAVIOR_NOTE, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &n,
+                               behaviour) != CUDNN_STATUS_SUCCESS)
+    return false;
+  for (int64_t i = 0; i < n; i++)
+    if (behaviour[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) return false;
+  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+  if (cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+                               CUDNN_TYPE_NUMERICAL_NOTE, CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n,
+                               notes) != CUDNN_STATUS_SUCCESS)
+    return false;
+  for (int64_t i = 0; i < n; i++) {
+    switch (notes[i]) {
+      case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:
+      case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
+        return false;
+      case CUDNN_NUMERICAL_NOTE_TENSOR_CORE:
+      case CUDNN_NUMERICAL_NOTE_FFT:
+      case CUDNN_NUMERICAL_NOTE_WINOGRAD:
+      case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4:
+      case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6:
+      case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13:
+        if (!allow_tf32) return false;
+        break;
+      default:
+        break;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+struct EnginePlan {
+  /* The graph and its configuration stay alive with the plan built from them. */
+  Desc graph, config, plan;
+  size_t workspace = 0;
+  bool with_bias = false, with_res = false; /* operands the fused graph reads */
+};
+
+void engine_plan_destroy(EnginePlan* e) { delete e; }
+
+size_t engine_plan_workspace(const EnginePlan* e) { return e->workspace; }
+
+int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params* p,
+                           bool has_bias, bool has_res, int align, EngineChoice e,
+                           EnginePlan** out) {
+  const int64_t pad_end[2] = {
+      implied_end_pad(p->h, p->kh, p->stride_h, p->pad_top, p->dilation_h, p->oh),
+      implied_end_pad(p->w, p->kw, p->stride_w, p->pad_left, p->dilation_w, p->ow)};
+  if (pad_end[0] < 0 || pad_end[1] < 0)
+    return fail(BRAID_ERR_UNSUPPORTED,
+                "%s: cuDNN engines cannot crop: implied end padding %lld x %lld is negative", fn,
+                (long long)pad_end[0], (long long)pad_end[1]);
+  if (e.fused && !engine_fusable(p))
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: algorithm %d fuses the epilogue, but activation %d is not relu or none", fn,
+                engine_id(e), p->activation);
+  std::unique_ptr<EnginePlan> ep(new (std::nothrow) EnginePlan());
+  if (!ep) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  ep->with_bias = e.fused && has_bias;
+  ep->with_res = e.fused && has_res;
+  const bool relu = e.fused && p->activation == BRAID_ACT_RELU;
+  Builder b;
+
+  /* Tensors: x, w, y, and for the fused graph bias, residual and the intermediates. */
+  const int64_t xd[4] = {p->n, p->c, p->h, p->w};
+  const int64_t wd[4] = {p->k, p->c / p->groups, p->kh, p->kw};
+  const int64_t yd[4] = {p->n, p->k, p->oh, p->ow};
+  const int64_t bd[4] = {1, p->k, 1, 1};
+  Desc x, w, y, bias, res, conv_out, res_out, bias_out;
+  tensor(b, x, UID_X, xd, align, false);
+  tensor(b, w, UID_W, wd, align, false);
+  tensor(b, y, UID_Y, yd, align, false);
+  if (ep->with_bias) tensor(b, bias, UID_BIAS, bd, align, false);
+  if (ep->with_res) tensor(b, res, UID_RES, yd, align, false);
+  /* The ops after the convolution, in cuDNN's conv-bias-act order: + residual, + bias, relu. The
+   * last one writes y; each earlier result is a virtual tensor. */
+  const int after = (ep->with_res ? 1 : 0) + (ep->with_bias ? 1 : 0) + (relu ? 1 : 0);
+  int64_t next_uid = UID_VIRTUAL;
+  Desc* conv_y = &y;
+  if (after > 0) {
+    tensor(b, conv_out, next_uid++, yd, align, true);
+    conv_y = &conv_out;
+  }
+
+  /* The convolution. */
+  Desc conv, conv_op;
+  const int64_t dims = 2;
+  const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const int64_t pad_begin[2] = {p->pad_top, p->pad_left};
+  const int64_t dilation[2] = {p->dilation_h, p->dilation_w};
+  const int64_t stride[2] = {p->stride_h, p->stride_w};
+  const float alpha = 1.0f, beta = 0.0f;
+  b.create(conv, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, "convolution");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims, "spatial dims");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute, "compute type");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode,
+        "convolution mode");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad_begin, "pre paddings");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad_end, "post paddings");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dilation, "dilations");
+  b.set(conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, stride, "strides");
+  b.finalize(conv, "convolution");
+  b.create(conv_op, CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
+           "convolution forward");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &x.d, "convolution forward x");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &w.d, "convolution forward w");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &conv_y->d, "convolution forward y");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+        CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d, "convolution forward descriptor");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha,
+        "convolution forward alpha");
+  b.set(conv_op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta,
+        "convolution forward beta");
+  b.finalize(conv_op, "convolution forward");
+
+  /* The fused epilogue. */
+  Desc res_mode, res_op, bias_mode, bias_op, relu_mode, relu_op;
+  std::vector<cudnnBackendDescriptor_t> ops{conv_op.d};
+  Desc* value = conv_y;
+  int left = after;
+  Desc* last = &y;
+  auto output = [&](Desc* virtual_out) {
+    if (--left == 0) return last;
+    tensor(b, *virtual_out, next_uid++, yd, align, true);
+    return virtual_out;
+  };
+  if (ep->with_res) {
+    Desc* o = output(&res_out);
+    pointwise(b, res_mode, res_op, CUDNN_POINTWISE_ADD, *value, &res, *o);
+    ops.push_back(res_op.d);
+    value = o;
+  }
+  if (ep->with_bias) {
+    Desc* o = output(&bias_out);
+    pointwise(b, bias_mode, bias_op, CUDNN_POINTWISE_ADD, *value, &bias, *o);
+    ops.push_back(bias_op.d);
+    value = o;
+  }
+  if (relu) {
+    pointwise(b, relu_mode, relu_op, CUDNN_POINTWISE_RELU_FWD, *value, nullptr, y);
+    ops.push_back(relu_op.d);
+  }
+
+  /* The graph, the heuristic's configurations for the SM target, the plan of the rank-th usable
+   * one. */
+  b.create(ep->graph, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR,
+           "operation graph");
+  b.set(ep->graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &c->cudnn,
+        "operation graph handle");
+  b.set(ep->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+        (int64_t)ops.size(), ops.data(), "operation graph ops");
+  b.finalize(ep->graph, "operation graph");
+  Desc heuristic;
+  const cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
+  const int32_t target = e.sm_target;
+  b.create(heuristic, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristic");
+  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &ep->graph.d, "heuristic operation graph");
+  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode,
+        "heuristic mode");
+  if (target > 0)
+    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_SM_COUNT_TARGET, CUDNN_TYPE_INT32, 1, &target,
+          "heuristic SM count target");
+  b.finalize(heuristic, "heuristic");
+  int64_t count = 0;
+  b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
+        nullptr, "heuristic result count");
+  std::vector<Desc> configs(b.ok() ? (size_t)count : 0);
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (Desc& d : configs) {
+    b.create(d, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
+    raw.push_back(d.d);
+  }
+  int64_t got = 0;
+  if (count > 0)
+    b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
+          raw.data(), "heuristic results");
+  int32_t st = b.result(fn);
+  if (st) return st;
+  int usable = 0;
+  for (int64_t i = 0; i < got && i < count; i++) {
+    if (!engine_usable(configs[i].d, p->allow_tf32 != 0)) continue;
+    if (usable++ < e.rank) continue;
+    std::swap(ep->config.d, configs[i].d);
+    break;
+  }
+  if (ep->config.d == nullptr)
+    return fail(BRAID_ERR_UNSUPPORTED,
+                "%s: algorithm %d asks for cuDNN engine configuration %d (%s graph, %d SMs "
+                "targeted), but its heuristic has %d usable for this convolution",
+                fn, engine_id(e), e.rank, e.fused ? "fused" : "convolution-only", e.sm_target,
+                usable);
+  b.create(ep->plan, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR,
+           "execution plan");
+  /* Deprecated in cuDNN 9 (the plan finds the handle through its graph): its status is not
+   * checked, so a release that drops it still builds plans. */
+  if (b.ok())
+    (void)cudnnBackendSetAttribute(ep->plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
+                                   CUDNN_TYPE_HANDLE, 1, &c->cudnn);
+  b.set(ep->plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &ep->config.d, "execution plan engine config");
+  b.finalize(ep->plan, "execution plan");
+  int64_t workspace = 0;
+  b.get(ep->plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &got,
+        &workspace, "execution plan workspace size");
+  if ((st = b.result(fn))) return st;
+  ep->workspace = workspace > 0 ? (size_t)workspace : 0;
+  *out = ep.release();
+  return BRAID_OK;
+}
+
+int32_t engine_plan_run(Context* c, const char* fn, const EnginePlan* e, uint64_t x, uint64_t w,
+                        uint64_t bias, uint64_t residual, uint64_t y, void* workspace) {
+  void* pointers[5];
+  int64_t uids[5];
+  int64_t n = 0;
+  auto bind = [&](int64_t uid, uint64_t addr) {
+    uids[n] = uid;
+    pointers[n++] = reinterpret_cast<void*>((uintptr_t)addr);
+  };
+  bind(UID_X, x);
+  bind(UID_W, w);
+  bind(UID_Y, y);
+  if (e->with_bias) bind(UID_BIAS, bias);
+  if (e->with_res) bind(UID_RES, residual);
+  Builder b;
+  Desc pack;
+  {
+    RelaxedCapture relaxed; /* host-side set-up, legal while a capture is under way */
+    b.create(pack, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, "variant pack");
+    b.set(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, pointers,
+          "variant pack pointers");
+    b.set(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids,
+          "variant pack ids");
+    b.set(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace,
+          "variant pack workspace");
+    b.finalize(pack, "variant pack");
+  }
+  if (b.ok()) b.check(cudnnBackendExecute(c->cudnn, e->plan.d, pack.d), "cudnnBackendExecute", "");
+  return b.result(fn);
+}
+
+}  // namespace braid_cuda

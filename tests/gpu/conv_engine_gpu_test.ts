@@ -1,0 +1,252 @@
+/**
+ * Convolutions on cuDNN engine configurations (csrc/cuda/conv_engine.cu): every configuration
+ * braid can name (fused epilogue or not, the heuristic's first ranks, the whole device or a
+ * 32-SM target) computes what the CPU backend computes, in strict fp32 and TF32, on the whole
+ * device and inside a 32-SM partition; the tuner's choice among them and the legacy algorithms
+ * runs too; and ids that cannot apply are clear errors.
+ */
+import { Backend, type Handle } from "../../ffi/backend.ts";
+import { engineAlgorithm, engineOf } from "../../ffi/conv_algorithms.ts";
+import { encodeRecord } from "../../ffi/params.ts";
+import { BraidError } from "../../lib/errors.ts";
+import { Random } from "../../lib/util/random.ts";
+import { Partition } from "../../mod.ts";
+import { assert } from "../deps.ts";
+import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
+import { CONV, Device } from "./scenario.ts";
+
+const gpuTest = gpuSuite("conv_engine_gpu_test.ts");
+
+const WORKSPACE_BYTES = 64 << 20;
+const TOLERANCE = { strict: 1e-5, tf32: 3e-3 };
+
+type Record = typeof CONV;
+interface Case {
+  name: string;
+  record: Record;
+  bias: boolean;
+  residual: boolean;
+}
+
+const CASES: Case[] = [
+  { name: "3x3 pad 1, bias, relu", record: CONV, bias: true, residual: false },
+  {
+    name: "1x1 16→12 on 14x14, bias, residual, no activation",
+    record: {
+      ...CONV,
+      c: 16,
+      h: 14,
+      w: 14,
+      k: 12,
+      oh: 14,
+      ow: 14,
+      kh: 1,
+      kw: 1,
+      pad_top: 0,
+      pad_left: 0,
+      activation: 0,
+    },
+    bias: true,
+    residual: true,
+  },
+  {
+    name: "3x3 groups=2 stride 2, no bias, no activation",
+    record: {
+      ...CONV,
+      c: 8,
+      h: 9,
+      w: 9,
+      k: 8,
+      oh: 5,
+      ow: 5,
+      stride_h: 2,
+      stride_w: 2,
+      groups: 2,
+      activation: 0,
+    },
+    bias: false,
+    residual: false,
+  },
+  {
+    name: "3x3 64→64 on 28x28, bias, sigmoid (not fusable: conv alone + braid's pass)",
+    record: { ...CONV, c: 64, h: 28, w: 28, k: 64, oh: 28, ow: 28, activation: 4 },
+    bias: true,
+    residual: false,
+  },
+];
+
+const sizes = (r: Record) => ({
+  x: r.n * r.c * r.h * r.w,
+  w: r.k * (r.c / r.groups) * r.kh * r.kw,
+  y: r.n * r.k * r.oh * r.ow,
+});
+
+/** The case's operands on a backend, filled from one seed. */
+function operands(d: Device, c: Case, seed: number) {
+  const n = sizes(c.record);
+  const rng = new Random(seed);
+  const [x, w, bias, residual, y] = [n.x, n.w, c.record.k, n.y, n.y].map((count) => d.alloc(count));
+  d.upload(x, rng.floats(n.x));
+  d.upload(w, rng.floats(n.w, -0.3, 0.3));
+  d.upload(bias, rng.floats(c.record.k, -0.2, 0.2));
+  d.upload(residual, rng.floats(n.y));
+  const tensors = [x, w, c.bias ? bias : 0n, c.residual ? residual : 0n, y];
+  return { tensors, y, count: n.y };
+}
+
+function cpuReference(c: Case, seed: number): Float32Array {
+  const d = new Device(Backend.open("cpu"));
+  try {
+    const { tensors, y, count } = operands(d, c, seed);
+    d.op("braid_conv2d", "conv2d", { ...c.record, algorithm: 0 }, [...tensors, 0n]);
+    return d.download(y, count);
+  } finally {
+    d.close();
+  }
+}
+
+/** Runs every engine id on one device (stream 0 of `bind`'s partition, if given). */
+function checkEngines(bind?: Partition): { ran: number; missing: string[] } {
+  const backend = cuda();
+  const d = new Device(backend);
+  let ran = 0;
+  const missing: string[] = [];
+  try {
+    if (bind) backend.contextSetPartition(d.ctx, bind.native.handle);
+    const workspace = backend.bufferAlloc(d.ctx, WORKSPACE_BYTES);
+    for (const c of CASES) {
+      const seed = (BASE_SEED ^ c.name.length * 7919) >>> 0;
+      const want = cpuReference(c, seed);
+      const { tensors, y, count } = operands(d, c, seed);
+      const fusable = c.record.activation === 0 || c.record.activation === 1;
+      for (const tf32 of [0, 1]) {
+        for (const smTarget of [0, 32]) {
+          for (const fused of fusable ? [false, true] : [false]) {
+            for (const rank of [0, 1]) {
+              const algorithm = engineAlgorithm({ fused, rank, smTarget });
+              const what = `${c.name}: ${fused ? "fused" : "conv only"} rank ${rank}, ` +
+                `target ${smTarget}, ${tf32 ? "TF32" : "strict"}${
+                  bind ? `, in ${bind.sms} SMs` : ""
+                }`;
+              const record = {
+                ...c.record,
+                algorithm,
+                workspace_bytes: WORKSPACE_BYTES,
+                allow_tf32: tf32,
+              };
+              d.upload(y, new Float32Array(count));
+              try {
+                d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
+              } catch (e) {
+                // The heuristic may list fewer usable configurations than the rank asks for; any
+                // other failure is a bug. Rank 0 of the convolution alone always exists.
+                assert.ok(e instanceof BraidError, String(e));
+                assert.equal(e.code, "NATIVE_UNSUPPORTED", `${what}: ${e.message}`);
+                assert.match(e.message, /usable for this convolution/);
+                assert.ok(fused || rank > 0, `${what}: no configuration at all: ${e.message}`);
+                missing.push(what);
+                continue;
+              }
+              expectClose(
+                d.download(y, count),
+                want,
+                tf32 ? TOLERANCE.tf32 : TOLERANCE.strict,
+                what,
+              );
+              ran++;
+            }
+          }
+        }
+      }
+    }
+    backend.bufferFree(d.ctx, workspace);
+  } finally {
+    d.close();
+  }
+  return { ran, missing };
+}
+
+gpuTest("cuDNN engine configurations match the CPU backend (whole device)", () => {
+  const { ran, missing } = checkEngines();
+  console.log(`  ${ran} engine runs matched; not listed by the heuristic: ${missing.length}`);
+  for (const m of missing) console.log(`    ${m}`);
+  assert.ok(ran >= 2 * 2 * CASES.length, `only ${ran} engine configurations ran`);
+});
+
+gpuTest("cuDNN engine configurations match the CPU backend inside a 32-SM partition", () => {
+  using partition = Partition.create({ sms: 32, device: "cuda" });
+  const { ran } = checkEngines(partition);
+  assert.ok(ran >= 2 * 2 * CASES.length, `only ${ran} engine configurations ran`);
+});
+
+gpuTest("the tuner's choice runs and matches; its engines target the stream's SMs", () => {
+  const backend = cuda();
+  using partition = Partition.create({ sms: 32, device: "cuda" });
+  const kinds: string[] = [];
+  for (const bind of [undefined, partition]) {
+    const d = new Device(backend);
+    try {
+      if (bind) backend.contextSetPartition(d.ctx, bind.native.handle);
+      const workspace = backend.bufferAlloc(d.ctx, WORKSPACE_BYTES);
+      for (const c of CASES) {
+        const seed = (BASE_SEED ^ c.name.length * 104729) >>> 0;
+        const want = cpuReference(c, seed);
+        const { tensors, y, count } = operands(d, c, seed);
+        const record = { ...c.record, workspace_bytes: WORKSPACE_BYTES, allow_tf32: 1 };
+        const choice = backend.conv2dTune(d.ctx, 0n, encodeRecord("conv2d", record), [
+          ...tensors,
+          workspace,
+        ]);
+        const engine = engineOf(choice.algorithm);
+        kinds.push(
+          `${bind ? "32 SMs" : "whole"} ${c.name}: ${choice.algorithm}` +
+            (engine
+              ? ` (engine rank ${engine.rank}${engine.fused ? " fused" : ""} @${engine.smTarget})`
+              : "") +
+            `, ${choice.ms.toFixed(4)} ms`,
+        );
+        if (engine) assert.equal(engine.smTarget, bind ? bind.sms : 0, kinds.at(-1));
+        const chosen = {
+          ...record,
+          algorithm: choice.algorithm,
+          workspace_bytes: choice.workspaceBytes,
+        };
+        d.op("braid_conv2d", "conv2d", chosen, [
+          ...tensors,
+          choice.workspaceBytes > 0 ? workspace : 0n,
+        ]);
+        expectClose(d.download(y, count), want, TOLERANCE.tf32, kinds.at(-1)!);
+      }
+      backend.bufferFree(d.ctx, workspace);
+    } finally {
+      d.close();
+    }
+  }
+  for (const k of kinds) console.log(`  ${k}`);
+});
+
+gpuTest("engine ids that cannot apply are clear errors, and the context goes on", () => {
+  const d = new Device(cuda());
+  try {
+    const c = CASES[3]; // sigmoid: cuDNN's graph cannot fuse it
+    const { tensors } = operands(d, c, BASE_SEED);
+    const run = (algorithm: number, workspace: Handle = 0n) => () =>
+      d.op("braid_conv2d", "conv2d", { ...c.record, algorithm }, [...tensors, workspace]);
+    const fused = engineAlgorithm({ fused: true, rank: 0, smTarget: 0 });
+    assert.throws(
+      run(fused),
+      (e: unknown) =>
+        e instanceof BraidError && e.code === "NATIVE_INVALID_ARGUMENT" &&
+        /fuses the epilogue/.test(e.message),
+    );
+    assert.throws(
+      run(12),
+      (e: unknown) =>
+        e instanceof BraidError && e.code === "NATIVE_INVALID_ARGUMENT" &&
+        /algorithm 12 is not one of this backend's/.test(e.message),
+    );
+    run(-1)(); // still usable
+  } finally {
+    d.close();
+  }
+});
