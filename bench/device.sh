@@ -8,6 +8,7 @@
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
+#   gpu-engines      the cuDNN engine-configuration GPU tests only
 #   zoo-rest         braid alone (sequential, auto) on randwire and bert_base (no PyTorch twin)
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
@@ -15,7 +16,8 @@
 #                    (ONNX_MODELS=a,b a subset, ONNX_DEADLINE=S seconds for braid's half,
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
-#                    caches stay in $OUT)
+#                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
+# BRAID_CONV_ENGINES=0 in the environment leaves cuDNN's engine configurations out of tuning.
 # Usage: bash bench/device.sh test-gpu compare-b1
 set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH
@@ -39,6 +41,7 @@ for step in "$@"; do
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
+    gpu-engines) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/conv_engine_gpu_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \
       --schedulers sequential,opara,nimble,ios,auto ;;
     compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \
@@ -50,7 +53,7 @@ for step in "$@"; do
         ${ONNX_MODELS:+--models "$ONNX_MODELS"} --deadline "${ONNX_DEADLINE:-1e9}" \
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
-      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ;;
+      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} ;;
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1
   rc=$?

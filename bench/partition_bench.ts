@@ -16,6 +16,7 @@
  *
  *   deno run -A bench/partition_bench.ts [--parts c,b,a] [--out bench/results] [--quick]
  *     [--caches DIR]   (keep the tuning caches there; (b) and (a) alone start from them)
+ *     [--tag T]        (name the results partition_*-T.json)
  */
 import { parseArgs } from "../lib/deps.ts";
 import { buildZooModel, Partition, Server, Session, TuningCache } from "../mod.ts";
@@ -36,11 +37,14 @@ const args = parseArgs({
     rounds: { type: "string", default: "3" },
     quick: { type: "boolean", default: false },
     caches: { type: "string" },
+    tag: { type: "string", default: "" },
   },
 }).values;
 
 const parts = new Set(args.parts!.split(","));
 const out = args.out!;
+// Names the result files partition_*-TAG.json (two runs of one call kept apart).
+const suffix = args.tag ? `-${args.tag}` : "";
 const tunedModels = args.tuned!.split(",");
 const budgets = args.budgets!.split(",").map(Number);
 const compared = args.compare!.split(",");
@@ -140,7 +144,7 @@ if (parts.has("c")) {
   );
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(
-    `${out}/partition_c_tuning.json`,
+    `${out}/partition_c_tuning${suffix}.json`,
     JSON.stringify({ sequential, concurrent, ratio, table: md }, null, 1),
   );
 }
@@ -240,7 +244,7 @@ if (parts.has("b")) {
   );
   console.log(`\n(b) schedule tuned at N SMs vs the whole-GPU schedule, run at N\n${md}\n`);
   await Deno.writeTextFile(
-    `${out}/partition_b_budget.json`,
+    `${out}/partition_b_budget${suffix}.json`,
     JSON.stringify({ results, table: md }, null, 1),
   );
   await cache.save(`${caches}/partition_tuning_all.json`);
@@ -331,7 +335,7 @@ if (parts.has("a")) {
   );
   console.log(`\n(a) co-located on disjoint partitions vs time-sharing the whole GPU\n${md}\n`);
   await Deno.writeTextFile(
-    `${out}/partition_a_colocation.json`,
+    `${out}/partition_a_colocation${suffix}.json`,
     JSON.stringify({ seconds, rounds, results, table: md }, null, 1),
   );
 }
