@@ -199,10 +199,6 @@ static int32_t make_plan(Context* c, const char* fn, const ConvKey& key, ConvPla
                                  &pl->engine)))
       return st;
     pl->ws = engine_plan_workspace(pl->engine);
-    if (pl->ws > (size_t)p->workspace_bytes)
-      return fail(BRAID_ERR_INVALID_ARGUMENT,
-                  "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn,
-                  p->algorithm, pl->ws, p->workspace_bytes);
     pl->path = PATH_ENGINE;
     pl->epilogue = !e.fused && (key.has_bias || key.has_res || p->activation != BRAID_ACT_NONE);
     *out = pl.release();
@@ -276,7 +272,12 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
   key.p = *p;
   key.has_bias = has_bias;
   key.has_res = has_res;
-  key.align = is_engine_id(p->algorithm) ? align : 0;
+  if (is_engine_id(p->algorithm)) {
+    /* One plan whatever workspace a record gives (run_conv checks it fits): the plan the tuner
+     * built is the one sessions capture. */
+    key.align = align;
+    key.p.workspace_bytes = 0;
+  }
   if (c->conv_cache == nullptr) {
     c->conv_cache = new (std::nothrow) ConvCache();
     if (c->conv_cache == nullptr) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -376,6 +377,10 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
     if ((st = stream_scratch(s, fn, &scratch))) return st;
     workspace = (uint64_t)(uintptr_t)scratch;
   }
+  if (pl->path == PATH_ENGINE && pl->ws > (size_t)p->workspace_bytes)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn,
+                p->algorithm, pl->ws, p->workspace_bytes);
   if (pl->ws > 0 && workspace == 0)
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d needs %zu bytes of workspace but the workspace address is 0", fn,
