@@ -116,9 +116,10 @@ int64_t implied_end_pad(int64_t in, int64_t k, int64_t stride, int64_t pad, int6
   return (out - 1) * stride + dil * (k - 1) + 1 - in - pad;
 }
 
-/* Whether braid may run an engine: never one compiled at run time (seconds of NVRTC) or one
- * that down-converts its inputs; in strict fp32 none on tensor cores (TF32), FFT or Winograd,
- * which the legacy path excludes too. */
+/* Whether braid may run an engine: never one compiled at run time (seconds of NVRTC), one that
+ * down-converts its inputs or reduces in lower precision, or a nondeterministic one (atomic
+ * split-K: a replay must give the same bits); in strict fp32 none on tensor cores (TF32), FFT or
+ * Winograd, which the legacy path excludes too. */
 bool engine_usable(cudnnBackendDescriptor_t config, bool allow_tf32) {
   Desc engine;
   int64_t n = 0;
@@ -143,6 +144,7 @@ bool engine_usable(cudnnBackendDescriptor_t config, bool allow_tf32) {
     switch (notes[i]) {
       case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:
       case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
+      case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC: /* replays and schedulers agree bit for bit */
         return false;
       case CUDNN_NUMERICAL_NOTE_TENSOR_CORE:
       case CUDNN_NUMERICAL_NOTE_FFT:

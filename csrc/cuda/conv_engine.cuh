@@ -11,8 +11,8 @@
  * Algorithm ids (conv.cu's `algorithm` field):
  *   ENGINE_BASE + rank + ENGINE_RANKS * fused + 2 * ENGINE_RANKS * sm_target
  * - rank: the configuration's place among those the heuristic lists that braid may use (no
- *   run-time compilation, never inputs down-converted; strict fp32 also excludes tensor cores,
- *   FFT and Winograd);
+ *   run-time compilation, no inputs down-converted, deterministic; strict fp32 also excludes
+ *   tensor cores, FFT and Winograd);
  * - fused: the graph is conv, + residual, + bias, relu (those of the record that apply), so the
  *   epilogue is cuDNN's; else conv alone and conv.cu runs the epilogue pass;
  * - sm_target: the SM count the heuristic targeted, 0 for the whole device. It is part of the id,
