@@ -144,6 +144,8 @@ export class Executable {
   readonly #calls: Call[];
   readonly #launchOf = new Map<number, number>();
   readonly #valueAddress: (v: string) => bigint;
+  /** Whether the schedule has run once outside a capture (see #warmUp). */
+  #warmed = false;
   /** Page-locked host buffers of the graph inputs and outputs, as typed arrays. */
   readonly hostInputs = new Map<string, Float32Array | Int32Array>();
   readonly hostOutputs = new Map<string, Float32Array | Int32Array>();
@@ -327,9 +329,23 @@ export class Executable {
     });
   }
 
+  /**
+   * On a GPU, runs the schedule once eagerly before its first capture, so each operator's library
+   * plan (cuDNN execution plans, cuBLASLt heuristics) is built, and its kernels loaded, outside
+   * the capture: the capture then only records launches. The arena's contents are whatever it
+   * holds (zero-filled when allocated).
+   */
+  #warmUp(): void {
+    if (this.#warmed || this.backend.kind === "cpu") return;
+    this.#warmed = true;
+    this.issue(false);
+    this.backend.streamSynchronize(this.resources.ctx, 0n);
+  }
+
   /** Captures the schedule (with the input and output copies) into one graph; returns its handle. */
   capture(copies = true): Handle {
     const ctx = this.resources.ctx;
+    this.#warmUp();
     this.backend.captureBegin(ctx, 0n);
     try {
       this.issue(copies);
@@ -359,6 +375,7 @@ export class Executable {
   ): Handle {
     const { backend } = this;
     const ctx = this.resources.ctx;
+    this.#warmUp();
     const issuers = groups.map((group, g) => {
       const address = (v: string) =>
         v.startsWith("#workspace") ? workspaces[g] : this.#valueAddress(v);
