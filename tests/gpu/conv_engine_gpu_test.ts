@@ -105,64 +105,80 @@ function cpuReference(c: Case, seed: number): Float32Array {
   }
 }
 
-/** Runs every engine id on one device (stream 0 of `bind`'s partition, if given). */
-function checkEngines(bind?: Partition): { ran: number; missing: string[] } {
+/** One case's operands on the device, its CPU answer and a workspace of WORKSPACE_BYTES. */
+interface Prepared {
+  d: Device;
+  tensors: Handle[];
+  y: Handle;
+  count: number;
+  want: Float32Array;
+  workspace: Handle;
+}
+
+/**
+ * Runs `body` on every case, on a fresh CUDA context (bound to `bind`, if given, so its stream 0
+ * runs in that partition); `salt` varies the seeds between tests.
+ */
+function withCases(
+  bind: Partition | undefined,
+  salt: number,
+  body: (c: Case, p: Prepared) => void,
+) {
   const backend = cuda();
   const d = new Device(backend);
-  let ran = 0;
-  const missing: string[] = [];
   try {
     if (bind) backend.contextSetPartition(d.ctx, bind.native.handle);
-    const workspace = backend.bufferAlloc(d.ctx, WORKSPACE_BYTES);
+    const workspace = d.alloc(WORKSPACE_BYTES / 4);
     for (const c of CASES) {
-      const seed = (BASE_SEED ^ c.name.length * 7919) >>> 0;
-      const want = cpuReference(c, seed);
-      const { tensors, y, count } = operands(d, c, seed);
-      const fusable = c.record.activation === 0 || c.record.activation === 1;
-      for (const tf32 of [0, 1]) {
-        for (const smTarget of [0, 32]) {
-          for (const fused of fusable ? [false, true] : [false]) {
-            for (const rank of [0, 1]) {
-              const algorithm = engineAlgorithm({ fused, rank, smTarget });
-              const what = `${c.name}: ${fused ? "fused" : "conv only"} rank ${rank}, ` +
-                `target ${smTarget}, ${tf32 ? "TF32" : "strict"}${
-                  bind ? `, in ${bind.sms} SMs` : ""
-                }`;
-              const record = {
-                ...c.record,
-                algorithm,
-                workspace_bytes: WORKSPACE_BYTES,
-                allow_tf32: tf32,
-              };
-              d.upload(y, new Float32Array(count));
-              try {
-                d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
-              } catch (e) {
-                // The heuristic may list fewer usable configurations than the rank asks for; any
-                // other failure is a bug. Rank 0 of the convolution alone always exists.
-                assert.ok(e instanceof BraidError, String(e));
-                assert.equal(e.code, "NATIVE_UNSUPPORTED", `${what}: ${e.message}`);
-                assert.match(e.message, /usable for this convolution/);
-                assert.ok(fused || rank > 0, `${what}: no configuration at all: ${e.message}`);
-                missing.push(what);
-                continue;
-              }
-              expectClose(
-                d.download(y, count),
-                want,
-                tf32 ? TOLERANCE.tf32 : TOLERANCE.strict,
-                what,
-              );
-              ran++;
+      const seed = (BASE_SEED ^ c.name.length * salt) >>> 0;
+      body(c, { d, ...operands(d, c, seed), want: cpuReference(c, seed), workspace });
+    }
+  } finally {
+    d.close();
+  }
+}
+
+/** Runs every engine id on one device (stream 0 of `bind`'s partition, if given). */
+function checkEngines(bind?: Partition): { ran: number; missing: string[] } {
+  let ran = 0;
+  const missing: string[] = [];
+  withCases(bind, 7919, (c, { d, tensors, y, count, want, workspace }) => {
+    const fusable = c.record.activation === 0 || c.record.activation === 1;
+    for (const tf32 of [0, 1]) {
+      for (const smTarget of [0, 32]) {
+        for (const fused of fusable ? [false, true] : [false]) {
+          for (const rank of [0, 1]) {
+            const algorithm = engineAlgorithm({ fused, rank, smTarget });
+            const what = `${c.name}: ${fused ? "fused" : "conv only"} rank ${rank}, ` +
+              `target ${smTarget}, ${tf32 ? "TF32" : "strict"}${
+                bind ? `, in ${bind.sms} SMs` : ""
+              }`;
+            const record = {
+              ...c.record,
+              algorithm,
+              workspace_bytes: WORKSPACE_BYTES,
+              allow_tf32: tf32,
+            };
+            d.upload(y, new Float32Array(count));
+            try {
+              d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
+            } catch (e) {
+              // The heuristic may list fewer usable configurations than the rank asks for; any
+              // other failure is a bug. Rank 0 of the convolution alone always exists.
+              assert.ok(e instanceof BraidError, String(e));
+              assert.equal(e.code, "NATIVE_UNSUPPORTED", `${what}: ${e.message}`);
+              assert.match(e.message, /usable for this convolution/);
+              assert.ok(fused || rank > 0, `${what}: no configuration at all: ${e.message}`);
+              missing.push(what);
+              continue;
             }
+            expectClose(d.download(y, count), want, tf32 ? TOLERANCE.tf32 : TOLERANCE.strict, what);
+            ran++;
           }
         }
       }
     }
-    backend.bufferFree(d.ctx, workspace);
-  } finally {
-    d.close();
-  }
+  });
   return { ran, missing };
 }
 
@@ -180,47 +196,33 @@ gpuTest("cuDNN engine configurations match the CPU backend inside a 32-SM partit
 });
 
 gpuTest("the tuner's choice runs and matches; its engines target the stream's SMs", () => {
-  const backend = cuda();
   using partition = Partition.create({ sms: 32, device: "cuda" });
   const kinds: string[] = [];
   for (const bind of [undefined, partition]) {
-    const d = new Device(backend);
-    try {
-      if (bind) backend.contextSetPartition(d.ctx, bind.native.handle);
-      const workspace = backend.bufferAlloc(d.ctx, WORKSPACE_BYTES);
-      for (const c of CASES) {
-        const seed = (BASE_SEED ^ c.name.length * 104729) >>> 0;
-        const want = cpuReference(c, seed);
-        const { tensors, y, count } = operands(d, c, seed);
-        const record = { ...c.record, workspace_bytes: WORKSPACE_BYTES, allow_tf32: 1 };
-        const choice = backend.conv2dTune(d.ctx, 0n, encodeRecord("conv2d", record), [
-          ...tensors,
-          workspace,
-        ]);
-        const engine = engineOf(choice.algorithm);
-        kinds.push(
-          `${bind ? "32 SMs" : "whole"} ${c.name}: ${choice.algorithm}` +
-            (engine
-              ? ` (engine rank ${engine.rank}${engine.fused ? " fused" : ""} @${engine.smTarget})`
-              : "") +
-            `, ${choice.ms.toFixed(4)} ms`,
-        );
-        if (engine) assert.equal(engine.smTarget, bind ? bind.sms : 0, kinds.at(-1));
-        const chosen = {
-          ...record,
-          algorithm: choice.algorithm,
-          workspace_bytes: choice.workspaceBytes,
-        };
-        d.op("braid_conv2d", "conv2d", chosen, [
-          ...tensors,
-          choice.workspaceBytes > 0 ? workspace : 0n,
-        ]);
-        expectClose(d.download(y, count), want, TOLERANCE.tf32, kinds.at(-1)!);
-      }
-      backend.bufferFree(d.ctx, workspace);
-    } finally {
-      d.close();
-    }
+    withCases(bind, 104729, (c, { d, tensors, y, count, want, workspace }) => {
+      const record = { ...c.record, workspace_bytes: WORKSPACE_BYTES, allow_tf32: 1 };
+      const choice = d.backend.conv2dTune(d.ctx, 0n, encodeRecord("conv2d", record), [
+        ...tensors,
+        workspace,
+      ]);
+      const engine = engineOf(choice.algorithm);
+      const where = bind ? `${bind.sms} SMs` : "whole";
+      const picked = engine
+        ? ` (engine rank ${engine.rank}${engine.fused ? " fused" : ""} @${engine.smTarget})`
+        : "";
+      kinds.push(`${where} ${c.name}: ${choice.algorithm}${picked}, ${choice.ms.toFixed(4)} ms`);
+      if (engine) assert.equal(engine.smTarget, bind ? bind.sms : 0, kinds.at(-1));
+      const chosen = {
+        ...record,
+        algorithm: choice.algorithm,
+        workspace_bytes: choice.workspaceBytes,
+      };
+      d.op("braid_conv2d", "conv2d", chosen, [
+        ...tensors,
+        choice.workspaceBytes > 0 ? workspace : 0n,
+      ]);
+      expectClose(d.download(y, count), want, TOLERANCE.tf32, kinds.at(-1)!);
+    });
   }
   for (const k of kinds) console.log(`  ${k}`);
 });
