@@ -19,7 +19,7 @@ import type { StageCost } from "../lib/schedule/ios.ts";
 import type { Schedule } from "../lib/schedule/schedule.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 import { tunePooled } from "../lib/cli/tune_pool.ts";
-import { type PoolJob, TuneQueue } from "../lib/cli/tune_queue.ts";
+import { type PoolJob, TuneQueue, variantId } from "../lib/cli/tune_queue.ts";
 import { Random } from "../lib/util/random.ts";
 
 const stage = (key: string) => ({ key, groups: [[Number(key.slice(1))]] });
@@ -70,6 +70,31 @@ Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, t
   assert.ok(!queue.done);
   for (const file of ["none", "small", "big"]) queue.finished({ kind: "tune", file });
   assert.ok(queue.done);
+});
+
+Deno.test("the tuning pool's queue gives a worker the variants it holds first", () => {
+  const queue = new TuneQueue([
+    { file: "a", variants: 1 },
+    { file: "b", variants: 2 },
+  ], 1);
+  const [planA, planB] = [queue.next()!, queue.next()!];
+  queue.planned(planA as PoolJob & { kind: "plan" }, [stage("s1"), stage("s2"), stage("s3")]);
+  queue.planned(planB as PoolJob & { kind: "plan" }, [stage("s4")]);
+  const planB1 = queue.next()!;
+  queue.planned(planB1 as PoolJob & { kind: "plan" }, [stage("s5")]);
+  const holdsB1 = new Set([variantId("b", 1)]);
+  // a has the most planned stages, but this worker holds b's variant 1.
+  const first = queue.next(holdsB1)!;
+  assert.deepEqual(first.kind === "stages" && [first.file, first.variant], ["b", 1]);
+  // Nothing of b#1 left: the model with the most planned stages, as with no holds.
+  const second = queue.next(holdsB1)!;
+  assert.deepEqual(second.kind === "stages" && [second.file, second.variant], ["a", 0]);
+  const rest = [queue.next()!, queue.next()!, queue.next()!];
+  for (const job of [first, second, ...rest]) queue.finished(job);
+  // b's chooses: the worker holding variant 1 gets variant 1's.
+  assert.deepEqual(queue.next(holdsB1), { kind: "choose", file: "b", variant: 1 });
+  assert.deepEqual(queue.next(holdsB1), { kind: "tune", file: "a" });
+  assert.deepEqual(queue.next(), { kind: "choose", file: "b", variant: 0 });
 });
 
 Deno.test("the stages auto asks to time do not depend on their times (so they can be listed ahead)", async () => {

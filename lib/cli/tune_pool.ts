@@ -16,7 +16,7 @@ import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { optimize } from "../passes/mod.ts";
 import type { TuneOptions, TuneResult } from "./tune.ts";
-import { type PoolJob, TuneQueue } from "./tune_queue.ts";
+import { type PoolJob, TuneQueue, variantId } from "./tune_queue.ts";
 import type { WorkerMessage } from "./tune_worker.ts";
 
 /** What the pool did besides the models' own tuning. */
@@ -60,6 +60,8 @@ class PoolWorker {
   #answer: ((r: Reply) => void) | undefined;
   sent = 0;
   busyMs = 0;
+  /** The model variants this worker has set up (variantId): its plan, stage and choose jobs. */
+  readonly holds = new Set<string>();
 
   constructor() {
     this.#worker.onmessage = (e: MessageEvent<Reply>) => this.#answer?.(e.data);
@@ -150,6 +152,7 @@ export async function tunePooled(
         cache: JSON.stringify(cache.since(worker.sent).toJSON()),
       };
       worker.sent = cache.mark();
+      if (job.kind !== "tune") worker.holds.add(variantId(job.file, job.variant));
       const r = await worker.ask(message as WorkerMessage);
       const ended = performance.now();
       worker.busyMs += ended - started;
@@ -179,7 +182,7 @@ export async function tunePooled(
     };
     while (!queue.done && !failure) {
       let job: PoolJob | undefined;
-      while (idle.length > 0 && (job = queue.next())) {
+      while (idle.length > 0 && (job = queue.next(idle.at(-1)!.holds))) {
         const p = runJob(idle.pop()!, job).finally(() => running.delete(p));
         running.add(p);
       }

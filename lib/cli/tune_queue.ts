@@ -14,9 +14,14 @@
  * model's variants are planned one after another, so the merged variant finds the convolution
  * algorithms the first one measured. The next job is a plan, else a ready choose or tune (they
  * are the long serial tails), else a stage chunk of the model with the most planned stages (its
- * tune can then start early).
+ * tune can then start early). A worker asking says which variants it already holds (a worker
+ * sets a variant up once, weights and timer, a few hundred milliseconds): among ready chooses and
+ * stage chunks, those of its variants come first.
  */
 import type { PlannedStage } from "../runtime/stage_plan.ts";
+
+/** What a worker holds for one model variant (its weights and stage timer). */
+export const variantId = (file: string, variant: number) => `${file}#${variant}`;
 
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
@@ -39,8 +44,8 @@ export class TuneQueue {
   readonly #plans: PoolJob[] = [];
   /** Chooses and tunes ready to run. */
   readonly #ready: PoolJob[] = [];
-  /** Stage chunks waiting, per model. */
-  readonly #chunks = new Map<string, PoolJob[]>();
+  /** Stage chunks waiting, per model variant (variantId). */
+  readonly #chunks = new Map<string, { work: ModelWork; jobs: PoolJob[] }>();
   readonly #keys = new Set<string>();
   #unfinished = 0;
 
@@ -49,7 +54,6 @@ export class TuneQueue {
     for (const { file, variants } of models) {
       const work: ModelWork = { file, variants, open: variants, planned: 0, phase: "measure" };
       this.#models.set(file, work);
-      this.#chunks.set(file, []);
       this.#unfinished++;
       if (variants > 0) this.#plans.push({ kind: "plan", file, variant: 0 });
       this.#advance(work);
@@ -61,16 +65,26 @@ export class TuneQueue {
     return this.#unfinished === 0;
   }
 
-  /** The next job to hand out, or undefined while nothing is ready. */
-  next(): PoolJob | undefined {
-    const plan = this.#plans.shift() ?? this.#ready.shift();
+  /**
+   * The next job to hand out, or undefined while nothing is ready; `holds`: the variants
+   * (variantId) the asking worker has set up.
+   */
+  next(holds: ReadonlySet<string> = new Set()): PoolJob | undefined {
+    const plan = this.#plans.shift();
     if (plan) return plan;
-    let best: ModelWork | undefined;
-    for (const work of this.#models.values()) {
-      if (this.#chunks.get(work.file)!.length === 0) continue;
-      if (!best || work.planned > best.planned) best = work;
+    const held = (job: PoolJob) =>
+      job.kind === "choose" && holds.has(variantId(job.file, job.variant));
+    const ready = Math.max(0, this.#ready.findIndex(held));
+    if (this.#ready.length > 0) return this.#ready.splice(ready, 1)[0];
+    let best: { id: string; held: boolean; planned: number } | undefined;
+    for (const [id, { work, jobs }] of this.#chunks) {
+      if (jobs.length === 0) continue;
+      const candidate = { id, held: holds.has(id), planned: work.planned };
+      const better = !best || (candidate.held && !best.held) ||
+        (candidate.held === best.held && candidate.planned > best.planned);
+      if (better) best = candidate;
     }
-    return best && this.#chunks.get(best.file)!.shift();
+    return best && this.#chunks.get(best.id)!.jobs.shift();
   }
 
   /** A plan came back with its stages (each with its cache key): they are queued in chunks. */
@@ -78,7 +92,9 @@ export class TuneQueue {
     const work = this.#models.get(job.file)!;
     const fresh = stages.filter(({ key }) => !this.#keys.has(key) && this.#keys.add(key));
     work.planned += fresh.length;
-    const queue = this.#chunks.get(job.file)!;
+    const id = variantId(job.file, job.variant);
+    if (!this.#chunks.has(id)) this.#chunks.set(id, { work, jobs: [] });
+    const queue = this.#chunks.get(id)!.jobs;
     for (let i = 0; i < fresh.length; i += this.chunkSize) {
       const chunk = fresh.slice(i, i + this.chunkSize);
       queue.push({ kind: "stages", file: job.file, variant: job.variant, stages: chunk });
