@@ -97,6 +97,38 @@ Deno.test("the tuning pool's queue gives a worker the variants it holds first", 
   assert.deepEqual(queue.next(), { kind: "choose", file: "b", variant: 0 });
 });
 
+Deno.test("the tuning pool's queue times each variant's candidates in shares, then chooses", () => {
+  const queue = new TuneQueue([{ file: "m", variants: 2 }, { file: "one", variants: 1 }], 8, 2);
+  const plans = [queue.next()!, queue.next()!];
+  queue.planned(plans[0] as PoolJob & { kind: "plan" }, []);
+  queue.planned(plans[1] as PoolJob & { kind: "plan" }, []);
+  const merged = queue.next()!;
+  // "one" has nothing to measure: its candidates are ready to time at once.
+  const oneTrials = [queue.next()!, queue.next()!];
+  assert.deepEqual(
+    oneTrials,
+    [0, 1].map((part) => ({
+      kind: "trials",
+      file: "one",
+      variant: 0,
+      part,
+      parts: 2,
+    })),
+  );
+  queue.planned(merged as PoolJob & { kind: "plan" }, []);
+  const trials = [queue.next()!, queue.next()!, queue.next()!, queue.next()!];
+  assert.deepEqual(
+    trials.map((j) => j.kind === "trials" && [j.file, j.variant, j.part]),
+    [["m", 0, 0], ["m", 0, 1], ["m", 1, 0], ["m", 1, 1]],
+  );
+  assert.equal(queue.next(), undefined, "chooses wait for every share");
+  for (const j of [...oneTrials, ...trials]) queue.finished(j);
+  assert.deepEqual(
+    [queue.next(), queue.next(), queue.next()].map((j) => j && [j.kind, j.file]),
+    [["tune", "one"], ["choose", "m"], ["choose", "m"]],
+  );
+});
+
 Deno.test("the stages auto asks to time do not depend on their times (so they can be listed ahead)", async () => {
   for (const name of ["googlenet", "inception_v3", "randwire"] as const) {
     const base = optimize(buildZooModel(name));
@@ -160,6 +192,8 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
     assert.equal(pool.workers, 2);
     assert.equal(pool.jobs.tune, 3);
     assert.equal(pool.jobs.choose, 6, "each model has a merged variant: chosen apart");
+    assert.equal(pool.jobs.trials, 12, "each variant's candidates in two shares (one a worker)");
+    assert.equal(pool.trials, 0, "auto times no candidate on the CPU backend");
     assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
     assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));

@@ -71,6 +71,7 @@ async function run(job: PoolJob): Promise<unknown> {
   if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return { measured: await choose(prefetch, job.variant) };
+  if (job.kind === "trials") return { trials: prefetch.trials(job.part, job.parts) };
   const before = prefetch.measured;
   const stages = job.kind === "plan" ? await prefetch.plan(options.scheduler) : undefined;
   if (job.kind === "stages") prefetch.measure(job.stages);
