@@ -143,8 +143,8 @@ export async function tunePooled(
     const models = await Promise.all(
       files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
     );
-    // Each variant's candidate schedules are timed in as many shares as there are workers.
-    queue = new TuneQueue(models, 64, workers.length);
+    // auto's candidate schedules are timed in as many shares as there are workers.
+    queue = new TuneQueue(models, 64, options.scheduler === "auto" ? workers.length : 0);
     const failed = (await starting).find((r) => r.error);
     if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
 
