@@ -177,7 +177,8 @@ int32_t braid_sm_probe(uint64_t ctx, uint64_t stream, int32_t blocks, uint8_t* o
  * y = act(conv(x, w) + bias[k] + residual), bias and residual optional (address 0).
  * residual has y's shape. Padding bottom/right is implied by oh and ow.
  * `algorithm` is a backend algorithm id from braid_conv2d_tune, or -1 for the backend's own
- * heuristic choice; `workspace` (device address, may be 0) holds workspace_bytes of scratch,
+ * heuristic choice (the CUDA backend's ids: csrc/cuda/conv.cu and conv_engine.cuh, decoded by
+ * ffi/conv_algorithms.ts); `workspace` (device address, may be 0) holds workspace_bytes of scratch,
  * which must not be used concurrently by another launch. allow_tf32: TF32 tensor-core math
  * allowed (PyTorch's default for convolutions), else strict fp32. */
 typedef struct braid_conv2d_params {
