@@ -84,6 +84,12 @@ if (parts.has("c")) {
     files.push(file);
   }
   for (const cache of [seqCache, concCache]) await Deno.remove(cache).catch(() => {});
+  // An untimed start of the CLI first, so neither timed process is the one that warms Deno's code
+  // cache and the driver's first load.
+  await braidTune(
+    [files.at(-1)!, "--scheduler", "sequential", "--cache", `${work}/warm.json`],
+    `${work}/warm-run.json`,
+  );
   console.log(`(c) tuning ${tunedModels.join(", ")}: one after another on the whole GPU …`);
   const sequential = await braidTune([...files, "--cache", seqCache], `${work}/seq.json`);
   console.log(`(c) … and concurrently, each in its own 32-SM partition …`);
