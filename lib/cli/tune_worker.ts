@@ -16,7 +16,7 @@ import { StagePrefetch } from "../runtime/stage_prefetch.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { optimize } from "../passes/mod.ts";
 import { tuneOne, type TuneOptions, tuningPartition } from "./tune.ts";
-import type { PoolJob } from "./tune_queue.ts";
+import { type PoolJob, variantId } from "./tune_queue.ts";
 
 export type WorkerMessage =
   | { type: "init"; group: number; options: TuneOptions }
@@ -49,16 +49,23 @@ async function modelFor(file: string) {
   return known;
 }
 
+/**
+ * The context the prefetches run on, bound to the worker's partition: made when the worker starts
+ * (while the parent reads the models), since the process's first one loads cuDNN's libraries.
+ */
+function openNative(): Resources {
+  const backend = partition ? partition.native.backend : openBackend(options.device);
+  const resources = new Resources(backend, backend.contextCreate(0));
+  if (partition) backend.contextSetPartition(resources.ctx, partition.native.handle);
+  return resources;
+}
+
 async function prefetchFor(file: string, variant: number): Promise<StagePrefetch> {
-  const id = `${file}#${variant}`;
+  const id = variantId(file, variant);
   const known = prefetches.get(id);
   if (known) return known;
   const { variants, batch } = await modelFor(file);
-  if (!native) {
-    const backend = partition ? partition.native.backend : openBackend(options.device);
-    native = new Resources(backend, backend.contextCreate(0));
-    if (partition) backend.contextSetPartition(native.ctx, partition.native.handle);
-  }
+  native ??= openNative();
   const { backend, ctx } = native;
   const execOptions = executableOptions(backend.deviceInfo(ctx), { partition, tuning: cache });
   const prefetch = new StagePrefetch(backend, ctx, variants[variant], batch, execOptions);
@@ -105,6 +112,7 @@ scope.onmessage = async ({ data }) => {
     if (data.type === "init") {
       options = data.options;
       partition = tuningPartition(options, data.group);
+      native = openNative();
       return scope.postMessage({ ready: true });
     }
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
