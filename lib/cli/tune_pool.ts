@@ -63,7 +63,7 @@ class PoolWorker {
   #answer: ((r: Reply) => void) | undefined;
   sent = 0;
   busyMs = 0;
-  /** The model variants this worker has set up (variantId): its plan, stage and choose jobs. */
+  /** The model variants this worker has set up (variantId): any job but a tune sets one up. */
   readonly holds = new Set<string>();
 
   constructor() {
