@@ -465,9 +465,12 @@ export class Session {
   /**
    * Measures this session: `runs` replays of the captured graph timed with device events, and
    * `runs` calls each of run(), run(io.inputs) and launch() timed on the wall clock, after
-   * `warmup` untimed calls of each.
+   * untimed calls of each: `warmup` of them, and for `warmupMs` milliseconds at least.
    */
-  profile(inputs: Record<string, HostTensor>, { warmup = 100, runs = 200 } = {}): Profile {
+  profile(
+    inputs: Record<string, HostTensor>,
+    { warmup = 100, warmupMs = 250, runs = 200 } = {},
+  ): Profile {
     const exec = this.#live();
     if (this.#graphHandle === undefined) {
       throw new BraidError("BAD_OPTION", "profile() needs a captured graph (eager: false)");
@@ -482,8 +485,12 @@ export class Session {
       () => this.launch(),
     ];
     // Every way warmed up: the first calls of a process run before the JIT has compiled them,
-    // and the first session measured would otherwise show that as host overhead.
-    for (let i = 0; i < warmup; i++) ways.forEach((f) => f());
+    // and the first session measured would otherwise show that as host overhead (T2139: 21 µs
+    // for the first session's run(io), 9–12 µs for later ones; the process was ~1000 calls in).
+    const warmStart = performance.now();
+    for (let i = 0; i < warmup || performance.now() - warmStart < warmupMs; i++) {
+      ways.forEach((f) => f());
+    }
     // The same schedule captured without the input and output copies, for the kernels' time.
     const kernelsOnly = exec.capture(false);
     let gpuStats: Stats, compute: Stats;
