@@ -17,7 +17,8 @@
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
-# BRAID_CONV_ENGINES=0 in the environment leaves cuDNN's engine configurations out of tuning.
+# BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:
+# none).
 # Usage: bash bench/device.sh test-gpu compare-b1
 set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH

@@ -465,19 +465,24 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
 
 /* cuDNN engine configurations the tuner also times: the heuristic's first few for the stream's
  * SM budget (0, the whole device, when the stream has all of it), with the epilogue fused into
- * the graph where it can be and without. BRAID_CONV_ENGINES=0 leaves them out (for comparing). */
+ * the graph where it can be and without: 3 fused and 2 plain ranks, or with BRAID_CONV_ENGINES=K
+ * K of each (0: none, for comparing; at most ENGINE_RANKS). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
                                   bool extra, std::vector<int>* out) {
-  const char* off = std::getenv("BRAID_CONV_ENGINES");
-  if (off != nullptr && std::strcmp(off, "0") == 0) return;
+  int fused_tries = ENGINE_FUSED_TRIES, plain_tries = ENGINE_PLAIN_TRIES;
+  if (const char* env = std::getenv("BRAID_CONV_ENGINES")) {
+    const int k = std::atoi(env);
+    fused_tries = plain_tries = k < 0 ? 0 : k > ENGINE_RANKS ? ENGINE_RANKS : k;
+  }
   const int target = s->sms < c->sms ? s->sms : 0;
   const bool has_epilogue = extra || p->activation != BRAID_ACT_NONE;
   const bool fuse = has_epilogue && engine_fusable(p);
-  for (int r = 0; fuse && r < ENGINE_FUSED_TRIES; r++)
+  for (int r = 0; fuse && r < fused_tries; r++)
     out->push_back(engine_id(EngineChoice{true, r, target}));
-  const int plain = has_epilogue ? ENGINE_PLAIN_TRIES : ENGINE_FUSED_TRIES;
+  /* Without an epilogue the fused graph is the plain one: its tries go to the plain graph. */
+  const int plain = has_epilogue ? plain_tries : fused_tries;
   for (int r = 0; r < plain; r++) out->push_back(engine_id(EngineChoice{false, r, target}));
 }
 
