@@ -1,8 +1,33 @@
-/** Shared by the test files: an assertion on BraidErrors, and a small branchy network. */
+/**
+ * Shared by the test files: the run's seed and case seeds, failure-message helpers, an assertion
+ * on BraidErrors, and small networks.
+ */
 import { assert } from "./deps.ts";
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
 import type { Graph } from "../lib/ir/graph.ts";
+
+/** A seed for this run (BRAID_TEST_SEED reproduces a failure). */
+export const BASE_SEED = Number(Deno.env.get("BRAID_TEST_SEED") ?? Date.now()) >>> 0;
+
+/** FNV-1a of a case's name: its seed is BASE_SEED ^ hash(name). */
+export function hash(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** The few elements that differ most (NaN first), for failure messages. */
+export function worstElements(got: ArrayLike<number>, want: ArrayLike<number>, count = 5): string {
+  const n = Math.min(got.length, want.length);
+  const order = Array.from({ length: n }, (_, i) => i);
+  const diff = (i: number) => {
+    const d = Math.abs(got[i] - want[i]);
+    return Number.isNaN(d) ? Infinity : d;
+  };
+  order.sort((i, j) => diff(j) - diff(i));
+  return order.slice(0, count).map((i) => `[${i}] got ${got[i]} want ${want[i]}`).join("; ");
+}
 
 /** Asserts that `f` throws (or rejects with) a BraidError of `code`, its message matching. */
 export async function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp) {

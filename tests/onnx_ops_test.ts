@@ -13,6 +13,7 @@ import { OPS } from "../lib/ir/ops.ts";
 import { MAPPERS } from "../lib/onnx/mappers.ts";
 import { Random } from "../lib/util/random.ts";
 import * as ref from "./reference.ts";
+import { BASE_SEED, hash } from "./helpers.ts";
 import {
   DataType,
   encodeOnnx,
@@ -28,7 +29,6 @@ import {
 } from "./onnx_encoder.ts";
 
 const TOLERANCE = 1e-5;
-const BASE_SEED = Number(Deno.env.get("BRAID_TEST_SEED") ?? Date.now()) >>> 0;
 
 // ------------------------------------------------------------------------------ case description
 
@@ -611,12 +611,6 @@ async function runCase(k: Case): Promise<void> {
     const error = ref.relativeError(got[name], want[name].data);
     assert(error < TOLERANCE, `${where}: "${name}" relative error ${error} >= ${TOLERANCE}`);
   }
-}
-
-function hash(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
 }
 
 Deno.test("every ONNX op the importer maps has a test case", () => {

@@ -9,8 +9,9 @@
  */
 import { Backend } from "../../ffi/backend.ts";
 import { relativeError } from "../reference.ts";
+import { BASE_SEED, hash, worstElements } from "../helpers.ts";
 
-export { relativeError };
+export { BASE_SEED, hash, relativeError };
 
 /** Whether the GPU tests must run (set by `make test-gpu`). */
 export const REQUIRED = Deno.env.get("BRAID_GPU_TESTS") === "1";
@@ -70,25 +71,4 @@ export function expectClose(
     );
   }
   return error;
-}
-
-/** The few elements that differ most, for failure messages. */
-export function worstElements(got: ArrayLike<number>, want: ArrayLike<number>, count = 5): string {
-  const n = Math.min(got.length, want.length);
-  const order = Array.from({ length: n }, (_, i) => i);
-  const diff = (i: number) => {
-    const d = Math.abs(got[i] - want[i]);
-    return Number.isNaN(d) ? Infinity : d;
-  };
-  order.sort((i, j) => diff(j) - diff(i));
-  return order.slice(0, count).map((i) => `[${i}] got ${got[i]} want ${want[i]}`).join("; ");
-}
-
-/** A seed for this run (BRAID_TEST_SEED reproduces a failure). */
-export const BASE_SEED = Number(Deno.env.get("BRAID_TEST_SEED") ?? Date.now()) >>> 0;
-
-export function hash(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return h >>> 0;
 }

@@ -7,166 +7,55 @@
  * (16-byte vectors with tails, block-per-row reductions, cuDNN and cuBLASLt at model sizes).
  */
 import { Session } from "../../mod.ts";
-import { GraphBuilder } from "../../lib/ir/builder.ts";
-import { type Graph, numel } from "../../lib/ir/graph.ts";
-import {
-  type AttrsByOp,
-  type FusedActivation,
-  type OpName,
-  OPS,
-  windowOutput,
-} from "../../lib/ir/ops.ts";
+import { type AttrsByOp, type OpName, OPS } from "../../lib/ir/ops.ts";
 import type { PrecisionOption } from "../../lib/runtime/session.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
+import {
+  ACT,
+  away,
+  buildCase,
+  caseList,
+  commonConvCases,
+  constant,
+  convCases,
+  indices,
+  type OpCase,
+  type Operand,
+  u,
+} from "../op_cases.ts";
 
 const gpuTest = gpuSuite("ops_gpu_test.ts");
 
 const FP32_TOLERANCE = 1e-5;
 const TF32_TOLERANCE = 3e-3;
 
-type Draw = (rng: Random, i: number) => number;
-interface Operand {
-  shape: number[];
-  dtype: "float32" | "int32";
-  draw: Draw;
-  constant?: boolean;
-}
-interface OpCase {
-  op: OpName;
-  name: string;
-  operands: (Operand | null)[];
-  attrs: Record<string, unknown>;
-}
-
-const u = (shape: number[], lo = -1, hi = 1): Operand => ({
-  shape,
-  dtype: "float32",
-  draw: (rng) => rng.uniform(lo, hi),
-});
-const away = (shape: number[]): Operand => ({
-  shape,
-  dtype: "float32",
-  draw: (rng) => (rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.5, 1.5),
-});
-const constant = (o: Operand): Operand => ({ ...o, constant: true });
-const indices = (shape: number[], dim: number): Operand => ({
-  shape,
-  dtype: "int32",
-  draw: (rng, i) => (i % 2 === 1 ? rng.int(-dim, -1) : rng.int(0, dim - 1)),
-});
-
-const CASES: OpCase[] = [];
-function add<K extends OpName>(
-  op: K,
-  name: string,
-  operands: (Operand | null)[],
-  attrs: Partial<AttrsByOp[K]> = {},
-) {
-  CASES.push({ op, name, operands, attrs });
-}
-
-const ACT: Record<string, FusedActivation> = {
-  none: { activation: "none", actMin: 0, actMax: 0 },
-  relu: { activation: "relu", actMin: 0, actMax: 0 },
-  relu6: { activation: "clamp", actMin: 0, actMax: 6 },
-  clamp: { activation: "clamp", actMin: -0.25, actMax: 0.5 },
-  sigmoid: { activation: "sigmoid", actMin: 0, actMax: 0 },
-  tanh: { activation: "tanh", actMin: 0, actMax: 0 },
-  gelu: { activation: "gelu", actMin: 0, actMax: 0 },
-};
+const { cases: CASES, add } = caseList();
 
 // ------------------------------------------------------------------------------ the cases
 
-const CONV_CASES: OpCase[] = [];
-{
-  const conv = (
-    name: string,
-    x: number[],
-    w: number[],
-    a: Partial<AttrsByOp["Conv2d"]>,
-    o: { bias?: boolean; residual?: boolean } = {},
-  ) => {
-    const [n, , h, wd] = x;
-    const [k, , kh, kw] = w;
-    const [sh, sw] = a.strides ?? [1, 1];
-    const [pt, pl, pb, pr] = a.pads ?? [0, 0, 0, 0];
-    const [dh, dw] = a.dilations ?? [1, 1];
-    const out = [n, k, windowOutput(h, kh, sh, pt, pb, dh), windowOutput(wd, kw, sw, pl, pr, dw)];
-    const operands = [u(x), u(w), o.bias ?? true ? u([k]) : null];
-    if (o.residual) operands.push(u(out));
-    const extras = `${o.bias ?? true ? "" : ", no bias"}${o.residual ? ", residual" : ""}`;
-    const act = a.activation ? `, ${a.activation}` : "";
-    add("Conv2d", `${name}${extras}${act}`, operands, a);
-    CONV_CASES.push(CASES[CASES.length - 1]);
-  };
-  conv("3x3 pad 1", [2, 4, 9, 9], [8, 4, 3, 3], { pads: [1, 1, 1, 1] });
-  conv("7x7 stride 2 pad 3", [2, 3, 16, 16], [8, 3, 7, 7], {
-    strides: [2, 2],
-    pads: [3, 3, 3, 3],
-    ...ACT.relu,
-  });
-  conv("1x1", [2, 16, 5, 6], [8, 16, 1, 1], {}, { bias: false });
-  conv("1x1 stride 2", [1, 8, 7, 7], [12, 8, 1, 1], { strides: [2, 2], ...ACT.relu6 });
-  conv("depthwise 3x3 groups=C pad 1", [2, 8, 10, 10], [8, 1, 3, 3], {
-    groups: 8,
-    pads: [1, 1, 1, 1],
-    ...ACT.relu6,
-  });
-  conv("depthwise 3x3 groups=C stride 2 pad 1", [2, 6, 9, 9], [6, 1, 3, 3], {
-    groups: 6,
-    strides: [2, 2],
-    pads: [1, 1, 1, 1],
-  });
-  conv("depthwise multiplier 2 (groups=4, 4→8)", [1, 4, 6, 6], [8, 1, 3, 3], {
-    groups: 4,
-    pads: [1, 1, 1, 1],
-    ...ACT.tanh,
-  });
-  conv("groups=2 3x3", [2, 4, 7, 8], [6, 2, 3, 3], { groups: 2, ...ACT.sigmoid });
-  conv("dilation 2 pad 2", [2, 3, 11, 11], [5, 3, 3, 3], {
-    dilations: [2, 2],
-    pads: [2, 2, 2, 2],
-    ...ACT.tanh,
-  });
-  conv("asymmetric pads [1, 0, 2, 1] stride 2 (direct kernel)", [2, 3, 8, 9], [4, 3, 3, 3], {
-    strides: [2, 2],
-    pads: [1, 0, 2, 1],
-    ...ACT.gelu,
-  });
-  conv("3x5 kernel stride [1, 2] dilation [2, 1] pads [0, 2, 1, 0]", [1, 3, 10, 12], [4, 3, 3, 5], {
-    strides: [1, 2],
-    dilations: [2, 1],
-    pads: [0, 2, 1, 0],
-  });
-  conv("3x3 pad 1", [2, 4, 6, 6], [4, 4, 3, 3], { pads: [1, 1, 1, 1], ...ACT.relu }, {
-    residual: true,
-  });
-  conv("3x3", [2, 4, 6, 6], [3, 4, 3, 3], {}, { bias: false, residual: true });
-  conv("1x1 groups=2", [2, 8, 5, 5], [8, 4, 1, 1], { groups: 2, ...ACT.gelu }, { residual: true });
-  conv("3x3 pad 1", [1, 5, 6, 7], [6, 5, 3, 3], { pads: [1, 1, 1, 1], ...ACT.clamp });
-  conv("stride 3 kernel 2 (windows skip pixels)", [1, 2, 10, 11], [3, 2, 2, 2], {
-    strides: [3, 3],
-  });
+const conv = convCases(add);
+const CONV_CASES: OpCase[] = [
+  ...commonConvCases(conv),
   // Model-sized layers: what cuDNN's fused path and the tuner really see.
   conv("resnet 3x3 64→64 on 28x28 pad 1", [1, 64, 28, 28], [64, 64, 3, 3], {
     pads: [1, 1, 1, 1],
     ...ACT.relu,
-  }, { residual: true });
-  conv("resnet 1x1 256→64 on 14x14", [2, 256, 14, 14], [64, 256, 1, 1], ACT.relu);
+  }, { residual: true }),
+  conv("resnet 1x1 256→64 on 14x14", [2, 256, 14, 14], [64, 256, 1, 1], ACT.relu),
   conv("stem 7x7 stride 2 pad 3 on 3x64x64", [1, 3, 64, 64], [32, 3, 7, 7], {
     strides: [2, 2],
     pads: [3, 3, 3, 3],
     ...ACT.relu,
-  });
+  }),
   conv("downsample 1x1 stride 2, bias, no activation", [1, 64, 28, 28], [128, 64, 1, 1], {
     strides: [2, 2],
-  });
+  }),
   conv("3x3 128→32 no bias, no activation (DenseNet)", [1, 128, 14, 14], [32, 128, 3, 3], {
     pads: [1, 1, 1, 1],
-  }, { bias: false });
-}
+  }, { bias: false }),
+];
 
 {
   const bn = (x: number[], epsilon?: number) => {
@@ -438,31 +327,6 @@ add("Dropout", "ratio 0.5 [2, 3, 4]", [u([2, 3, 4])]);
 add("Dropout", "ratio 0.1 [4, 9]", [u([4, 9])], { ratio: 0.1 });
 
 // ------------------------------------------------------------------------------ running a case
-
-type Feeds = Record<string, Float32Array | Int32Array>;
-
-/** A one-node graph; operands are graph inputs where the batch allows, else initializers. */
-function buildCase(c: OpCase, rng: Random): { graph: Graph; feeds: Feeds } {
-  const b = new GraphBuilder(`${c.op}: ${c.name}`);
-  const feeds: Feeds = {};
-  let batch: number | undefined;
-  const names = c.operands.map((o, i) => {
-    if (!o) return "";
-    const data = o.dtype === "int32"
-      ? new Int32Array(numel(o.shape))
-      : new Float32Array(numel(o.shape));
-    for (let j = 0; j < data.length; j++) data[j] = o.draw(rng, j);
-    const name = `in${i}`;
-    if (!o.constant && (batch === undefined || o.shape[0] === batch)) {
-      batch ??= o.shape[0];
-      feeds[name] = data;
-      return b.input(name, o.shape, o.dtype);
-    }
-    return b.constant(name, { dtype: o.dtype, shape: [...o.shape], data });
-  });
-  b.output(b.node(c.op, names, c.attrs, "node"));
-  return { graph: b.build(), feeds };
-}
 
 async function runCase(
   c: OpCase,
