@@ -139,8 +139,7 @@ if (parts.has("c")) {
     `(c) pool: ${pool.workers} workers, jobs ${JSON.stringify(pool.jobs)}, ` +
       `${pool.prefetched} ops/stages measured ahead, busy ` +
       pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s; worker time in plans " +
-      `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, trials ` +
-      `${f(pool.kindMs.trials / 1000, 1)} s (${pool.trials} schedules), chooses ` +
+      `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
       `${f(pool.kindMs.choose / 1000, 1)} s, tunes ` +
       `${f(pool.kindMs.tune / 1000, 1)} s; ran ` +
       pool.timeline.filter((j) => j.kind === "tune" || j.kind === "choose").map((j) =>

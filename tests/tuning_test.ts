@@ -212,35 +212,6 @@ Deno.test("tuning under a budget: stage costs, op times and auto's choice are ke
   }
 });
 
-Deno.test("auto's candidate trials are kept by what a schedule runs, under the SM budget", async () => {
-  const g = branchyNet();
-  const shapes = inferShapes(g, 1);
-  const cache = new TuningCache();
-  const at = (sms: number) => new BudgetTuning(cache, h200, sms, g, shapes, "tf32");
-  const ios = iosSchedule(scheduleContext(g, shapes));
-  let measured = 0;
-  const measure = (ms: number) => () => (measured++, ms);
-  assert.equal(at(32).trial(ios, measure(0.5)), 0.5);
-  // A pool worker timed it: the session's auto finds it, even under another name.
-  assert.equal(at(32).trial({ ...ios, scheduler: "auto:ios" }, measure(9)), 0.5);
-  assert.equal(at(132).trial(ios, measure(0.3)), 0.3, "the whole GPU times its own");
-  const ranked = {
-    ...ios,
-    priorities: Array.from({ length: ios.streams }, (_, i) => i === 0 ? 1 : 0),
-  };
-  assert.equal(at(32).trial(ranked, measure(0.4)), 0.4, "stream priorities make another schedule");
-  assert.equal(measured, 3);
-  // Kept with the stage costs: a saved cache carries them to the session that chooses.
-  const file = await Deno.makeTempFile();
-  try {
-    await cache.save(file);
-    const loaded = await TuningCache.load(file);
-    assert.equal(new BudgetTuning(loaded, h200, 32, g, shapes, "tf32").trial(ios, measure(7)), 0.5);
-  } finally {
-    await Deno.remove(file);
-  }
-});
-
 Deno.test("stages of repeated blocks are measured once, and ios chooses as before", () => {
   const precision = { convTf32: true, matmulTf32: false };
   for (

@@ -195,7 +195,7 @@ export async function tune(files: string[], options: TuneOptions): Promise<numbe
   const sum = run.results.reduce((s, r) => s + r.wallMs, 0);
   const how = run.pool
     ? `concurrently by ${run.pool.workers} workers on ${options.sms}-SM partitions ` +
-      `(${run.pool.prefetched} ops/stages and ${run.pool.trials} candidate schedules timed ahead)`
+      `(${run.pool.prefetched} ops/stages measured ahead)`
     : "one after another";
   console.log(
     `${run.results.length} model${run.results.length === 1 ? "" : "s"} tuned ${how}: ` +

@@ -23,15 +23,13 @@ import type { WorkerMessage } from "./tune_worker.ts";
 export interface PoolReport {
   workers: number;
   /** Jobs run, by kind. */
-  jobs: { plan: number; stages: number; trials: number; choose: number; tune: number };
+  jobs: { plan: number; stages: number; choose: number; tune: number };
   /** Ops and stages measured by plan and stage jobs (before the models' tuning). */
   prefetched: number;
-  /** Candidate schedules timed by trials jobs (auto then only confirms its pick). */
-  trials: number;
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
   /** Worker time spent in each kind of job, ms. */
-  kindMs: { plan: number; stages: number; trials: number; choose: number; tune: number };
+  kindMs: { plan: number; stages: number; choose: number; tune: number };
   /** Every job: its worker, kind, model, start and end (ms since the pool started). */
   timeline: {
     worker: number;
@@ -46,7 +44,6 @@ interface Reply {
   reply?: {
     stages?: PlannedStage[];
     measured?: number;
-    trials?: number;
     result?: TuneResult;
   };
   closed?: boolean;
@@ -63,7 +60,7 @@ class PoolWorker {
   #answer: ((r: Reply) => void) | undefined;
   sent = 0;
   busyMs = 0;
-  /** The model variants this worker has set up (variantId): any job but a tune sets one up. */
+  /** The model variants this worker has set up (variantId): its plan, stage and choose jobs. */
   readonly holds = new Set<string>();
 
   constructor() {
@@ -103,9 +100,6 @@ const describeJob = (job: PoolJob) =>
     ? `planning ${job.file} (variant ${job.variant})`
     : job.kind === "stages"
     ? `measuring ${job.stages.length} stages of ${job.file}`
-    : job.kind === "trials"
-    ? `timing candidate schedules of ${job.file} (variant ${job.variant}, share ${job.part + 1} ` +
-      `of ${job.parts})`
     : job.kind === "choose"
     ? `choosing a schedule for ${job.file} (variant ${job.variant})`
     : `tuning ${job.file}`;
@@ -131,11 +125,10 @@ export async function tunePooled(
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {
     workers: workers.length,
-    jobs: { plan: 0, stages: 0, trials: 0, choose: 0, tune: 0 },
+    jobs: { plan: 0, stages: 0, choose: 0, tune: 0 },
     prefetched: 0,
-    trials: 0,
     busyMs: [],
-    kindMs: { plan: 0, stages: 0, trials: 0, choose: 0, tune: 0 },
+    kindMs: { plan: 0, stages: 0, choose: 0, tune: 0 },
     timeline: [],
   };
   const origin = performance.now();
@@ -143,8 +136,7 @@ export async function tunePooled(
     const models = await Promise.all(
       files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
     );
-    // auto's candidate schedules are timed in as many shares as there are workers.
-    queue = new TuneQueue(models, 64, options.scheduler === "auto" ? workers.length : 0);
+    queue = new TuneQueue(models);
     const failed = (await starting).find((r) => r.error);
     if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
 
@@ -178,7 +170,6 @@ export async function tunePooled(
       }
       cache.merge(TuningCache.fromJSON(r.cache!, "a tuning worker's entries"));
       pool.jobs[job.kind]++;
-      pool.trials += r.reply!.trials ?? 0;
       const measured = r.reply!.measured ?? 0;
       pool.prefetched += measured;
       prefetched.set(job.file, (prefetched.get(job.file) ?? 0) + measured);

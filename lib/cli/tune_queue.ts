@@ -5,12 +5,9 @@
  *          will time (stage_prefetch.ts);
  *   stages a chunk of those stages, measured into the tuning cache (any worker: the budget is
  *          the same);
- *   trials one share of a variant's candidate schedules (auto's), timed into the cache; ready
- *          once the model's plans and stage chunks are done (the candidates depend on the stage
- *          costs), the shares side by side on different workers;
  *   choose one variant of a model with several (auto's graph and its merged form): auto's
- *          confirming timings for it (the rest are the trials'), its choice cached; ready once
- *          the model's trials are done, the variants side by side on different workers;
+ *          whole-schedule timings for it, its choice cached; ready once the model's plans and
+ *          stage chunks are done, the variants side by side on different workers;
  *   tune   the model's session tuning, which finds every planned stage cached (and each variant's
  *          choice, when they were chosen apart) and keeps the faster variant; ready after that.
  * A stage planned twice (the same structure in two models or variants) is measured once. A
@@ -29,7 +26,6 @@ export const variantId = (file: string, variant: number) => `${file}#${variant}`
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
   | { kind: "stages"; file: string; variant: number; stages: PlannedStage[] }
-  | { kind: "trials"; file: string; variant: number; part: number; parts: number }
   | { kind: "choose"; file: string; variant: number }
   | { kind: "tune"; file: string };
 
@@ -39,11 +35,8 @@ interface ModelWork {
   /** Jobs of the current phase handed out or queued and not yet finished. */
   open: number;
   planned: number;
-  /**
-   * measure: plans and stage chunks; trials: each variant's shares of candidates; choose: each
-   * variant's choice; tune: the last job.
-   */
-  phase: "measure" | "trials" | "choose" | "tune";
+  /** measure: plans and stage chunks; choose: each variant's choice; tune: the last job. */
+  phase: "measure" | "choose" | "tune";
 }
 
 export class TuneQueue {
@@ -56,15 +49,8 @@ export class TuneQueue {
   readonly #keys = new Set<string>();
   #unfinished = 0;
 
-  /**
-   * `variants`: how many graph variants each model's plan covers (0: nothing to measure);
-   * `trialParts`: how many shares a variant's candidate schedules are timed in (0: none ahead).
-   */
-  constructor(
-    models: { file: string; variants: number }[],
-    readonly chunkSize = 64,
-    readonly trialParts = 0,
-  ) {
+  /** `variants`: how many graph variants each model's plan covers (0: nothing to measure). */
+  constructor(models: { file: string; variants: number }[], readonly chunkSize = 64) {
     for (const { file, variants } of models) {
       const work: ModelWork = { file, variants, open: variants, planned: 0, phase: "measure" };
       this.#models.set(file, work);
@@ -87,8 +73,7 @@ export class TuneQueue {
     const plan = this.#plans.shift();
     if (plan) return plan;
     const held = (job: PoolJob) =>
-      (job.kind === "choose" || job.kind === "trials") &&
-      holds.has(variantId(job.file, job.variant));
+      job.kind === "choose" && holds.has(variantId(job.file, job.variant));
     const ready = Math.max(0, this.#ready.findIndex(held));
     if (this.#ready.length > 0) return this.#ready.splice(ready, 1)[0];
     let best: { id: string; held: boolean; planned: number } | undefined;
@@ -135,17 +120,7 @@ export class TuneQueue {
   #advance(work: ModelWork): void {
     if (work.open > 0 || work.phase === "tune") return;
     const { file } = work;
-    if (work.phase === "measure" && work.variants > 0 && this.trialParts > 0) {
-      work.phase = "trials";
-      for (let variant = 0; variant < work.variants; variant++) {
-        for (let part = 0; part < this.trialParts; part++) {
-          this.#ready.push({ kind: "trials", file, variant, part, parts: this.trialParts });
-        }
-      }
-      work.open = work.variants * this.trialParts;
-      return;
-    }
-    if ((work.phase === "measure" || work.phase === "trials") && work.variants > 1) {
+    if (work.phase === "measure" && work.variants > 1) {
       work.phase = "choose";
       for (let variant = 0; variant < work.variants; variant++) {
         this.#ready.push({ kind: "choose", file, variant });

@@ -79,11 +79,6 @@ async function run(job: PoolJob): Promise<unknown> {
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return { measured: await choose(prefetch, job.variant) };
   const before = prefetch.measured;
-  if (job.kind === "trials") {
-    // Any op or stage a trial needs and the plan missed is measured (and counted) here.
-    const trials = prefetch.trials(job.part, job.parts);
-    return { trials, measured: prefetch.measured - before };
-  }
   const stages = job.kind === "plan" ? await prefetch.plan(options.scheduler) : undefined;
   if (job.kind === "stages") prefetch.measure(job.stages);
   return { stages, measured: prefetch.measured - before };

@@ -11,7 +11,6 @@ import { inferShapes } from "../ir/validate.ts";
 import { planMemory } from "../memory/planner.ts";
 import { mergeCandidates, mergeSiblingConvs } from "../passes/mod.ts";
 import { makeSchedule, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
-import { scheduleFingerprint } from "../schedule/auto.ts";
 import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, type ExecutableOptions, Resources, Weights } from "./executable.ts";
@@ -56,15 +55,8 @@ export async function prepare(
   try {
     const weights = new Weights(backend, resources, graph);
     const trials: Trial[] = [];
-    const tuned = budgetTuning(options, graph, shapes);
-    // A candidate's first timing may have been made ahead (a tuning pool's trials); auto's
-    // confirming second timing is always made now.
-    const timed = new Set<string>();
     const measure = (schedule: Schedule) => {
-      const time = () => timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
-      const fingerprint = scheduleFingerprint(schedule);
-      const ms = timed.has(fingerprint) ? time() : tuned.trial(schedule, time);
-      timed.add(fingerprint);
+      const ms = timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
       trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
       return ms;
     };
@@ -75,6 +67,7 @@ export async function prepare(
       { measure },
     );
     // What was tuned for this graph under this SM budget: auto's choice ends the search at once.
+    const tuned = budgetTuning(options, graph, shapes);
     const tunes = backend.kind === "cuda" && scheduler === "auto";
     const cached = tunes ? tuned.schedule(label + "auto") : undefined;
     if (cached) {
@@ -178,7 +171,7 @@ export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
  * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
  * executable with its own arena and streams, sharing the uploaded weights), then freed.
  */
-export function timeSchedule(
+function timeSchedule(
   backend: Backend,
   ctx: bigint,
   graph: Graph,

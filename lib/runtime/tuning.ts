@@ -6,10 +6,7 @@
  * - stage costs: the time of one IOS stage (groups of ops run concurrently), keyed by what it
  *   runs (stageStructure: ops, attributes, shapes, batch, precision), and of every op alone,
  *   keyed by the graph's signature (graphSignature);
- * - schedule choices: the schedule auto measured fastest, with its time and the trials; and the
- *   time of each candidate auto measures (a trial, keyed by the graph's signature and what the
- *   schedule runs), kept with the stage costs (in ms), so the candidates can be timed apart
- *   (on a tuning pool's workers) before auto compares them.
+ * - schedule choices: the schedule auto measured fastest, with its time and the trials.
  * A session running under an SM budget reads and writes the entries of that budget only, so a
  * model tuned inside a 32-SM partition runs with what was fastest on 32 SMs. Saved to and loaded
  * from a JSON file ("braid-tuning/2"; files of format 1 hold conv entries only and still load).
@@ -19,7 +16,6 @@ import { readFile, writeFile } from "../platform.ts";
 import type { DeviceInfo } from "../../ffi/backend.ts";
 import type { Graph, Value } from "../ir/graph.ts";
 import type { Schedule } from "../schedule/schedule.ts";
-import { scheduleFingerprint } from "../schedule/auto.ts";
 
 export interface ConvChoice {
   algorithm: number;
@@ -97,11 +93,6 @@ export class TuningCache {
     scheduler: string,
   ): string {
     return TuningCache.key(device, smBudget, "schedule", `${graph}:${scheduler}`);
-  }
-
-  /** The key of one whole-schedule trial of a graph (by scheduleFingerprint's hash). */
-  static trialKey(device: DeviceInfo, smBudget: number, graph: string, schedule: string): string {
-    return TuningCache.key(device, smBudget, "trial", `${graph}:${schedule}`);
   }
 
   /** The SM budget a key was made for. */
@@ -405,24 +396,6 @@ export class BudgetTuning {
     const choice = this.cache.getSchedule(key);
     if (choice) this.counts.scheduleCached = true;
     return choice;
-  }
-
-  /**
-   * A candidate schedule's replay time, ms: cached (a pool worker timed it ahead), or measured
-   * now and stored.
-   */
-  trial(schedule: Schedule, measure: () => number): number {
-    const key = TuningCache.trialKey(
-      this.device,
-      this.smBudget,
-      this.signature,
-      hash64(scheduleFingerprint(schedule)),
-    );
-    const cached = this.cache.getStage(key);
-    if (cached !== undefined) return cached;
-    const ms = measure();
-    this.cache.setStage(key, ms);
-    return ms;
   }
 
   putSchedule(scheduler: string, choice: ScheduleChoice): void {

@@ -95,17 +95,9 @@ export function autoCandidates(ctx: ScheduleContext, options: AutoOptions = {}):
   // The same launches under two names are measured once.
   const seen = new Set<string>();
   return candidates.filter((s) => {
-    const key = scheduleFingerprint(s);
+    const key = JSON.stringify([s.launches.map((l) => [l.node, l.stream]), s.priorities]);
     return !seen.has(key) && seen.add(key);
   });
-}
-
-/**
- * What a schedule runs, whatever its name: each launch's node and stream, in order, and the
- * streams' priorities (its waits and events follow from those).
- */
-export function scheduleFingerprint(s: Schedule): string {
-  return JSON.stringify([s.launches.map((l) => [l.node, l.stream]), s.priorities]);
 }
 
 export function autoSearch(

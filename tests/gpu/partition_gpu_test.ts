@@ -229,9 +229,6 @@ gpuTest(
       const { results, pool } = await tunePooled(files, options, [0, 1], tuning);
       assert.equal(pool.jobs.tune, 2);
       assert.ok(pool.prefetched > 0 && pool.jobs.stages > 0, JSON.stringify(pool.jobs));
-      // auto's candidates were timed in shares on both workers before the models chose.
-      assert.equal(pool.jobs.trials, 2 * pool.jobs.plan, "two shares a variant");
-      assert.ok(pool.trials >= 2 * pool.jobs.tune, `${pool.trials} candidates timed ahead`);
       for (const r of results) assert.equal(r.smBudget, 32, `${r.model}: tuned for 32 SMs`);
       // The models' own tunings found every op and stage the pool measured.
       const own = pool.timeline.filter((j) => j.kind === "tune");
@@ -247,8 +244,7 @@ gpuTest(
       assert.equal(r.tuning.measured, 0);
       assert.equal(r.scheduler, results[1].scheduler, "and runs the pool's choice");
       console.log(
-        `  pool of 2: ${pool.prefetched} ops/stages and ${pool.trials} schedules ahead, jobs ` +
-          `${JSON.stringify(pool.jobs)}, ` +
+        `  pool of 2: ${pool.prefetched} ops/stages ahead, jobs ${JSON.stringify(pool.jobs)}, ` +
           `busy ${pool.busyMs.map((ms) => (ms / 1000).toFixed(1)).join(" / ")} s`,
       );
     } finally {
