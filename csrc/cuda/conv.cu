@@ -377,10 +377,17 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
     if ((st = stream_scratch(s, fn, &scratch))) return st;
     workspace = (uint64_t)(uintptr_t)scratch;
   }
-  if (pl->path == PATH_ENGINE && pl->ws > (size_t)p->workspace_bytes)
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn,
-                p->algorithm, pl->ws, p->workspace_bytes);
+  if (pl->path == PATH_ENGINE && pl->ws > (size_t)p->workspace_bytes) {
+    if (strict)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: algorithm %d needs %zu bytes of workspace; the record gives %d", fn,
+                  p->algorithm, pl->ws, p->workspace_bytes);
+    /* Built for other operands than it was tuned on, the plan wants more scratch than the
+     * record has: the heuristic's algorithm within it instead. */
+    braid_conv2d_params heuristic = *p;
+    heuristic.algorithm = -1;
+    return run_conv(c, s, fn, &heuristic, x, w, bias, residual, y, workspace, false);
+  }
   if (pl->ws > 0 && workspace == 0)
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d needs %zu bytes of workspace but the workspace address is 0", fn,
