@@ -452,6 +452,7 @@ export class Executable {
           if (scratch === undefined) {
             scratch = backend.bufferAlloc(ctx, TUNING_WORKSPACE);
             this.#fillRandom(arena, this.plan.arenaBytes);
+            this.#zeroIndexInputs(address);
           }
           const values = { ...call.values, workspace_bytes: TUNING_WORKSPACE };
           const tensors = call.tensors.map((v, k) => (k === 5 ? scratch! : address(v)));
@@ -469,10 +470,7 @@ export class Executable {
         }
       }
     } finally {
-      if (scratch !== undefined) {
-        backend.bufferFree(ctx, scratch);
-        this.#zeroIndexInputs(address);
-      }
+      if (scratch !== undefined) backend.bufferFree(ctx, scratch);
     }
     // Workspaces, shared by convolutions that are ordered (lib/memory/workspaces.ts).
     const need = new Map(convs.map((i) => {
@@ -487,8 +485,9 @@ export class Executable {
   }
 
   /**
-   * Zeroes the integer graph inputs (gather indices) after the arena was filled with random
-   * floats: a replay or warm-up run before the first real input then reads valid indices.
+   * Zeroes the integer graph inputs (gather indices) of an arena just filled with random floats
+   * for the conv tuner (which reads floats only): a replay or warm-up run before the first real
+   * input then reads valid indices.
    */
   #zeroIndexInputs(address: (v: string) => bigint): void {
     const ctx = this.resources.ctx;
