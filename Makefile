@@ -21,10 +21,21 @@ CUDA_HOME ?= /usr/local/cuda
 NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall -Icsrc/include \
              -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
 CUDA_SOURCES := $(wildcard csrc/cuda/*.cu)
+CUDA_OBJECTS := $(patsubst csrc/cuda/%.cu,build/cuda/%.o,$(CUDA_SOURCES))
 CUDA_HEADERS := csrc/include/braid.h $(wildcard csrc/cuda/*.h) $(wildcard csrc/cuda/*.cuh)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas
+# cuDNN (and cuBLAS) outside the toolkit, e.g. unpacked from NVIDIA's nvidia-cudnn-cu13 and
+# nvidia-cublas wheels: CUDNN_HOME=<dir with include/ and lib/>, CUBLAS_HOME likewise.
+ifdef CUDNN_HOME
+NVCCFLAGS += -I$(CUDNN_HOME)/include
+CUDA_LIBS += -L$(CUDNN_HOME)/lib -Xlinker -rpath,$(CUDNN_HOME)/lib
+endif
+ifdef CUBLAS_HOME
+NVCCFLAGS += -I$(CUBLAS_HOME)/include
+CUDA_LIBS += -L$(CUBLAS_HOME)/lib -Xlinker -rpath,$(CUBLAS_HOME)/lib
+endif
 
-.PHONY: deno deps cpu cuda demo test test-node test-gpu check fmt schema onnx-schema clean
+.PHONY: deno deps cpu cuda engine-probe demo test test-node test-gpu check fmt schema onnx-schema clean
 
 $(TOOLS)/bin/deno:
 	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
@@ -47,10 +58,22 @@ build/libbraid_cpu.so: $(CPU_SOURCES) $(CPU_HEADERS)
 	$(CC) $(CFLAGS_CPU) -shared -o $@ $(CPU_SOURCES) -lm
 cpu: build/libbraid_cpu.so
 
-build/libbraid_cuda.so: $(CUDA_SOURCES) $(CUDA_HEADERS)
-	@mkdir -p build
-	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_SOURCES) $(CUDA_LIBS)
+# One object a source file, so `make -j` compiles them side by side.
+build/cuda/%.o: csrc/cuda/%.cu $(CUDA_HEADERS)
+	@mkdir -p build/cuda
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+build/libbraid_cuda.so: $(CUDA_OBJECTS)
+	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_OBJECTS) $(CUDA_LIBS)
 cuda: build/libbraid_cuda.so
+
+# cuDNN's engine plans for braid's convolutions without a GPU (cuDNN 9.8+; csrc/tools/engine_probe.cu,
+# bench/engine_probe.ts, tests/engine_probe_test.ts).
+build/tools/engine_probe.o: csrc/tools/engine_probe.cu $(CUDA_HEADERS)
+	@mkdir -p build/tools
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+build/engine_probe: build/tools/engine_probe.o $(CUDA_OBJECTS)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(CUDA_LIBS)
+engine-probe: build/engine_probe
 
 demo: cpu deps
 	@$(DENO) run $(DENO_FLAGS) lib/cli/main.ts demo
@@ -71,7 +94,7 @@ test-node: cpu deps
 # does not run `deno install`. Runs every test, the GPU ones included (BRAID_GPU_TESTS=1 makes
 # a missing GPU an error instead of a skip), then a multi-stream run under compute-sanitizer
 # (racecheck and memcheck).
-test-gpu: cpu cuda
+test-gpu: cpu cuda engine-probe
 	@BRAID_GPU_TESTS=1 $(DENO) test --cached-only $(DENO_FLAGS) --allow-run tests/
 	@DENO=$(DENO) bash tests/gpu/sanitize.sh
 

@@ -8,7 +8,8 @@
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
-#   gpu-engines      the cuDNN engine-configuration GPU tests only
+#   gpu-engines      the cuDNN engine-configuration GPU tests only, after the engine probe's
+#                    tables for the device's own description ($OUT/cudnn-device.json)
 #   zoo-rest         braid alone (sequential, auto) on randwire and bert_base (no PyTorch twin)
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
@@ -24,7 +25,7 @@ set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH
 export OUT=${OUT:-/tmp/braid-out} PYTHONUNBUFFERED=1 NO_COLOR=1
 mkdir -p "$OUT"
-make -j16 cpu cuda >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
+make -j16 cpu cuda engine-probe >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu \
   --format=csv,noheader
 cnn=${MODELS:-googlenet,inception_v3,squeezenet1_1,resnet50,densenet121}
@@ -42,7 +43,12 @@ for step in "$@"; do
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
-    gpu-engines) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/conv_engine_gpu_test.ts ;;
+    gpu-engines) ./build/engine_probe --dump-device >"$OUT/cudnn-device.json" &&
+      deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" &&
+      deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" \
+        --no-green --models googlenet &&
+      BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/conv_engine_gpu_test.ts \
+        tests/engine_probe_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \
       --schedulers sequential,opara,nimble,ios,auto ;;
     compare-b16) bash bench/compare.sh --batch 16 --models "$cnn" --no-compile \

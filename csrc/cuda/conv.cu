@@ -20,9 +20,9 @@
  * Winograd transforms lose accuracy that strict fp32 promises (engines are filtered alike).
  * Partitions: the legacy API has no SM-count target and sizes its kernels for the whole device
  * even on a partition's stream (where they still run confined); braid_conv2d_tune measures its
- * algorithms there beside engine plans targeted at the stream's budget, so a session tuned under
- * an SM budget runs what is fastest on those SMs. braid's direct kernel sizes its grid by the
- * stream's budget.
+ * algorithms there beside engine plans, those targeted at the stream's budget and the whole
+ * device's, so a session tuned under an SM budget runs what is fastest on those SMs. braid's
+ * direct kernel sizes its grid by the stream's budget.
  */
 #include "common.cuh"
 #include "conv_engine.cuh"
@@ -78,6 +78,7 @@ struct ConvCache {
 };
 
 void conv_cache_destroy(Context* c) {
+  engine_device_release(c);
   if (c->conv_cache == nullptr) return;
   for (auto& kv : c->conv_cache->map) delete kv.second;
   delete c->conv_cache;
@@ -337,10 +338,13 @@ static int32_t run_epilogue(Context* c, Stream* s, const char* fn, const braid_c
 static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2d_params* p,
                         uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
                         uint64_t workspace, bool strict = false) {
-  ConvPlan* pl = nullptr;
-  int32_t st = get_plan(c, fn, p, bias != 0, residual != 0,
-                        operand_alignment(x, w, bias, residual, y), strict, &pl);
+  /* Bound first, so a plan is built with the handle on the stream it runs on. */
+  int32_t st = bind_cudnn(c, fn, s->s);
   if (st) return st;
+  ConvPlan* pl = nullptr;
+  if ((st = get_plan(c, fn, p, bias != 0, residual != 0,
+                     operand_alignment(x, w, bias, residual, y), strict, &pl)))
+    return st;
   if (pl->path == PATH_DIRECT) {
     DirectArgs a;
     a.x = CFPTR(x);
@@ -392,7 +396,6 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d needs %zu bytes of workspace but the workspace address is 0", fn,
                 (int)pl->algo, pl->ws);
-  if ((st = bind_cudnn(c, fn, s->s))) return st;
   void* wsp = reinterpret_cast<void*>((uintptr_t)workspace);
   if (pl->path == PATH_ENGINE) {
     if ((st = engine_plan_run(c, fn, pl->engine, x, w, bias, residual, y, wsp))) return st;
@@ -470,10 +473,15 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   return BRAID_OK;
 }
 
-/* cuDNN engine configurations the tuner also times: the heuristic's first few for the stream's
- * SM budget (0, the whole device, when the stream has all of it), with the epilogue fused into
- * the graph where it can be and without: 3 fused and 2 plain ranks, or with BRAID_CONV_ENGINES=K
- * K of each (0: none, for comparing; at most ENGINE_RANKS). */
+/* cuDNN engine configurations the tuner also times: the heuristic's first few, with the epilogue
+ * fused into the graph where it can be and without (3 fused and 2 plain ranks, or with
+ * BRAID_CONV_ENGINES=K K of each; 0: none, for comparing; at most ENGINE_RANKS). On a stream
+ * with fewer SMs than the device, those the heuristic proposes for that budget come first, then
+ * the whole device's: cuDNN lists few configurations, or none, for most SM targets (cuDNN 9.24,
+ * an H200's properties, no device: none for 20..130 SMs, and none fused for any target), while
+ * the whole device's (tile shapes, cluster sizes) still differ in speed on fewer SMs, and the
+ * tuner times every candidate on the stream's own SMs. A target without configurations costs a
+ * heuristic query (~0.5 ms). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
@@ -483,14 +491,17 @@ static void add_engine_candidates(const Context* c, const Stream* s, const braid
     const int k = std::atoi(env);
     fused_tries = plain_tries = k < 0 ? 0 : k > ENGINE_RANKS ? ENGINE_RANKS : k;
   }
-  const int target = s->sms < c->sms ? s->sms : 0;
   const bool has_epilogue = extra || p->activation != BRAID_ACT_NONE;
   const bool fuse = has_epilogue && engine_fusable(p);
-  for (int r = 0; fuse && r < fused_tries; r++)
-    out->push_back(engine_id(EngineChoice{true, r, target}));
   /* Without an epilogue the fused graph is the plain one: its tries go to the plain graph. */
   const int plain = has_epilogue ? plain_tries : fused_tries;
-  for (int r = 0; r < plain; r++) out->push_back(engine_id(EngineChoice{false, r, target}));
+  const int budget = s->sms < c->sms ? s->sms : 0;
+  for (int target : {budget, 0}) {
+    for (int r = 0; fuse && r < fused_tries; r++)
+      out->push_back(engine_id(EngineChoice{true, r, target}));
+    for (int r = 0; r < plain; r++) out->push_back(engine_id(EngineChoice{false, r, target}));
+    if (target == 0) break;
+  }
 }
 
 /* Validates a conv2d parameter record and its tensor addresses (as the CPU backend does, plus

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 namespace braid_cuda {
@@ -174,9 +175,95 @@ void engine_plan_destroy(EnginePlan* e) { delete e; }
 
 size_t engine_plan_workspace(const EnginePlan* e) { return e->workspace; }
 
+namespace {
+
+/* Rewrites cuDNN's device JSON as a green context would report the device ("smCountOrigin" 1,
+ * CUDNN_SM_COUNT_ORIGIN_GREEN_CONTEXT); false where the JSON has no such field. */
+bool as_green_context(std::string& json) {
+  const std::string key = "\"smCountOrigin\"";
+  size_t at = json.find(key);
+  if (at == std::string::npos) return false;
+  at += key.size();
+  while (at < json.size() && (json[at] == ' ' || json[at] == ':')) at++;
+  size_t end = at;
+  while (end < json.size() && json[end] >= '0' && json[end] <= '9') end++;
+  if (end == at) return false;
+  json.replace(at, end - at, "1");
+  return true;
+}
+
+}  // namespace
+
+std::string engine_device_json(cudnnHandle_t handle) {
+#if CUDNN_VERSION >= 90800
+  Desc device;
+  int64_t size = 0;
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, &device.d) ||
+      cudnnBackendSetAttribute(device.d, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1,
+                               &handle) ||
+      cudnnBackendFinalize(device.d) ||
+      cudnnBackendGetAttribute(device.d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
+                               CUDNN_TYPE_CHAR, 0, &size, nullptr) ||
+      size <= 0)
+    return "";
+  std::string json((size_t)size, '\0');
+  if (cudnnBackendGetAttribute(device.d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
+                               CUDNN_TYPE_CHAR, size, &size, &json[0]))
+    return "";
+  json.resize(strnlen(json.c_str(), json.size()));
+  return json;
+#else
+  (void)handle;
+  return "";
+#endif
+}
+
+cudnnBackendDescriptor_t engine_device_properties(const char* json, bool green) {
+#if CUDNN_VERSION >= 90800
+  std::string text = json;
+  if (green && !as_green_context(text)) return nullptr;
+  Desc view;
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, &view.d) ||
+      cudnnBackendSetAttribute(view.d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+                               (int64_t)text.size() + 1, text.c_str()) ||
+      cudnnBackendFinalize(view.d))
+    return nullptr;
+  cudnnBackendDescriptor_t out = view.d;
+  view.d = nullptr;
+  return out;
+#else
+  (void)json;
+  (void)green;
+  return nullptr;
+#endif
+}
+
+EngineDevice engine_device(Context* c, int sm_target) {
+  if (sm_target <= 0 || sm_target >= c->sms) return EngineDevice{c->cudnn, nullptr};
+  if (c->green_view_state == 0) {
+    const std::string json = engine_device_json(c->cudnn);
+    c->cudnn_green_view = json.empty() ? nullptr : engine_device_properties(json.c_str(), true);
+    c->green_view_state = c->cudnn_green_view ? 1 : -1;
+  }
+  return EngineDevice{c->cudnn, c->cudnn_green_view};
+}
+
+void engine_device_release(Context* c) {
+  if (c->cudnn_green_view) cudnnBackendDestroyDescriptor(c->cudnn_green_view);
+  c->cudnn_green_view = nullptr;
+  c->green_view_state = 0;
+}
+
 int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params* p,
                            bool has_bias, bool has_res, int align, EngineChoice e,
                            EnginePlan** out) {
+  return engine_plan_build(engine_device(c, e.sm_target), fn, p, has_bias, has_res, align, e,
+                           out);
+}
+
+int32_t engine_plan_build(EngineDevice dev, const char* fn, const braid_conv2d_params* p,
+                          bool has_bias, bool has_res, int align, EngineChoice e,
+                          EnginePlan** out) {
   const int64_t pad_end[2] = {
       implied_end_pad(p->h, p->kh, p->stride_h, p->pad_top, p->dilation_h, p->oh),
       implied_end_pad(p->w, p->kw, p->stride_w, p->pad_left, p->dilation_w, p->ow)};
@@ -283,8 +370,9 @@ int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params
    * one. */
   b.create(ep->graph, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR,
            "operation graph");
-  b.set(ep->graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &c->cudnn,
-        "operation graph handle");
+  if (dev.handle)
+    b.set(ep->graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &dev.handle,
+          "operation graph handle");
   b.set(ep->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
         (int64_t)ops.size(), ops.data(), "operation graph ops");
   b.finalize(ep->graph, "operation graph");
@@ -296,6 +384,11 @@ int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params
         &ep->graph.d, "heuristic operation graph");
   b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode,
         "heuristic mode");
+#if CUDNN_VERSION >= 90800
+  if (dev.properties)
+    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+          &dev.properties, "heuristic device properties");
+#endif
   if (target > 0)
     b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_SM_COUNT_TARGET, CUDNN_TYPE_INT32, 1, &target,
           "heuristic SM count target");
@@ -332,9 +425,14 @@ int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params
            "execution plan");
   /* Deprecated in cuDNN 9 (the plan finds the handle through its graph): its status is not
    * checked, so a release that drops it still builds plans. */
-  if (b.ok())
+  if (b.ok() && dev.handle)
     (void)cudnnBackendSetAttribute(ep->plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
-                                   CUDNN_TYPE_HANDLE, 1, &c->cudnn);
+                                   CUDNN_TYPE_HANDLE, 1, &dev.handle);
+#if CUDNN_VERSION >= 90800
+  if (dev.properties)
+    b.set(ep->plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+          &dev.properties, "execution plan device properties");
+#endif
   b.set(ep->plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
         &ep->config.d, "execution plan engine config");
   b.finalize(ep->plan, "execution plan");
@@ -345,6 +443,49 @@ int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params
   ep->workspace = workspace > 0 ? (size_t)workspace : 0;
   *out = ep.release();
   return BRAID_OK;
+}
+
+void engine_plan_describe(const EnginePlan* e, char* out, size_t len) {
+  int64_t n = 0, index = -1;
+  Desc engine;
+  std::string text = "engine ?";
+  if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &engine.d) ==
+          CUDNN_STATUS_SUCCESS &&
+      cudnnBackendGetAttribute(e->config.d, CUDNN_ATTR_ENGINECFG_ENGINE,
+                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine.d) ==
+          CUDNN_STATUS_SUCCESS &&
+      cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n,
+                               &index) == CUDNN_STATUS_SUCCESS)
+    text = "engine " + std::to_string(index);
+  /* The knob choices, as cudnnBackendKnobType_t=value. */
+  constexpr int MAX_KNOBS = 32;
+  Desc knobs[MAX_KNOBS];
+  cudnnBackendDescriptor_t raw[MAX_KNOBS];
+  int made = 0;
+  while (made < MAX_KNOBS &&
+         cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &knobs[made].d) ==
+             CUDNN_STATUS_SUCCESS) {
+    raw[made] = knobs[made].d;
+    made++;
+  }
+  int64_t count = 0;
+  if (made > 0 && cudnnBackendGetAttribute(e->config.d, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                                           CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &count,
+                                           raw) == CUDNN_STATUS_SUCCESS) {
+    for (int64_t i = 0; i < count && i < made; i++) {
+      cudnnBackendKnobType_t type;
+      int64_t value = 0;
+      if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE,
+                                   CUDNN_TYPE_KNOB_TYPE, 1, &n, &type) != CUDNN_STATUS_SUCCESS ||
+          cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1,
+                                   &n, &value) != CUDNN_STATUS_SUCCESS)
+        continue;
+      text += (i == 0 ? " knobs " : ",") + std::to_string((int)type) + "=" +
+              std::to_string((long long)value);
+    }
+  }
+  text += ", workspace " + std::to_string(e->workspace);
+  snprintf(out, len, "%s", text.c_str());
 }
 
 int32_t engine_plan_run(Context* c, const char* fn, const EnginePlan* e, uint64_t x, uint64_t w,

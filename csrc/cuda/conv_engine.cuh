@@ -23,6 +23,8 @@
 
 #include "common.cuh"
 
+#include <string>
+
 namespace braid_cuda {
 
 constexpr int ENGINE_BASE = 32;
@@ -55,12 +57,39 @@ static inline bool engine_fusable(const braid_conv2d_params* p) {
 
 struct EnginePlan;
 
-/* Builds the plan of `e` for the record (has_bias, has_res: the launch passes those operands;
- * align: the bytes every operand address is a multiple of, 4, 8 or 16). Errors: a rank the
- * heuristic does not have is BRAID_ERR_UNSUPPORTED; a failing cuDNN call BRAID_ERR_CUDNN. */
+/* Builds the plan of `e` for the record on the context's cuDNN handle (has_bias, has_res: the
+ * launch passes those operands; align: the bytes every operand address is a multiple of, 4, 8 or
+ * 16). Errors: a rank the heuristic does not have is BRAID_ERR_UNSUPPORTED; a failing cuDNN call
+ * BRAID_ERR_CUDNN. */
 BRAID_HIDDEN int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params* p,
                                         bool has_bias, bool has_res, int align, EngineChoice e,
                                         EnginePlan** out);
+
+/* Where a plan is built: on a cuDNN handle's device, or (handle NULL) on a device that cuDNN's
+ * device-properties descriptor describes (cuDNN 9.8+), which needs no GPU: tools/engine_probe.cu
+ * builds the plans braid would tune on a machine without one. A plan built so can be inspected,
+ * not run. */
+struct EngineDevice {
+  cudnnHandle_t handle;
+  cudnnBackendDescriptor_t properties;
+};
+BRAID_HIDDEN int32_t engine_plan_build(EngineDevice dev, const char* fn,
+                                       const braid_conv2d_params* p, bool has_bias, bool has_res,
+                                       int align, EngineChoice e, EnginePlan** out);
+/* Where the context's plans for an SM target are built: its handle, and for a target below the
+ * whole device (a partition's budget) cuDNN's description of the device as seen from a green
+ * context, where this cuDNN can give one (cuDNN lists configurations for most SM targets only
+ * then). The context lock held. */
+BRAID_HIDDEN EngineDevice engine_device(Context* c, int sm_target);
+/* cuDNN's JSON of the handle's device, or "" where this cuDNN cannot write it (before 9.8). */
+BRAID_HIDDEN std::string engine_device_json(cudnnHandle_t handle);
+/* A device-properties descriptor from cuDNN's JSON of a device (as a green context sees it, if
+ * `green`), or NULL where this cuDNN cannot make one. */
+BRAID_HIDDEN cudnnBackendDescriptor_t engine_device_properties(const char* json, bool green);
+/* Frees what engine_device built (with the context). */
+BRAID_HIDDEN void engine_device_release(Context* c);
+/* "engine <global index> knobs <type>=<value>,..., workspace <bytes>". */
+BRAID_HIDDEN void engine_plan_describe(const EnginePlan* e, char* out, size_t len);
 BRAID_HIDDEN size_t engine_plan_workspace(const EnginePlan* e);
 /* Enqueues the plan on the stream cuDNN's handle is bound to (the context lock held). */
 BRAID_HIDDEN int32_t engine_plan_run(Context* c, const char* fn, const EnginePlan* e, uint64_t x,

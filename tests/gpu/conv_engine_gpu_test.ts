@@ -2,8 +2,9 @@
  * Convolutions on cuDNN engine configurations (csrc/cuda/conv_engine.cu): every configuration
  * braid can name (fused epilogue or not, the heuristic's first ranks, the whole device or a
  * 32-SM target) computes what the CPU backend computes, in strict fp32 and TF32, on the whole
- * device and inside a 32-SM partition; the tuner's choice among them and the legacy algorithms
- * runs too; and ids that cannot apply are clear errors.
+ * device and inside a 32-SM partition (where the heuristic may list none for the target); the
+ * tuner's choice among them and the legacy algorithms runs too; and ids that cannot apply are
+ * clear errors.
  */
 import { Backend, type Handle } from "../../ffi/backend.ts";
 import { engineAlgorithm, engineOf } from "../../ffi/conv_algorithms.ts";
@@ -163,16 +164,21 @@ function checkEngines(bind?: Partition): { ran: number; missing: string[] } {
             try {
               d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
             } catch (e) {
-              // The heuristic may list fewer usable configurations than the rank asks for, or
-              // one whose plan cuDNN then refuses to build; either is a clear error, and any
-              // other failure is a bug. Rank 0 of the convolution alone always runs.
+              // The heuristic may list fewer usable configurations than the rank asks for (for
+              // most SM targets none: cuDNN 9.24 lists none for 20..130 SMs of an H200, none
+              // fused for any target), or one whose plan cuDNN then refuses to build; either is
+              // a clear error, and any other failure is a bug. Rank 0 of the convolution alone
+              // for the whole device always runs.
               assert.ok(e instanceof BraidError, String(e));
               const clear = (e.code === "NATIVE_UNSUPPORTED" &&
                 /usable for this convolution/.test(e.message)) ||
                 (e.code === "NATIVE_CUDNN" &&
                   /cudnnBackendFinalize execution plan/.test(e.message));
               assert.ok(clear, `${what}: ${e.code}: ${e.message}`);
-              assert.ok(fused || rank > 0, `${what}: no configuration at all: ${e.message}`);
+              assert.ok(
+                fused || rank > 0 || smTarget > 0,
+                `${what}: no configuration at all: ${e.message}`,
+              );
               missing.push(what);
               continue;
             }
@@ -195,11 +201,15 @@ gpuTest("cuDNN engine configurations match the CPU backend (whole device)", () =
 
 gpuTest("cuDNN engine configurations match the CPU backend inside a 32-SM partition", () => {
   using partition = Partition.create({ sms: 32, device: "cuda" });
-  const { ran } = checkEngines(partition);
+  const { ran, missing } = checkEngines(partition);
+  // Whether the 32-SM targets have configurations depends on the cuDNN: one that can describe
+  // the device as a green context sees it lists them (engine_device), an older one may not.
+  console.log(`  ${ran} engine runs matched; not listed by the heuristic: ${missing.length}`);
+  for (const m of missing) console.log(`    ${m}`);
   assert.ok(ran >= 2 * 2 * CASES.length, `only ${ran} engine configurations ran`);
 });
 
-gpuTest("the tuner's choice runs and matches; its engines target the stream's SMs", () => {
+gpuTest("the tuner's choice runs and matches; its engines are the budget's or the device's", () => {
   using partition = Partition.create({ sms: 32, device: "cuda" });
   const kinds: string[] = [];
   for (const bind of [undefined, partition]) {
@@ -215,7 +225,11 @@ gpuTest("the tuner's choice runs and matches; its engines target the stream's SM
         ? ` (engine rank ${engine.rank}${engine.fused ? " fused" : ""} @${engine.smTarget})`
         : "";
       kinds.push(`${where} ${c.name}: ${choice.algorithm}${picked}, ${choice.ms.toFixed(4)} ms`);
-      if (engine) assert.equal(engine.smTarget, bind ? bind.sms : 0, kinds.at(-1));
+      // In a partition the tuner times the configurations targeted at its SMs and the whole
+      // device's; on the whole device only the latter.
+      if (engine) {
+        assert.ok([0, bind?.sms ?? 0].includes(engine.smTarget), kinds.at(-1));
+      }
       const chosen = {
         ...record,
         algorithm: choice.algorithm,

@@ -1,0 +1,156 @@
+/*
+ * engine_probe — builds the cuDNN engine plans braid_conv2d_tune would time, without a GPU.
+ *
+ * cuDNN 9.8+ can run its engine heuristic and finalize execution plans for a device described by
+ * a device-properties descriptor (CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, set from JSON) instead of
+ * a handle. This tool does that through braid's own plan code (conv_engine.cu), so the graphs,
+ * filters and SM targets braid uses can be checked against a real cuDNN on a machine with none
+ * of the device: `make engine-probe` builds it, `bench/engine_probe.ts` feeds it a zoo model's
+ * convolutions.
+ *
+ *   engine_probe DEVICE.json [TARGET...] [--no-green]   (targets: SM counts, 0 = the whole
+ *                                         device; --no-green: budgets seen as the whole device,
+ *                                         as by a cuDNN that cannot describe a green context)
+ *   engine_probe --dump-device                (on a GPU: the device's own JSON, to stdout)
+ *
+ * stdin: one convolution a line, "name n c h w k oh ow kh kw stride_h stride_w pad_top pad_left
+ * dilation_h dilation_w groups activation allow_tf32 has_bias has_residual".
+ * stdout: one line a convolution, target, graph (plain or fused) and rank, tab-separated:
+ * "name target graph rank ok|- description-or-error".
+ */
+#include "../cuda/conv_engine.cuh"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace braid_cuda;
+
+extern "C" int32_t braid_last_error(uint8_t* buf, int32_t len);
+
+namespace {
+
+constexpr int RANKS = 3; /* the tuner's tries: 3 fused, 2 plain (BRAID_CONV_ENGINES) */
+
+std::string read_file(const char* path) {
+  FILE* f = fopen(path, "rb");
+  if (!f) return "";
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  fclose(f);
+  return text;
+}
+
+bool fail_cudnn(const char* what, cudnnStatus_t s) {
+  if (s == CUDNN_STATUS_SUCCESS) return false;
+  char detail[512];
+  cudnnGetLastErrorString(detail, sizeof detail);
+  fprintf(stderr, "engine_probe: %s: %s %s\n", what, cudnnGetErrorString(s), detail);
+  return true;
+}
+
+/* The device's own properties as cuDNN writes them (needs the GPU). */
+int dump_device() {
+  cudnnHandle_t handle = nullptr;
+  if (fail_cudnn("cudnnCreate", cudnnCreate(&handle))) return 1;
+  const std::string json = engine_device_json(handle);
+  cudnnDestroy(handle);
+  if (json.empty()) {
+    fprintf(stderr, "engine_probe: this cuDNN (%zu) cannot describe its device\n",
+            cudnnGetVersion());
+    return 1;
+  }
+  printf("%s\n", json.c_str());
+  return 0;
+}
+
+bool read_conv(const char* line, char* name, braid_conv2d_params* p, bool* bias, bool* res) {
+  memset(p, 0, sizeof *p);
+  int has_bias = 0, has_res = 0;
+  const int got = sscanf(line, "%127s %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d",
+                         name, &p->n, &p->c, &p->h, &p->w, &p->k, &p->oh, &p->ow, &p->kh, &p->kw,
+                         &p->stride_h, &p->stride_w, &p->pad_top, &p->pad_left, &p->dilation_h,
+                         &p->dilation_w, &p->groups, &p->activation, &p->allow_tf32, &has_bias,
+                         &has_res);
+  p->algorithm = -1;
+  *bias = has_bias != 0;
+  *res = has_res != 0;
+  return got == 21;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && strcmp(argv[1], "--dump-device") == 0) return dump_device();
+  if (argc < 2) {
+    fprintf(stderr, "usage: engine_probe DEVICE.json [TARGET...] < convolutions\n"
+                    "       engine_probe --dump-device\n");
+    return 2;
+  }
+  const std::string json = read_file(argv[1]);
+  if (json.empty()) {
+    fprintf(stderr, "engine_probe: cannot read %s\n", argv[1]);
+    return 2;
+  }
+  bool green = true;
+  std::vector<int> targets;
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--no-green") == 0) green = false;
+    else targets.push_back(atoi(argv[i]));
+  }
+  if (targets.empty()) targets = {0, 16, 32, 64};
+  /* As engine_device: the device itself for the whole device, the green-context view of it for
+   * an SM budget below it (where this cuDNN has one, and not with --no-green). */
+  cudnnBackendDescriptor_t whole = engine_device_properties(json.c_str(), false);
+  cudnnBackendDescriptor_t partition = green ? engine_device_properties(json.c_str(), true)
+                                             : nullptr;
+  if (whole == nullptr) {
+    fprintf(stderr, "engine_probe: cuDNN %zu does not take %s as device properties\n",
+            cudnnGetVersion(), argv[1]);
+    return 1;
+  }
+  const char* key = "\"multiProcessorCount\"";
+  int sms = 0;
+  if (const char* at = strstr(json.c_str(), key)) sscanf(at + strlen(key), " : %d", &sms);
+  fprintf(stderr, "engine_probe: cuDNN %zu, %d SMs, SM budgets %s\n", cudnnGetVersion(), sms,
+          partition ? "seen as green contexts" : "seen as the whole device");
+  char line[1024];
+  while (fgets(line, sizeof line, stdin)) {
+    char name[128];
+    braid_conv2d_params p;
+    bool bias = false, res = false;
+    if (!read_conv(line, name, &p, &bias, &res)) {
+      fprintf(stderr, "engine_probe: cannot read the line: %s", line);
+      return 2;
+    }
+    for (int target : targets) {
+      for (int fused = 0; fused < 2; fused++) {
+        if (fused && !engine_fusable(&p)) continue;
+        for (int rank = 0; rank < RANKS; rank++) {
+          EnginePlan* plan = nullptr;
+          const EngineChoice choice{fused != 0, rank, target};
+          char text[512];
+          const bool budget = target > 0 && target < sms && partition != nullptr;
+          const EngineDevice device{nullptr, budget ? partition : whole};
+          const int32_t st =
+              engine_plan_build(device, "engine_probe", &p, bias, res, 16, choice, &plan);
+          if (st == BRAID_OK) {
+            engine_plan_describe(plan, text, sizeof text);
+            engine_plan_destroy(plan);
+          } else {
+            braid_last_error(reinterpret_cast<uint8_t*>(text), sizeof text);
+          }
+          printf("%s\t%d\t%s\t%d\t%s\t%s\n", name, target, fused ? "fused" : "plain", rank,
+                 st == BRAID_OK ? "ok" : "-", text);
+        }
+      }
+    }
+  }
+  cudnnBackendDestroyDescriptor(whole);
+  if (partition) cudnnBackendDestroyDescriptor(partition);
+  return 0;
+}
