@@ -163,6 +163,20 @@ BRAID_HIDDEN int32_t resolve(uint64_t ctx, uint64_t stream, const char* fn, Cont
                              Stream** s);
 /* True while `s` is being captured (cudaStreamIsCapturing; legal during a capture). */
 BRAID_HIDDEN bool stream_capturing(Stream* s);
+/* True while the context has a capture under way (braid_capture_begin .. end). */
+BRAID_HIDDEN bool context_capturing(Context* c);
+
+/* Child handles (streams, events, graphs): a live one is in the context's set and starts with
+ * its kind's magic. add_child records one (false when out of memory) and counts it in *counter;
+ * remove_child forgets it. Stream 0 is the context's default stream. */
+BRAID_HIDDEN bool add_child(Context* c, uint64_t h, int64_t* counter);
+BRAID_HIDDEN void remove_child(Context* c, uint64_t h, int64_t* counter);
+BRAID_HIDDEN int32_t get_stream(Context* c, uint64_t h, const char* fn, Stream** out);
+BRAID_HIDDEN int32_t get_event(Context* c, uint64_t h, const char* fn, Event** out);
+BRAID_HIDDEN int32_t get_graph(Context* c, uint64_t h, const char* fn, Graph** out);
+/* Fills a stream record for the CUDA stream `cs` on the whole device (create_stream narrows its
+ * SMs to a partition's). */
+BRAID_HIDDEN int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn);
 
 /* The stream's scratch of LT_WORKSPACE_BYTES (cuBLASLt workspace, untuned convolutions),
  * allocated on first use (context.cu). */

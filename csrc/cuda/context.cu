@@ -1,12 +1,11 @@
 /*
- * context.cu — errors, library queries, contexts, memory, copies, streams, events, capture and
- * graph replay of the CUDA backend.
+ * context.cu — errors, handles, library queries and contexts of the CUDA backend (memory.cu has
+ * its buffers and copies, streams.cu its streams, events and graphs).
  *
  * A context owns: a non-blocking default stream (handle 0) with its cuBLASLt workspace, one cuDNN
  * handle (bound to whichever stream an operator runs on), one cuBLASLt handle, a small zero
  * buffer (the bias of cuDNN's fused call when a convolution has none), the mapped error slot of
- * braid_gather, and the operator caches. Events are timing events (braid_event_elapsed needs
- * them; an ordering-only record costs the same inside a capture).
+ * braid_gather, and the operator caches.
  */
 #include "common.cuh"
 
@@ -125,7 +124,7 @@ static void* get_child(Context* c, uint64_t h, uint32_t magic) {
   return reinterpret_cast<void*>((uintptr_t)h);
 }
 
-static bool add_child(Context* c, uint64_t h, int64_t* counter) {
+bool add_child(Context* c, uint64_t h, int64_t* counter) {
   std::lock_guard<std::mutex> g(c->lock);
   try {
     c->handles.insert(h);
@@ -136,12 +135,12 @@ static bool add_child(Context* c, uint64_t h, int64_t* counter) {
   return true;
 }
 
-static void remove_child(Context* c, uint64_t h, int64_t* counter) {
+void remove_child(Context* c, uint64_t h, int64_t* counter) {
   std::lock_guard<std::mutex> g(c->lock);
   if (c->handles.erase(h)) (*counter)--;
 }
 
-static int32_t get_stream(Context* c, uint64_t h, const char* fn, Stream** out) {
+int32_t get_stream(Context* c, uint64_t h, const char* fn, Stream** out) {
   if (h == 0) {
     *out = &c->stream0;
     return BRAID_OK;
@@ -152,14 +151,14 @@ static int32_t get_stream(Context* c, uint64_t h, const char* fn, Stream** out) 
   return BRAID_OK;
 }
 
-static int32_t get_event(Context* c, uint64_t h, const char* fn, Event** out) {
+int32_t get_event(Context* c, uint64_t h, const char* fn, Event** out) {
   Event* e = static_cast<Event*>(get_child(c, h, MAGIC_EVENT));
   if (e == nullptr) return bad_handle(fn, "event", h);
   *out = e;
   return BRAID_OK;
 }
 
-static int32_t get_graph(Context* c, uint64_t h, const char* fn, Graph** out) {
+int32_t get_graph(Context* c, uint64_t h, const char* fn, Graph** out) {
   Graph* g = static_cast<Graph*>(get_child(c, h, MAGIC_GRAPH));
   if (g == nullptr) return bad_handle(fn, "graph", h);
   *out = g;
@@ -181,14 +180,14 @@ bool stream_capturing(Stream* s) {
   return status == cudaStreamCaptureStatusActive;
 }
 
-static bool context_capturing(Context* c) {
+bool context_capturing(Context* c) {
   std::lock_guard<std::mutex> g(c->lock);
   return c->capturing != 0;
 }
 
 /* A stream; its scratch (cuBLASLt's workspace, untuned convolutions' scratch) comes on first
  * use, so the many streams of a parallel schedule that never need it hold no memory for it. */
-static int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn) {
+int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn) {
   (void)fn;
   s->magic = MAGIC_STREAM;
   s->ctx = c;
@@ -404,615 +403,6 @@ int32_t braid_device_info(uint64_t ctx, uint8_t* name, int32_t name_len, int64_t
     info[6] = runtime;
     info[7] = (int64_t)cudnnGetVersion();
   }
-  return BRAID_OK;
-}
-
-/* ---------------------------------------------------------------- memory */
-
-int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
-  static const char fn[] = "braid_buffer_alloc";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (out_addr == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
-  if (bytes > ((uint64_t)1 << 52))
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", fn,
-                (unsigned long long)bytes);
-  size_t size = bytes == 0 ? 256 : (size_t)((bytes + 255) & ~(uint64_t)255);
-  void* p = nullptr;
-  cudaError_t e;
-  {
-    RelaxedCapture relaxed;
-    e = cudaMalloc(&p, size);
-    /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
-     * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
-    if (e == cudaSuccess) {
-      /* cudaMemset runs on the legacy stream, asynchronously to the host, and braid's streams do
-       * not wait for that stream: finish it here, before any of them can touch the buffer. */
-      e = cudaMemset(p, 0, size);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
-      if (e != cudaSuccess) cudaFree(p);
-    }
-  }
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError(); /* out of memory is not sticky: the context goes on */
-    int32_t status = e == cudaErrorMemoryAllocation ? BRAID_ERR_OUT_OF_MEMORY : BRAID_ERR_CUDA;
-    return fail(status, "%s: cannot allocate %llu bytes of device memory (cudaMalloc: %s)", fn,
-                (unsigned long long)bytes, cudaGetErrorString(e));
-  }
-  uint64_t addr = (uint64_t)(uintptr_t)p;
-  bool ok = true;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    try {
-      c->bufs[addr] = size;
-    } catch (...) {
-      ok = false;
-    }
-  }
-  if (!ok) {
-    RelaxedCapture relaxed;
-    cudaFree(p);
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory tracking %llu bytes", fn,
-                (unsigned long long)bytes);
-  }
-  *out_addr = addr;
-  return BRAID_OK;
-}
-
-int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
-  static const char fn[] = "braid_buffer_free";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
-  bool found;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    found = c->bufs.erase(addr) != 0;
-  }
-  if (!found)
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "%s: 0x%llx is not the base address of a live allocation of this context", fn,
-                (unsigned long long)addr);
-  RelaxedCapture relaxed;
-  CUDA_TRY(fn, cudaFree(reinterpret_cast<void*>((uintptr_t)addr)));
-  return BRAID_OK;
-}
-
-int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
-  static const char fn[] = "braid_host_alloc";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (out_addr == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
-  if (bytes > ((uint64_t)1 << 52))
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", fn,
-                (unsigned long long)bytes);
-  size_t size = bytes == 0 ? 256 : (size_t)((bytes + 255) & ~(uint64_t)255);
-  void* p = nullptr;
-  cudaError_t e;
-  {
-    RelaxedCapture relaxed;
-    e = cudaHostAlloc(&p, size, cudaHostAllocPortable);
-  }
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    int32_t status = e == cudaErrorMemoryAllocation ? BRAID_ERR_OUT_OF_MEMORY : BRAID_ERR_CUDA;
-    return fail(status, "%s: cannot allocate %llu bytes of page-locked memory (cudaHostAlloc: %s)",
-                fn, (unsigned long long)bytes, cudaGetErrorString(e));
-  }
-  memset(p, 0, size); /* zero-filled, as braid_buffer_alloc */
-  uint64_t addr = (uint64_t)(uintptr_t)p;
-  bool ok = true;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    try {
-      c->host_bufs[addr] = size;
-    } catch (...) {
-      ok = false;
-    }
-  }
-  if (!ok) {
-    RelaxedCapture relaxed;
-    cudaFreeHost(p);
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory tracking %llu bytes", fn,
-                (unsigned long long)bytes);
-  }
-  *out_addr = addr;
-  return BRAID_OK;
-}
-
-int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
-  static const char fn[] = "braid_host_free";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
-  bool found;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    found = c->host_bufs.erase(addr) != 0;
-  }
-  if (!found)
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "%s: 0x%llx is not the base address of a live host allocation of this context",
-                fn, (unsigned long long)addr);
-  RelaxedCapture relaxed;
-  CUDA_TRY(fn, cudaFreeHost(reinterpret_cast<void*>((uintptr_t)addr)));
-  return BRAID_OK;
-}
-
-/* ---------------------------------------------------------------- copies */
-
-/* True when [p, p+bytes) is page-locked host memory (so a copy of it can be captured). */
-static bool page_locked(Context* c, const void* p, uint64_t bytes) {
-  uint64_t a = (uint64_t)(uintptr_t)p;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    auto it = c->host_bufs.upper_bound(a);
-    if (it != c->host_bufs.begin()) {
-      --it;
-      if (a >= it->first && a + bytes <= it->first + it->second) return true;
-    }
-  }
-  cudaPointerAttributes attr;
-  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  return attr.type == cudaMemoryTypeHost;
-}
-
-/* Host copies: page-locked memory copies asynchronously (and can be captured); pageable memory
- * goes through CUDA's own staging, which consumes `src` before returning (H2D) and completes the
- * copy before returning (D2H), so both keep braid.h's guarantees. */
-static int32_t issue_copy(uint64_t ctx, uint64_t stream, const char* fn, void* dst,
-                          const void* src, uint64_t bytes, cudaMemcpyKind kind) {
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  if (bytes > 0 && dst == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: destination is 0", fn);
-  if (bytes > 0 && src == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: source is 0", fn);
-  if (bytes > ((uint64_t)1 << 52))
-    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: %llu bytes is too many", fn,
-                (unsigned long long)bytes);
-  if (bytes == 0) return BRAID_OK;
-  if (kind != cudaMemcpyDeviceToDevice && stream_capturing(s)) {
-    const void* host = kind == cudaMemcpyHostToDevice ? src : dst;
-    if (!page_locked(c, host, bytes))
-      return fail(BRAID_ERR_CAPTURE,
-                  "%s: a copy %s pageable host memory cannot be captured; use page-locked memory "
-                  "from braid_host_alloc",
-                  fn, kind == cudaMemcpyHostToDevice ? "from" : "to");
-  }
-  CUDA_TRY(fn, cudaMemcpyAsync(dst, src, (size_t)bytes, kind, s->s));
-  return BRAID_OK;
-}
-
-int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,
-                         uint64_t bytes) {
-  return issue_copy(ctx, stream, "braid_memcpy_h2d", reinterpret_cast<void*>((uintptr_t)dst), src,
-                    bytes, cudaMemcpyHostToDevice);
-}
-
-int32_t braid_memcpy_d2h(uint64_t ctx, uint64_t stream, void* dst, uint64_t src, uint64_t bytes) {
-  return issue_copy(ctx, stream, "braid_memcpy_d2h", dst,
-                    reinterpret_cast<const void*>((uintptr_t)src), bytes, cudaMemcpyDeviceToHost);
-}
-
-int32_t braid_memcpy_d2d(uint64_t ctx, uint64_t stream, uint64_t dst, uint64_t src,
-                         uint64_t bytes) {
-  return issue_copy(ctx, stream, "braid_memcpy_d2d", reinterpret_cast<void*>((uintptr_t)dst),
-                    reinterpret_cast<const void*>((uintptr_t)src), bytes,
-                    cudaMemcpyDeviceToDevice);
-}
-
-/* ---------------------------------------------------------------- streams */
-
-/* A new stream of `c`, in partition `part` (a green-context stream) or on the whole device. */
-static int32_t create_stream(Context* c, Partition* part, int32_t priority, const char* fn,
-                             uint64_t* out_stream) {
-  if (out_stream == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_stream is NULL", fn);
-  /* braid: higher runs first; CUDA: lower numbers run first, in [greatest, least]. */
-  int p = priority > 0 ? priority : 0;
-  int cuda_priority = c->prio_least - p;
-  if (cuda_priority < c->prio_greatest) cuda_priority = c->prio_greatest;
-  cudaStream_t cs = nullptr;
-  if (part) {
-    int32_t st = partition_stream_create(part, cuda_priority, fn, &cs);
-    if (st) return st;
-  } else {
-    CUDA_TRY(fn, cudaStreamCreateWithPriority(&cs, cudaStreamNonBlocking, cuda_priority));
-  }
-  Stream* s = new (std::nothrow) Stream();
-  int32_t st = s == nullptr ? fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn)
-                            : stream_init(c, s, cs, fn);
-  if (st == BRAID_OK && !add_child(c, (uint64_t)(uintptr_t)s, &c->streams))
-    st = fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-  if (st) {
-    if (s && s->lt_ws) cudaFree(s->lt_ws);
-    cudaStreamDestroy(cs);
-    if (part) partition_release(part);
-    delete s;
-    return st;
-  }
-  if (part) {
-    s->sms = partition_sms(part);
-    s->part = part;
-  }
-  *out_stream = (uint64_t)(uintptr_t)s;
-  return BRAID_OK;
-}
-
-int32_t braid_stream_create(uint64_t ctx, int32_t priority, uint64_t* out_stream) {
-  static const char fn[] = "braid_stream_create";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  return create_stream(c, c->partition, priority, fn, out_stream);
-}
-
-/* A live partition on the context's device. */
-static int32_t partition_of(Context* c, uint64_t partition, const char* fn, Partition** out) {
-  int32_t st = get_partition(partition, fn, out);
-  if (st) return st;
-  int32_t facts[5];
-  if ((st = braid_partition_info(partition, facts))) return st;
-  if (facts[2] != c->device)
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "%s: the partition is on device %d, the context on device %d", fn, facts[2],
-                c->device);
-  return BRAID_OK;
-}
-
-int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t priority,
-                                      uint64_t* out_stream) {
-  static const char fn[] = "braid_partition_stream_create";
-  Context* c = nullptr;
-  Partition* part = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if ((st = partition_of(c, partition, fn, &part))) return st;
-  return create_stream(c, part, priority, fn, out_stream);
-}
-
-int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
-  static const char fn[] = "braid_context_set_partition";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  Partition* part = nullptr;
-  if (partition != 0 && (st = partition_of(c, partition, fn, &part))) return st;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is capturing", fn);
-    if (c->streams || c->graphs)
-      return fail(BRAID_ERR_INVALID_ARGUMENT,
-                  "%s: bind a context before it has streams or graphs (%lld streams, %lld graphs "
-                  "alive)",
-                  fn, (long long)c->streams, (long long)c->graphs);
-  }
-  if (part == c->partition) return BRAID_OK;
-  /* The default stream is replaced by one in the partition (or on the whole device). */
-  cudaStream_t fresh = nullptr;
-  if (part) {
-    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) return st;
-  } else {
-    CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
-  }
-  cudaError_t e = cudaStreamSynchronize(c->stream0.s);
-  if (e != cudaSuccess) {
-    cudaStreamDestroy(fresh);
-    if (part) partition_release(part);
-    return cuda_fail(fn, "cudaStreamSynchronize", e);
-  }
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    if (c->cudnn_stream == c->stream0.s) {
-      cudnnStatus_t ds = cudnnSetStream(c->cudnn, fresh);
-      if (ds != CUDNN_STATUS_SUCCESS) {
-        cudaStreamDestroy(fresh);
-        if (part) partition_release(part);
-        return cudnn_fail(fn, "cudnnSetStream", ds);
-      }
-      c->cudnn_stream = fresh;
-    }
-    cudaStreamDestroy(c->stream0.s);
-    if (c->partition) partition_release(c->partition);
-    c->stream0.s = fresh;
-    c->stream0.sms = part ? partition_sms(part) : c->sms;
-    c->stream0.part = part;
-    c->partition = part;
-  }
-  return BRAID_OK;
-}
-
-int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out) {
-  static const char fn[] = "braid_stream_sms";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  if (out == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
-  *out = s->sms;
-  return BRAID_OK;
-}
-
-/* Waits for a stream's work (outside a capture). */
-static int32_t wait_stream(uint64_t ctx, uint64_t stream, const char* fn, Context** c) {
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, c, &s);
-  if (st) return st;
-  if (context_capturing(*c))
-    return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
-  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
-  return BRAID_OK;
-}
-
-int32_t braid_stream_wait(uint64_t ctx, uint64_t stream) {
-  Context* c = nullptr;
-  return wait_stream(ctx, stream, "braid_stream_wait", &c);
-}
-
-int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
-  static const char fn[] = "braid_stream_destroy";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (stream == 0)
-    return fail(BRAID_ERR_INVALID_HANDLE,
-                "%s: stream 0 is the context's default stream and cannot be destroyed", fn);
-  Stream* s = nullptr;
-  st = get_stream(c, stream, fn, &s);
-  if (st) return st;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    if (c->capturing && c->capture_stream == s)
-      return fail(BRAID_ERR_CAPTURE, "%s: the stream is capturing; end the capture first", fn);
-  }
-  if (stream_capturing(s))
-    return fail(BRAID_ERR_CAPTURE, "%s: the stream is part of a capture; end it first", fn);
-  remove_child(c, stream, &c->streams);
-  cudaError_t e = cudaStreamSynchronize(s->s);
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    if (c->cudnn_stream == s->s) {
-      cudnnSetStream(c->cudnn, c->stream0.s);
-      c->cudnn_stream = c->stream0.s;
-    }
-  }
-  if (s->lt_ws) cudaFree(s->lt_ws);
-  cudaStreamDestroy(s->s);
-  if (s->part) partition_release(s->part);
-  s->magic = 0;
-  delete s;
-  if (e != cudaSuccess) return cuda_fail(fn, "cudaStreamSynchronize", e);
-  return BRAID_OK;
-}
-
-int32_t braid_stream_synchronize(uint64_t ctx, uint64_t stream) {
-  static const char fn[] = "braid_stream_synchronize";
-  Context* c = nullptr;
-  int32_t st = wait_stream(ctx, stream, fn, &c);
-  if (st) return st;
-  /* An out-of-range gather index recorded by a kernel that has finished. */
-  volatile DeviceError* err = c->err_host;
-  if (err->flag) {
-    DeviceError copy;
-    copy.index = err->index;
-    copy.position = err->position;
-    copy.axis = err->axis;
-    err->flag = 0;
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "braid_gather: gather index out of range: index %d (at position %d) for axis size "
-                "%d; those outputs were written as zeros (reported by %s)",
-                copy.index, copy.position, copy.axis, fn);
-  }
-  return BRAID_OK;
-}
-
-/* ---------------------------------------------------------------- events */
-
-int32_t braid_event_create(uint64_t ctx, uint64_t* out_event) {
-  static const char fn[] = "braid_event_create";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (out_event == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_event is NULL", fn);
-  cudaEvent_t ev = nullptr;
-  CUDA_TRY(fn, cudaEventCreateWithFlags(&ev, cudaEventDefault));
-  Event* e = new (std::nothrow) Event();
-  if (e == nullptr || !add_child(c, (uint64_t)(uintptr_t)e, &c->events)) {
-    delete e;
-    cudaEventDestroy(ev);
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-  }
-  e->magic = MAGIC_EVENT;
-  e->ctx = c;
-  e->e = ev;
-  e->recorded = 0;
-  *out_event = (uint64_t)(uintptr_t)e;
-  return BRAID_OK;
-}
-
-/* The context and one of its events, by handle. */
-static int32_t context_event(uint64_t ctx, uint64_t event, const char* fn, Context** c, Event** e) {
-  int32_t st = get_context(ctx, fn, c);
-  return st ? st : get_event(*c, event, fn, e);
-}
-
-int32_t braid_event_destroy(uint64_t ctx, uint64_t event) {
-  static const char fn[] = "braid_event_destroy";
-  Context* c = nullptr;
-  Event* e = nullptr;
-  int32_t st = context_event(ctx, event, fn, &c, &e);
-  if (st) return st;
-  remove_child(c, event, &c->events);
-  cudaError_t r = cudaEventDestroy(e->e);
-  e->magic = 0;
-  delete e;
-  if (r != cudaSuccess) return cuda_fail(fn, "cudaEventDestroy", r);
-  return BRAID_OK;
-}
-
-int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
-  static const char fn[] = "braid_event_record";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  Event* e = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
-  if (st) return st;
-  bool capturing = stream_capturing(s);
-  CUDA_TRY(fn, cudaEventRecord(e->e, s->s));
-  if (!capturing) e->recorded = 1;
-  return BRAID_OK;
-}
-
-int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
-  static const char fn[] = "braid_stream_wait_event";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  Event* e = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
-  if (st) return st;
-  CUDA_TRY(fn, cudaStreamWaitEvent(s->s, e->e, 0));
-  return BRAID_OK;
-}
-
-int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
-  static const char fn[] = "braid_event_synchronize";
-  Context* c = nullptr;
-  Event* e = nullptr;
-  int32_t st = context_event(ctx, event, fn, &c, &e);
-  if (st) return st;
-  CUDA_TRY(fn, cudaEventSynchronize(e->e));
-  return BRAID_OK;
-}
-
-int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {
-  static const char fn[] = "braid_event_elapsed";
-  Context* c = nullptr;
-  Event *a = nullptr, *b = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if ((st = get_event(c, start, fn, &a)) || (st = get_event(c, end, fn, &b))) return st;
-  if (out_ms == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_ms is NULL", fn);
-  if (!a->recorded || !b->recorded)
-    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: the %s event has not been recorded", fn,
-                a->recorded ? "end" : "start");
-  float ms = 0;
-  cudaError_t r = cudaEventElapsedTime(&ms, a->e, b->e);
-  if (r == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return fail(BRAID_ERR_INVALID_ARGUMENT,
-                "%s: the events have not completed; synchronise their streams first", fn);
-  }
-  if (r != cudaSuccess) return cuda_fail(fn, "cudaEventElapsedTime", r);
-  *out_ms = ms;
-  return BRAID_OK;
-}
-
-/* ---------------------------------------------------------------- capture and graphs */
-
-int32_t braid_capture_begin(uint64_t ctx, uint64_t stream) {
-  static const char fn[] = "braid_capture_begin";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  std::lock_guard<std::mutex> g(c->lock);
-  if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is already capturing", fn);
-  /* Thread-local mode: this thread may not call capture-unsafe APIs while capturing, which
-   * turns accidental synchronisation inside a capture into an error instead of a hang. */
-  CUDA_TRY(fn, cudaStreamBeginCapture(s->s, cudaStreamCaptureModeThreadLocal));
-  c->capturing = 1;
-  c->capture_stream = s;
-  return BRAID_OK;
-}
-
-int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
-  static const char fn[] = "braid_capture_end";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    if (!c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is not capturing", fn);
-    if (c->capture_stream != s)
-      return fail(BRAID_ERR_CAPTURE,
-                  "%s: the capture was begun on another stream; end it on that stream", fn);
-    c->capturing = 0;
-    c->capture_stream = nullptr;
-  }
-  cudaGraph_t graph = nullptr;
-  cudaError_t e = cudaStreamEndCapture(s->s, &graph);
-  if (e != cudaSuccess) {
-    if (graph) cudaGraphDestroy(graph);
-    (void)cudaGetLastError();
-    return fail(BRAID_ERR_CAPTURE,
-                "%s: cudaStreamEndCapture failed: %s (%s); the capture is discarded (was work "
-                "forked to another stream and not joined back, or an operator failed inside it?)",
-                fn, cudaGetErrorString(e), cudaGetErrorName(e));
-  }
-  cudaGraphExec_t exec = nullptr;
-  /* Kernel nodes keep the priority of the stream they were captured on only with this flag;
-   * without it the whole graph runs at the launch stream's priority. */
-  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
-  cudaGraphDestroy(graph);
-  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
-  /* Upload now, so the first launch does not pay for it. */
-  e = cudaGraphUpload(exec, s->s);
-  if (e != cudaSuccess) {
-    cudaGraphExecDestroy(exec);
-    return cuda_fail(fn, "cudaGraphUpload", e);
-  }
-  Graph* gr = new (std::nothrow) Graph();
-  if (gr == nullptr || !add_child(c, (uint64_t)(uintptr_t)gr, &c->graphs)) {
-    delete gr;
-    cudaGraphExecDestroy(exec);
-    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-  }
-  gr->magic = MAGIC_GRAPH;
-  gr->ctx = c;
-  gr->exec = exec;
-  *out_graph = (uint64_t)(uintptr_t)gr;
-  return BRAID_OK;
-}
-
-int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream) {
-  static const char fn[] = "braid_graph_launch";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  Graph* g = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  st = get_graph(c, graph, fn, &g);
-  if (st) return st;
-  CUDA_TRY(fn, cudaGraphLaunch(g->exec, s->s));
-  return BRAID_OK;
-}
-
-int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph) {
-  static const char fn[] = "braid_graph_destroy";
-  Context* c = nullptr;
-  Graph* g = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  st = get_graph(c, graph, fn, &g);
-  if (st) return st;
-  remove_child(c, graph, &c->graphs);
-  cudaError_t e = cudaGraphExecDestroy(g->exec);
-  g->magic = 0;
-  delete g;
-  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphExecDestroy", e);
   return BRAID_OK;
 }
 

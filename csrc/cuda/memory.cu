@@ -1,0 +1,205 @@
+/*
+ * memory.cu — device buffers, page-locked host buffers and copies of the CUDA backend.
+ *
+ * Every allocation is zero-filled and recorded in its context (base → bytes), so a free checks
+ * the address it is given and a capture can tell page-locked host memory from pageable.
+ */
+#include "common.cuh"
+
+#include <new>
+
+namespace braid_cuda {
+namespace {
+
+/* The size an allocation of `bytes` takes (256-byte granules, 256 for none), or an error. */
+int32_t allocation_size(const char* fn, uint64_t bytes, uint64_t* out_addr, size_t* size) {
+  if (out_addr == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
+  if (bytes > ((uint64_t)1 << 52))
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", fn,
+                (unsigned long long)bytes);
+  *size = bytes == 0 ? 256 : (size_t)((bytes + 255) & ~(uint64_t)255);
+  return BRAID_OK;
+}
+
+/* A failed cudaMalloc or cudaHostAlloc: out of memory is not sticky, the context goes on. */
+int32_t allocation_failed(const char* fn, const char* call, const char* what, uint64_t bytes,
+                          cudaError_t e) {
+  (void)cudaGetLastError();
+  const int32_t status = e == cudaErrorMemoryAllocation ? BRAID_ERR_OUT_OF_MEMORY : BRAID_ERR_CUDA;
+  return fail(status, "%s: cannot allocate %llu bytes of %s (%s: %s)", fn,
+              (unsigned long long)bytes, what, call, cudaGetErrorString(e));
+}
+
+/* Records a new allocation in one of the context's tables and hands its address out; when the
+ * table cannot grow, frees it again with `release`. */
+template <class Table>
+int32_t track(Context* c, Table& table, const char* fn, void* p, size_t size, uint64_t bytes,
+              cudaError_t (*release)(void*), uint64_t* out_addr) {
+  const uint64_t addr = (uint64_t)(uintptr_t)p;
+  bool ok = true;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    try {
+      table[addr] = size;
+    } catch (...) {
+      ok = false;
+    }
+  }
+  if (!ok) {
+    RelaxedCapture relaxed;
+    release(p);
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory tracking %llu bytes", fn,
+                (unsigned long long)bytes);
+  }
+  *out_addr = addr;
+  return BRAID_OK;
+}
+
+/* Forgets the allocation at `addr` in `table` and frees it with `release`. */
+template <class Table>
+int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*table,
+                const char* what, cudaError_t (*release)(void*), const char* release_name) {
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
+  bool found;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    found = (c->*table).erase(addr) != 0;
+  }
+  if (!found)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: 0x%llx is not the base address of a live %s of this context", fn,
+                (unsigned long long)addr, what);
+  RelaxedCapture relaxed;
+  const cudaError_t e = release(reinterpret_cast<void*>((uintptr_t)addr));
+  if (e != cudaSuccess) return cuda_fail(fn, release_name, e);
+  return BRAID_OK;
+}
+
+/* True when [p, p+bytes) is page-locked host memory (so a copy of it can be captured). */
+bool page_locked(Context* c, const void* p, uint64_t bytes) {
+  uint64_t a = (uint64_t)(uintptr_t)p;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    auto it = c->host_bufs.upper_bound(a);
+    if (it != c->host_bufs.begin()) {
+      --it;
+      if (a >= it->first && a + bytes <= it->first + it->second) return true;
+    }
+  }
+  cudaPointerAttributes attr;
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+
+/* Host copies: page-locked memory copies asynchronously (and can be captured); pageable memory
+ * goes through CUDA's own staging, which consumes `src` before returning (H2D) and completes the
+ * copy before returning (D2H), so both keep braid.h's guarantees. */
+int32_t issue_copy(uint64_t ctx, uint64_t stream, const char* fn, void* dst, const void* src,
+                   uint64_t bytes, cudaMemcpyKind kind) {
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (bytes > 0 && dst == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: destination is 0", fn);
+  if (bytes > 0 && src == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: source is 0", fn);
+  if (bytes > ((uint64_t)1 << 52))
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: %llu bytes is too many", fn,
+                (unsigned long long)bytes);
+  if (bytes == 0) return BRAID_OK;
+  if (kind != cudaMemcpyDeviceToDevice && stream_capturing(s)) {
+    const void* host = kind == cudaMemcpyHostToDevice ? src : dst;
+    if (!page_locked(c, host, bytes))
+      return fail(BRAID_ERR_CAPTURE,
+                  "%s: a copy %s pageable host memory cannot be captured; use page-locked memory "
+                  "from braid_host_alloc",
+                  fn, kind == cudaMemcpyHostToDevice ? "from" : "to");
+  }
+  CUDA_TRY(fn, cudaMemcpyAsync(dst, src, (size_t)bytes, kind, s->s));
+  return BRAID_OK;
+}
+
+}  // namespace
+}  // namespace braid_cuda
+
+using namespace braid_cuda;
+
+extern "C" {
+
+int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
+  static const char fn[] = "braid_buffer_alloc";
+  Context* c = nullptr;
+  size_t size = 0;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st || (st = allocation_size(fn, bytes, out_addr, &size))) return st;
+  void* p = nullptr;
+  cudaError_t e;
+  {
+    RelaxedCapture relaxed;
+    e = cudaMalloc(&p, size);
+    /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
+     * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
+    if (e == cudaSuccess) {
+      /* cudaMemset runs on the legacy stream, asynchronously to the host, and braid's streams do
+       * not wait for that stream: finish it here, before any of them can touch the buffer. */
+      e = cudaMemset(p, 0, size);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
+      if (e != cudaSuccess) cudaFree(p);
+    }
+  }
+  if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);
+  return track(c, c->bufs, fn, p, size, bytes, cudaFree, out_addr);
+}
+
+int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
+  return untrack(ctx, "braid_buffer_free", addr, &Context::bufs, "allocation", cudaFree,
+                 "cudaFree");
+}
+
+int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
+  static const char fn[] = "braid_host_alloc";
+  Context* c = nullptr;
+  size_t size = 0;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st || (st = allocation_size(fn, bytes, out_addr, &size))) return st;
+  void* p = nullptr;
+  cudaError_t e;
+  {
+    RelaxedCapture relaxed;
+    e = cudaHostAlloc(&p, size, cudaHostAllocPortable);
+  }
+  if (e != cudaSuccess)
+    return allocation_failed(fn, "cudaHostAlloc", "page-locked memory", bytes, e);
+  memset(p, 0, size); /* zero-filled, as braid_buffer_alloc */
+  return track(c, c->host_bufs, fn, p, size, bytes, cudaFreeHost, out_addr);
+}
+
+int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
+  return untrack(ctx, "braid_host_free", addr, &Context::host_bufs, "host allocation", cudaFreeHost,
+                 "cudaFreeHost");
+}
+
+int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,
+                         uint64_t bytes) {
+  return issue_copy(ctx, stream, "braid_memcpy_h2d", reinterpret_cast<void*>((uintptr_t)dst), src,
+                    bytes, cudaMemcpyHostToDevice);
+}
+
+int32_t braid_memcpy_d2h(uint64_t ctx, uint64_t stream, void* dst, uint64_t src, uint64_t bytes) {
+  return issue_copy(ctx, stream, "braid_memcpy_d2h", dst,
+                    reinterpret_cast<const void*>((uintptr_t)src), bytes, cudaMemcpyDeviceToHost);
+}
+
+int32_t braid_memcpy_d2d(uint64_t ctx, uint64_t stream, uint64_t dst, uint64_t src,
+                         uint64_t bytes) {
+  return issue_copy(ctx, stream, "braid_memcpy_d2d", reinterpret_cast<void*>((uintptr_t)dst),
+                    reinterpret_cast<const void*>((uintptr_t)src), bytes,
+                    cudaMemcpyDeviceToDevice);
+}
+
+}  // extern "C"

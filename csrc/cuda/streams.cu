@@ -1,0 +1,424 @@
+/*
+ * streams.cu — streams (on the whole device or in a partition), events, stream capture and graph
+ * replay of the CUDA backend.
+ *
+ * Events are timing events (braid_event_elapsed needs them; an ordering-only record costs the
+ * same inside a capture). A capture is CUDA stream capture in thread-local mode; its graph is
+ * instantiated with the nodes' own priorities and uploaded before the first launch.
+ */
+#include "common.cuh"
+
+#include <new>
+
+using namespace braid_cuda;
+
+extern "C" {
+
+/* ---------------------------------------------------------------- streams */
+
+/* A new stream of `c`, in partition `part` (a green-context stream) or on the whole device. */
+static int32_t create_stream(Context* c, Partition* part, int32_t priority, const char* fn,
+                             uint64_t* out_stream) {
+  if (out_stream == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_stream is NULL", fn);
+  /* braid: higher runs first; CUDA: lower numbers run first, in [greatest, least]. */
+  int p = priority > 0 ? priority : 0;
+  int cuda_priority = c->prio_least - p;
+  if (cuda_priority < c->prio_greatest) cuda_priority = c->prio_greatest;
+  cudaStream_t cs = nullptr;
+  if (part) {
+    int32_t st = partition_stream_create(part, cuda_priority, fn, &cs);
+    if (st) return st;
+  } else {
+    CUDA_TRY(fn, cudaStreamCreateWithPriority(&cs, cudaStreamNonBlocking, cuda_priority));
+  }
+  Stream* s = new (std::nothrow) Stream();
+  int32_t st = s == nullptr ? fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn)
+                            : stream_init(c, s, cs, fn);
+  if (st == BRAID_OK && !add_child(c, (uint64_t)(uintptr_t)s, &c->streams))
+    st = fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  if (st) {
+    if (s && s->lt_ws) cudaFree(s->lt_ws);
+    cudaStreamDestroy(cs);
+    if (part) partition_release(part);
+    delete s;
+    return st;
+  }
+  if (part) {
+    s->sms = partition_sms(part);
+    s->part = part;
+  }
+  *out_stream = (uint64_t)(uintptr_t)s;
+  return BRAID_OK;
+}
+
+int32_t braid_stream_create(uint64_t ctx, int32_t priority, uint64_t* out_stream) {
+  static const char fn[] = "braid_stream_create";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  return create_stream(c, c->partition, priority, fn, out_stream);
+}
+
+/* A live partition on the context's device. */
+static int32_t partition_of(Context* c, uint64_t partition, const char* fn, Partition** out) {
+  int32_t st = get_partition(partition, fn, out);
+  if (st) return st;
+  int32_t facts[5];
+  if ((st = braid_partition_info(partition, facts))) return st;
+  if (facts[2] != c->device)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: the partition is on device %d, the context on device %d", fn, facts[2],
+                c->device);
+  return BRAID_OK;
+}
+
+int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t priority,
+                                      uint64_t* out_stream) {
+  static const char fn[] = "braid_partition_stream_create";
+  Context* c = nullptr;
+  Partition* part = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if ((st = partition_of(c, partition, fn, &part))) return st;
+  return create_stream(c, part, priority, fn, out_stream);
+}
+
+int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
+  static const char fn[] = "braid_context_set_partition";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  Partition* part = nullptr;
+  if (partition != 0 && (st = partition_of(c, partition, fn, &part))) return st;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is capturing", fn);
+    if (c->streams || c->graphs)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: bind a context before it has streams or graphs (%lld streams, %lld graphs "
+                  "alive)",
+                  fn, (long long)c->streams, (long long)c->graphs);
+  }
+  if (part == c->partition) return BRAID_OK;
+  /* The default stream is replaced by one in the partition (or on the whole device). */
+  cudaStream_t fresh = nullptr;
+  if (part) {
+    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) return st;
+  } else {
+    CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
+  }
+  cudaError_t e = cudaStreamSynchronize(c->stream0.s);
+  if (e != cudaSuccess) {
+    cudaStreamDestroy(fresh);
+    if (part) partition_release(part);
+    return cuda_fail(fn, "cudaStreamSynchronize", e);
+  }
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->cudnn_stream == c->stream0.s) {
+      cudnnStatus_t ds = cudnnSetStream(c->cudnn, fresh);
+      if (ds != CUDNN_STATUS_SUCCESS) {
+        cudaStreamDestroy(fresh);
+        if (part) partition_release(part);
+        return cudnn_fail(fn, "cudnnSetStream", ds);
+      }
+      c->cudnn_stream = fresh;
+    }
+    cudaStreamDestroy(c->stream0.s);
+    if (c->partition) partition_release(c->partition);
+    c->stream0.s = fresh;
+    c->stream0.sms = part ? partition_sms(part) : c->sms;
+    c->stream0.part = part;
+    c->partition = part;
+  }
+  return BRAID_OK;
+}
+
+int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out) {
+  static const char fn[] = "braid_stream_sms";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  *out = s->sms;
+  return BRAID_OK;
+}
+
+/* Waits for a stream's work (outside a capture). */
+static int32_t wait_stream(uint64_t ctx, uint64_t stream, const char* fn, Context** c) {
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, c, &s);
+  if (st) return st;
+  if (context_capturing(*c))
+    return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  CUDA_TRY(fn, cudaStreamSynchronize(s->s));
+  return BRAID_OK;
+}
+
+int32_t braid_stream_wait(uint64_t ctx, uint64_t stream) {
+  Context* c = nullptr;
+  return wait_stream(ctx, stream, "braid_stream_wait", &c);
+}
+
+int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
+  static const char fn[] = "braid_stream_destroy";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (stream == 0)
+    return fail(BRAID_ERR_INVALID_HANDLE,
+                "%s: stream 0 is the context's default stream and cannot be destroyed", fn);
+  Stream* s = nullptr;
+  st = get_stream(c, stream, fn, &s);
+  if (st) return st;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->capturing && c->capture_stream == s)
+      return fail(BRAID_ERR_CAPTURE, "%s: the stream is capturing; end the capture first", fn);
+  }
+  if (stream_capturing(s))
+    return fail(BRAID_ERR_CAPTURE, "%s: the stream is part of a capture; end it first", fn);
+  remove_child(c, stream, &c->streams);
+  cudaError_t e = cudaStreamSynchronize(s->s);
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->cudnn_stream == s->s) {
+      cudnnSetStream(c->cudnn, c->stream0.s);
+      c->cudnn_stream = c->stream0.s;
+    }
+  }
+  if (s->lt_ws) cudaFree(s->lt_ws);
+  cudaStreamDestroy(s->s);
+  if (s->part) partition_release(s->part);
+  s->magic = 0;
+  delete s;
+  if (e != cudaSuccess) return cuda_fail(fn, "cudaStreamSynchronize", e);
+  return BRAID_OK;
+}
+
+int32_t braid_stream_synchronize(uint64_t ctx, uint64_t stream) {
+  static const char fn[] = "braid_stream_synchronize";
+  Context* c = nullptr;
+  int32_t st = wait_stream(ctx, stream, fn, &c);
+  if (st) return st;
+  /* An out-of-range gather index recorded by a kernel that has finished. */
+  volatile DeviceError* err = c->err_host;
+  if (err->flag) {
+    DeviceError copy;
+    copy.index = err->index;
+    copy.position = err->position;
+    copy.axis = err->axis;
+    err->flag = 0;
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "braid_gather: gather index out of range: index %d (at position %d) for axis size "
+                "%d; those outputs were written as zeros (reported by %s)",
+                copy.index, copy.position, copy.axis, fn);
+  }
+  return BRAID_OK;
+}
+
+/* ---------------------------------------------------------------- events */
+
+int32_t braid_event_create(uint64_t ctx, uint64_t* out_event) {
+  static const char fn[] = "braid_event_create";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (out_event == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_event is NULL", fn);
+  cudaEvent_t ev = nullptr;
+  CUDA_TRY(fn, cudaEventCreateWithFlags(&ev, cudaEventDefault));
+  Event* e = new (std::nothrow) Event();
+  if (e == nullptr || !add_child(c, (uint64_t)(uintptr_t)e, &c->events)) {
+    delete e;
+    cudaEventDestroy(ev);
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  e->magic = MAGIC_EVENT;
+  e->ctx = c;
+  e->e = ev;
+  e->recorded = 0;
+  *out_event = (uint64_t)(uintptr_t)e;
+  return BRAID_OK;
+}
+
+/* The context and one of its events, by handle. */
+static int32_t context_event(uint64_t ctx, uint64_t event, const char* fn, Context** c, Event** e) {
+  int32_t st = get_context(ctx, fn, c);
+  return st ? st : get_event(*c, event, fn, e);
+}
+
+int32_t braid_event_destroy(uint64_t ctx, uint64_t event) {
+  static const char fn[] = "braid_event_destroy";
+  Context* c = nullptr;
+  Event* e = nullptr;
+  int32_t st = context_event(ctx, event, fn, &c, &e);
+  if (st) return st;
+  remove_child(c, event, &c->events);
+  cudaError_t r = cudaEventDestroy(e->e);
+  e->magic = 0;
+  delete e;
+  if (r != cudaSuccess) return cuda_fail(fn, "cudaEventDestroy", r);
+  return BRAID_OK;
+}
+
+int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
+  static const char fn[] = "braid_event_record";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  Event* e = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  st = get_event(c, event, fn, &e);
+  if (st) return st;
+  bool capturing = stream_capturing(s);
+  CUDA_TRY(fn, cudaEventRecord(e->e, s->s));
+  if (!capturing) e->recorded = 1;
+  return BRAID_OK;
+}
+
+int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
+  static const char fn[] = "braid_stream_wait_event";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  Event* e = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  st = get_event(c, event, fn, &e);
+  if (st) return st;
+  CUDA_TRY(fn, cudaStreamWaitEvent(s->s, e->e, 0));
+  return BRAID_OK;
+}
+
+int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
+  static const char fn[] = "braid_event_synchronize";
+  Context* c = nullptr;
+  Event* e = nullptr;
+  int32_t st = context_event(ctx, event, fn, &c, &e);
+  if (st) return st;
+  CUDA_TRY(fn, cudaEventSynchronize(e->e));
+  return BRAID_OK;
+}
+
+int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {
+  static const char fn[] = "braid_event_elapsed";
+  Context* c = nullptr;
+  Event *a = nullptr, *b = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if ((st = get_event(c, start, fn, &a)) || (st = get_event(c, end, fn, &b))) return st;
+  if (out_ms == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_ms is NULL", fn);
+  if (!a->recorded || !b->recorded)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: the %s event has not been recorded", fn,
+                a->recorded ? "end" : "start");
+  float ms = 0;
+  cudaError_t r = cudaEventElapsedTime(&ms, a->e, b->e);
+  if (r == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: the events have not completed; synchronise their streams first", fn);
+  }
+  if (r != cudaSuccess) return cuda_fail(fn, "cudaEventElapsedTime", r);
+  *out_ms = ms;
+  return BRAID_OK;
+}
+
+/* ---------------------------------------------------------------- capture and graphs */
+
+int32_t braid_capture_begin(uint64_t ctx, uint64_t stream) {
+  static const char fn[] = "braid_capture_begin";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  std::lock_guard<std::mutex> g(c->lock);
+  if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is already capturing", fn);
+  /* Thread-local mode: this thread may not call capture-unsafe APIs while capturing, which
+   * turns accidental synchronisation inside a capture into an error instead of a hang. */
+  CUDA_TRY(fn, cudaStreamBeginCapture(s->s, cudaStreamCaptureModeThreadLocal));
+  c->capturing = 1;
+  c->capture_stream = s;
+  return BRAID_OK;
+}
+
+int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
+  static const char fn[] = "braid_capture_end";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (!c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is not capturing", fn);
+    if (c->capture_stream != s)
+      return fail(BRAID_ERR_CAPTURE,
+                  "%s: the capture was begun on another stream; end it on that stream", fn);
+    c->capturing = 0;
+    c->capture_stream = nullptr;
+  }
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(s->s, &graph);
+  if (e != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return fail(BRAID_ERR_CAPTURE,
+                "%s: cudaStreamEndCapture failed: %s (%s); the capture is discarded (was work "
+                "forked to another stream and not joined back, or an operator failed inside it?)",
+                fn, cudaGetErrorString(e), cudaGetErrorName(e));
+  }
+  cudaGraphExec_t exec = nullptr;
+  /* Kernel nodes keep the priority of the stream they were captured on only with this flag;
+   * without it the whole graph runs at the launch stream's priority. */
+  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
+  /* Upload now, so the first launch does not pay for it. */
+  e = cudaGraphUpload(exec, s->s);
+  if (e != cudaSuccess) {
+    cudaGraphExecDestroy(exec);
+    return cuda_fail(fn, "cudaGraphUpload", e);
+  }
+  Graph* gr = new (std::nothrow) Graph();
+  if (gr == nullptr || !add_child(c, (uint64_t)(uintptr_t)gr, &c->graphs)) {
+    delete gr;
+    cudaGraphExecDestroy(exec);
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  gr->magic = MAGIC_GRAPH;
+  gr->ctx = c;
+  gr->exec = exec;
+  *out_graph = (uint64_t)(uintptr_t)gr;
+  return BRAID_OK;
+}
+
+int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream) {
+  static const char fn[] = "braid_graph_launch";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  Graph* g = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  st = get_graph(c, graph, fn, &g);
+  if (st) return st;
+  CUDA_TRY(fn, cudaGraphLaunch(g->exec, s->s));
+  return BRAID_OK;
+}
+
+int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph) {
+  static const char fn[] = "braid_graph_destroy";
+  Context* c = nullptr;
+  Graph* g = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  st = get_graph(c, graph, fn, &g);
+  if (st) return st;
+  remove_child(c, graph, &c->graphs);
+  cudaError_t e = cudaGraphExecDestroy(g->exec);
+  g->magic = 0;
+  delete g;
+  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphExecDestroy", e);
+  return BRAID_OK;
+}
+
+}  // extern "C"
