@@ -67,6 +67,59 @@ export function caseList(): { cases: OpCase[]; add: AddCase } {
   return { cases, add };
 }
 
+/** A pooling case: its name, the input's shape and the window. */
+export type PoolCase = [string, number[], Partial<AttrsByOp["MaxPool2d"]>];
+
+/** Pooling windows hanging over the edge in ceil mode, padding, and the divisor rules. */
+const POOLS: PoolCase[] = [
+  ["k3 s2 p1", [2, 3, 9, 9], { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }],
+  ["k3 s2 p1 ceil (last window over the edge)", [2, 3, 8, 8], {
+    kernel: [3, 3],
+    strides: [2, 2],
+    pads: [1, 1, 1, 1],
+    ceilMode: true,
+  }],
+  ["k2 s2 ceil on 7x7 (last window of 1 pixel)", [2, 3, 7, 7], {
+    kernel: [2, 2],
+    strides: [2, 2],
+    ceilMode: true,
+  }],
+  ["k2 s2 p1 ceil on 5x5 (window dropped by the PyTorch rule)", [1, 2, 5, 5], {
+    kernel: [2, 2],
+    strides: [2, 2],
+    pads: [1, 1, 1, 1],
+    ceilMode: true,
+  }],
+  ["k3 s1 p1 (same size)", [2, 4, 6, 7], { kernel: [3, 3], pads: [1, 1, 1, 1] }],
+  ["k3 s2 floor", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2] }],
+  ["k3 s2 ceil", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2], ceilMode: true }],
+  ["k [2, 3] s [1, 2] p [1, 1] ceil", [2, 2, 6, 9], {
+    kernel: [2, 3],
+    strides: [1, 2],
+    pads: [1, 1, 1, 1],
+    ceilMode: true,
+  }],
+  ["k3 s2 asymmetric pads [1, 0, 0, 1]", [1, 2, 7, 8], {
+    kernel: [3, 3],
+    strides: [2, 2],
+    pads: [1, 0, 0, 1],
+  }],
+  ["global-sized window k7 on 7x7", [2, 8, 7, 7], { kernel: [7, 7], strides: [1, 1] }],
+];
+
+/** MaxPool2d and AvgPool2d (the divisor with and without the padding) on POOLS and `extra`. */
+export function addPoolCases(add: AddCase, extra: PoolCase[] = []) {
+  for (const [name, x, a] of [...POOLS, ...extra]) {
+    add("MaxPool2d", name, [u(x)], a);
+    for (const countIncludePad of [true, false]) {
+      add("AvgPool2d", `${name}, count_include_pad ${countIncludePad}`, [u(x)], {
+        ...a,
+        countIncludePad,
+      });
+    }
+  }
+}
+
 /** Fused activations, clamp as Relu6 and as an interval around 0. */
 export const ACT: Record<string, FusedActivation> = {
   none: { activation: "none", actMin: 0, actMax: 0 },

@@ -14,6 +14,7 @@ import { assert } from "../deps.ts";
 import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
 import {
   ACT,
+  addPoolCases,
   away,
   buildCase,
   caseList,
@@ -112,51 +113,13 @@ add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
 }
 
 {
-  const pools: [string, number[], Partial<AttrsByOp["MaxPool2d"]>][] = [
-    ["k3 s2 p1", [2, 3, 9, 9], { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }],
-    ["k3 s2 p1 ceil", [2, 3, 8, 8], {
-      kernel: [3, 3],
-      strides: [2, 2],
-      pads: [1, 1, 1, 1],
-      ceilMode: true,
-    }],
-    ["k2 s2 ceil on 7x7", [2, 3, 7, 7], { kernel: [2, 2], strides: [2, 2], ceilMode: true }],
-    ["k2 s2 p1 ceil on 5x5", [1, 2, 5, 5], {
-      kernel: [2, 2],
-      strides: [2, 2],
-      pads: [1, 1, 1, 1],
-      ceilMode: true,
-    }],
-    ["k3 s1 p1 (same size)", [2, 4, 6, 7], { kernel: [3, 3], pads: [1, 1, 1, 1] }],
-    ["k3 s2 floor", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2] }],
-    ["k3 s2 ceil", [1, 3, 8, 8], { kernel: [3, 3], strides: [2, 2], ceilMode: true }],
-    ["k [2, 3] s [1, 2] p [1, 1] ceil", [2, 2, 6, 9], {
-      kernel: [2, 3],
-      strides: [1, 2],
-      pads: [1, 1, 1, 1],
-      ceilMode: true,
-    }],
-    ["k3 s2 asymmetric pads [1, 0, 0, 1]", [1, 2, 7, 8], {
-      kernel: [3, 3],
-      strides: [2, 2],
-      pads: [1, 0, 0, 1],
-    }],
-    ["global-sized window k7 on 7x7", [2, 8, 7, 7], { kernel: [7, 7], strides: [1, 1] }],
+  addPoolCases(add, [
     ["k3 s2 ceil on 64x112x112 (GoogLeNet stem)", [1, 64, 112, 112], {
       kernel: [3, 3],
       strides: [2, 2],
       ceilMode: true,
     }],
-  ];
-  for (const [name, x, a] of pools) {
-    add("MaxPool2d", name, [u(x)], a);
-    for (const countIncludePad of [true, false]) {
-      add("AvgPool2d", `${name}, count_include_pad ${countIncludePad}`, [u(x)], {
-        ...a,
-        countIncludePad,
-      });
-    }
-  }
+  ]);
   add("AvgPool2d", "k1 s2 windows inside bottom/right padding (NASNet path_2)", [
     u([1, 96, 164, 164]),
   ], { kernel: [1, 1], strides: [2, 2], pads: [0, 0, 1, 1], countIncludePad: true });
