@@ -11,8 +11,12 @@
 namespace braid_cuda {
 namespace {
 
-/* The size an allocation of `bytes` takes (256-byte granules, 256 for none), or an error. */
-int32_t allocation_size(const char* fn, uint64_t bytes, uint64_t* out_addr, size_t* size) {
+/* Checks an allocation request: its context, and the size `bytes` takes (256-byte granules, 256
+ * for none). */
+int32_t begin_allocation(uint64_t ctx, const char* fn, uint64_t bytes, uint64_t* out_addr,
+                         Context** c, size_t* size) {
+  int32_t st = get_context(ctx, fn, c);
+  if (st) return st;
   if (out_addr == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
   if (bytes > ((uint64_t)1 << 52))
     return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes", fn,
@@ -135,8 +139,7 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   static const char fn[] = "braid_buffer_alloc";
   Context* c = nullptr;
   size_t size = 0;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st || (st = allocation_size(fn, bytes, out_addr, &size))) return st;
+  if (int32_t st = begin_allocation(ctx, fn, bytes, out_addr, &c, &size)) return st;
   void* p = nullptr;
   cudaError_t e;
   {
@@ -165,8 +168,7 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   static const char fn[] = "braid_host_alloc";
   Context* c = nullptr;
   size_t size = 0;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st || (st = allocation_size(fn, bytes, out_addr, &size))) return st;
+  if (int32_t st = begin_allocation(ctx, fn, bytes, out_addr, &c, &size)) return st;
   void* p = nullptr;
   cudaError_t e;
   {

@@ -262,14 +262,19 @@ int32_t braid_event_destroy(uint64_t ctx, uint64_t event) {
   return BRAID_OK;
 }
 
+/* A stream and an event of one context, by handle. */
+static int32_t stream_event(uint64_t ctx, uint64_t stream, uint64_t event, const char* fn,
+                            Stream** s, Event** e) {
+  Context* c = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, s);
+  return st ? st : get_event(c, event, fn, e);
+}
+
 int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
   static const char fn[] = "braid_event_record";
-  Context* c = nullptr;
   Stream* s = nullptr;
   Event* e = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = stream_event(ctx, stream, event, fn, &s, &e);
   if (st) return st;
   bool capturing = stream_capturing(s);
   CUDA_TRY(fn, cudaEventRecord(e->e, s->s));
@@ -279,12 +284,9 @@ int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
 
 int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
   static const char fn[] = "braid_stream_wait_event";
-  Context* c = nullptr;
   Stream* s = nullptr;
   Event* e = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = stream_event(ctx, stream, event, fn, &s, &e);
   if (st) return st;
   CUDA_TRY(fn, cudaStreamWaitEvent(s->s, e->e, 0));
   return BRAID_OK;
