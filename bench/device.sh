@@ -25,7 +25,10 @@ set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH
 export OUT=${OUT:-/tmp/braid-out} PYTHONUNBUFFERED=1 NO_COLOR=1
 mkdir -p "$OUT"
-make -j16 cpu cuda engine-probe >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
+make -j16 cpu cuda >"$OUT/build.log" 2>&1 || { tail -n 30 "$OUT/build.log"; exit 1; }
+# The engine probe (cuDNN 9.8+) is a tool: a failure to build it is reported, and stops nothing
+# but the steps that use it.
+make -j16 engine-probe >>"$OUT/build.log" 2>&1 || echo "engine-probe did not build (build.log)"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu \
   --format=csv,noheader
 cnn=${MODELS:-googlenet,inception_v3,squeezenet1_1,resnet50,densenet121}
