@@ -102,7 +102,7 @@ export function probeTable(rows: ProbeRow[], targets: number[]): string[] {
       const ok = (rank: number) => mine.filter((r) => r.rank === rank && r.ok).length;
       const engines = new Map<string, number>();
       for (const r of mine.filter((r) => r.rank === 0 && r.ok)) {
-        const engine = r.text.split(" ").slice(0, 2).join(" ");
+        const engine = r.text.match(/^engine \d+/)?.[0] ?? r.text;
         engines.set(engine, (engines.get(engine) ?? 0) + 1);
       }
       const tried = mine.filter((r) => r.rank === 0).length;

@@ -111,10 +111,15 @@ void pointwise(Builder& b, Desc& mode_desc, Desc& op, cudnnPointwiseMode_t mode,
   b.finalize(op, "pointwise operation");
 }
 
-/* The end padding a record implies (its oh and ow fix it; see check_conv2d). */
-int64_t implied_end_pad(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
-                        int64_t out) {
-  return (out - 1) * stride + dil * (k - 1) + 1 - in - pad;
+/* The end padding cuDNN's graph is given for a record, whose oh and ow imply it (see
+ * check_conv2d). An implied padding from -(stride - 1) to -1 means the last rows fall between
+ * strides and are never read: cuDNN's output size, floor((in + pads - extent) / stride) + 1, is
+ * the record's with no end padding at all. Below that the record crops, which a graph cannot say:
+ * -1 then. */
+int64_t end_pad(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil, int64_t out) {
+  const int64_t implied = (out - 1) * stride + dil * (k - 1) + 1 - in - pad;
+  if (implied >= 0) return implied;
+  return implied > -stride ? 0 : -1;
 }
 
 /* Whether braid may run an engine: never one compiled at run time (seconds of NVRTC), one that
@@ -265,12 +270,13 @@ int32_t engine_plan_build(EngineDevice dev, const char* fn, const braid_conv2d_p
                           bool has_bias, bool has_res, int align, EngineChoice e,
                           EnginePlan** out) {
   const int64_t pad_end[2] = {
-      implied_end_pad(p->h, p->kh, p->stride_h, p->pad_top, p->dilation_h, p->oh),
-      implied_end_pad(p->w, p->kw, p->stride_w, p->pad_left, p->dilation_w, p->ow)};
+      end_pad(p->h, p->kh, p->stride_h, p->pad_top, p->dilation_h, p->oh),
+      end_pad(p->w, p->kw, p->stride_w, p->pad_left, p->dilation_w, p->ow)};
   if (pad_end[0] < 0 || pad_end[1] < 0)
     return fail(BRAID_ERR_UNSUPPORTED,
-                "%s: cuDNN engines cannot crop: implied end padding %lld x %lld is negative", fn,
-                (long long)pad_end[0], (long long)pad_end[1]);
+                "%s: cuDNN engines cannot crop: output %dx%d needs rows or columns of the input "
+                "cut off at its end",
+                fn, p->oh, p->ow);
   if (e.fused && !engine_fusable(p))
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: algorithm %d fuses the epilogue, but activation %d is not relu or none", fn,

@@ -69,7 +69,29 @@ const CASES: Case[] = [
     residual: false,
   },
   {
-    name: "3x3 64→64 on 28x28, bias, sigmoid (not fusable: conv alone + braid's pass)",
+    // ResNet's downsample: the last input row and column fall between strides (implied end
+    // padding -1), which cuDNN's graph is told as none.
+    name: "1x1 stride 2 8→16 on 14x14, bias, relu",
+    record: {
+      ...CONV,
+      c: 8,
+      h: 14,
+      w: 14,
+      k: 16,
+      oh: 7,
+      ow: 7,
+      kh: 1,
+      kw: 1,
+      stride_h: 2,
+      stride_w: 2,
+      pad_top: 0,
+      pad_left: 0,
+    },
+    bias: true,
+    residual: false,
+  },
+  {
+    name: "3x3 64→64 on 28x28, bias, tanh (not fusable: conv alone + braid's pass)",
     record: { ...CONV, c: 64, h: 28, w: 28, k: 64, oh: 28, ow: 28, activation: 4 },
     bias: true,
     residual: false,
@@ -248,7 +270,7 @@ gpuTest("the tuner's choice runs and matches; its engines are the budget's or th
 gpuTest("engine ids that cannot apply are clear errors, and the context goes on", () => {
   const d = new Device(cuda());
   try {
-    const c = CASES[3]; // sigmoid: cuDNN's graph cannot fuse it
+    const c = CASES.find((c) => c.record.activation === 4)!; // tanh: cuDNN's graph cannot fuse it
     const { tensors } = operands(d, c, BASE_SEED);
     const run = (algorithm: number, workspace: Handle = 0n) => () =>
       d.op("braid_conv2d", "conv2d", { ...c.record, algorithm }, [...tensors, workspace]);
