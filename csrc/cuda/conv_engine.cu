@@ -24,8 +24,10 @@ struct Desc {
   Desc() = default;
   Desc(const Desc&) = delete;
   Desc& operator=(const Desc&) = delete;
-  ~Desc() {
+  ~Desc() { reset(); }
+  void reset() {
     if (d) cudnnBackendDestroyDescriptor(d);
+    d = nullptr;
   }
 };
 
@@ -175,6 +177,31 @@ struct EnginePlan {
   size_t workspace = 0;
   bool with_bias = false, with_res = false; /* operands the fused graph reads */
 };
+
+namespace {
+
+/* The execution plan of `ep`'s configuration, on the handle, and for the device description too
+ * when `with_properties`. */
+void plan_of_config(Builder& b, EnginePlan& ep, EngineDevice dev, bool with_properties) {
+  b.create(ep.plan, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, "execution plan");
+  /* Deprecated in cuDNN 9 (the plan finds the handle through its graph): its status is not
+   * checked, so a release that drops it still builds plans. */
+  if (b.ok() && dev.handle)
+    (void)cudnnBackendSetAttribute(ep.plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE,
+                                   1, &dev.handle);
+#if CUDNN_VERSION >= 90800
+  if (with_properties && dev.properties)
+    b.set(ep.plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+          &dev.properties, "execution plan device properties");
+#else
+  (void)with_properties;
+#endif
+  b.set(ep.plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &ep.config.d, "execution plan engine config");
+  b.finalize(ep.plan, "execution plan");
+}
+
+}  // namespace
 
 void engine_plan_destroy(EnginePlan* e) { delete e; }
 
@@ -427,21 +454,15 @@ int32_t engine_plan_build(EngineDevice dev, const char* fn, const braid_conv2d_p
                 "targeted), but its heuristic has %d usable for this convolution",
                 fn, engine_id(e), e.rank, e.fused ? "fused" : "convolution-only", e.sm_target,
                 usable);
-  b.create(ep->plan, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR,
-           "execution plan");
-  /* Deprecated in cuDNN 9 (the plan finds the handle through its graph): its status is not
-   * checked, so a release that drops it still builds plans. */
-  if (b.ok() && dev.handle)
-    (void)cudnnBackendSetAttribute(ep->plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
-                                   CUDNN_TYPE_HANDLE, 1, &dev.handle);
-#if CUDNN_VERSION >= 90800
-  if (dev.properties)
-    b.set(ep->plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-          &dev.properties, "execution plan device properties");
-#endif
-  b.set(ep->plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-        &ep->config.d, "execution plan engine config");
-  b.finalize(ep->plan, "execution plan");
+  plan_of_config(b, *ep, dev, true);
+  /* A cuDNN that takes the heuristic's device description but validates the plan against its
+   * handle alone: the plan once more without it. */
+  if (!b.ok() && dev.handle && dev.properties) {
+    Builder again;
+    ep->plan.reset();
+    plan_of_config(again, *ep, dev, false);
+    if (again.ok()) b = again;
+  }
   int64_t workspace = 0;
   b.get(ep->plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &got,
         &workspace, "execution plan workspace size");
