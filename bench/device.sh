@@ -16,6 +16,8 @@
 #   onnx             bench/onnx_check.py exports + bench/onnx_check.ts import and compare
 #                    (ONNX_MODELS=a,b a subset, ONNX_DEADLINE=S seconds for braid's half,
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
+#   pool-contention  bench/pool_contention.ts: host time per backend call when 1, 2, 4 threads
+#                    measure stages at once on 32-SM partitions (JSON $OUT/pool_contention.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
 # BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:
@@ -62,6 +64,8 @@ for step in "$@"; do
       deno run --cached-only -A bench/onnx_check.ts --dir /tmp/onnx \
         ${ONNX_MODELS:+--models "$ONNX_MODELS"} --deadline "${ONNX_DEADLINE:-1e9}" \
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
+    pool-contention) deno run --cached-only -A bench/pool_contention.ts \
+      --json "$OUT/pool_contention.json" ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
       --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} ;;
     *) echo "unknown step $step" ;;

@@ -1,0 +1,98 @@
+/**
+ * Where a tuning pool's time goes (issue 6 (c)): k threads at once, each measuring the same
+ * model's first stages on its own partition, as `braid tune --concurrent` does, with the host
+ * time of every backend call added up. Run with k = 1, 2, 4 (and k = 1 on the whole device): the
+ * calls whose time per stage grows with k are where the threads contend; eventSynchronize is
+ * time spent waiting for the device.
+ *
+ *   deno run -A bench/pool_contention.ts [--model inception_v3] [--sms 32] [--threads 1,2,4]
+ *     [--stages 400] [--json FILE]   (--device cpu --sms 0: a check of the script itself)
+ */
+import { parseArgs } from "../lib/deps.ts";
+import type { Figures, Setup } from "./pool_contention_worker.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    model: { type: "string", default: "inception_v3" },
+    sms: { type: "string", default: "32" },
+    threads: { type: "string", default: "1,2,4" },
+    stages: { type: "string", default: "400" },
+    json: { type: "string" },
+    // "cpu" only checks the script (no partitions there: --sms 0 --threads 1).
+    device: { type: "string", default: "cuda" },
+  },
+});
+
+/** Runs `threads` workers together on `sms`-SM partitions (0: the whole device). */
+async function run(threads: number, sms: number): Promise<Figures[]> {
+  const workers = Array.from(
+    { length: threads },
+    () =>
+      new Worker(new URL("./pool_contention_worker.ts", import.meta.url).href, { type: "module" }),
+  );
+  const next = (w: Worker) =>
+    new Promise<unknown>((resolve, reject) => {
+      w.onmessage = (e) => resolve(e.data);
+      w.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message));
+      };
+    });
+  try {
+    const ready = workers.map(next);
+    workers.forEach((w, group) => {
+      const setup: Setup = {
+        type: "setup",
+        model: args.values.model,
+        device: args.values.device as "cuda" | "cpu",
+        sms,
+        group,
+        stages: Number(args.values.stages),
+      };
+      w.postMessage(setup);
+    });
+    await Promise.all(ready);
+    const done = workers.map(next);
+    workers.forEach((w) => w.postMessage({ type: "go" }));
+    return (await Promise.all(done)) as Figures[];
+  } finally {
+    workers.forEach((w) => w.terminate());
+  }
+}
+
+const rows: { threads: number; sms: number; figures: Figures[] }[] = [];
+const sms = Number(args.values.sms);
+rows.push({ threads: 1, sms: 0, figures: await run(1, 0) });
+for (const threads of sms > 0 ? args.values.threads.split(",").map(Number) : []) {
+  rows.push({ threads, sms, figures: await run(threads, sms) });
+}
+
+const calls = [...new Set(rows.flatMap((r) => r.figures.flatMap((f) => Object.keys(f.callMs))))];
+const perStage = (figures: Figures[], call: string) => {
+  const ms = figures.reduce((a, f) => a + (f.callMs[call] ?? 0), 0);
+  const stages = figures.reduce((a, f) => a + f.stages, 0);
+  return (1000 * ms) / stages;
+};
+const top = calls
+  .map((c) => ({ c, us: Math.max(...rows.map((r) => perStage(r.figures, c))) }))
+  .sort((a, b) => b.us - a.us)
+  .slice(0, 8)
+  .map((x) => x.c);
+console.log(
+  `| threads | SMs | stages/s (all) | ms/stage/thread | ${top.join(" | ")} (µs/stage) |`,
+);
+console.log(`| --- | --- | --- | --- | ${top.map(() => "---").join(" | ")} |`);
+for (const { threads, sms, figures } of rows) {
+  const wall = Math.max(...figures.map((f) => f.wallMs));
+  const stages = figures.reduce((a, f) => a + f.stages, 0);
+  const perThread = figures.reduce((a, f) => a + f.wallMs / f.stages, 0) / figures.length;
+  const cells = top.map((c) => perStage(figures, c).toFixed(0));
+  console.log(
+    `| ${threads} | ${sms || "whole"} | ${(1000 * stages / wall).toFixed(0)} | ` +
+      `${perThread.toFixed(2)} | ${cells.join(" | ")} |`,
+  );
+}
+if (args.values.json) {
+  await Deno.writeTextFile(args.values.json, JSON.stringify({ model: args.values.model, rows }));
+}

@@ -1,0 +1,84 @@
+/**
+ * One thread of bench/pool_contention.ts: a model's stages measured on one partition (or the
+ * whole device), with every backend call's host time added up by call, as the tuning pool's
+ * workers measure them. Messages: {type: "setup", ...} → "ready" (op times measured, stages
+ * listed); {type: "go"} → the measurement's figures.
+ */
+import type { Backend } from "../ffi/backend.ts";
+import { buildZooModel, Partition, TuningCache } from "../mod.ts";
+import { optimize } from "../lib/passes/mod.ts";
+import { graphVariants } from "../lib/runtime/prepare.ts";
+import { executableOptions, openBackend } from "../lib/runtime/session.ts";
+import { StagePrefetch } from "../lib/runtime/stage_prefetch.ts";
+import type { PlannedStage } from "../lib/runtime/stage_plan.ts";
+
+export interface Setup {
+  type: "setup";
+  model: string;
+  device: "cuda" | "cpu";
+  sms: number;
+  group: number;
+  stages: number;
+}
+
+export interface Figures {
+  wallMs: number;
+  stages: number;
+  /** Host milliseconds spent in each backend call (op calls by op), summed. */
+  callMs: Record<string, number>;
+}
+
+const scope = self as unknown as {
+  onmessage: (e: MessageEvent<Setup | { type: "go" }>) => void;
+  postMessage(message: unknown): void;
+};
+
+/** The backend with every method's host time added to `callMs` (by name, ops by op). */
+function timed(backend: Backend, callMs: Record<string, number>): Backend {
+  return new Proxy(backend, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        const start = performance.now();
+        try {
+          return value.apply(target, args);
+        } finally {
+          const name = prop === "op" ? `op ${String(args[0])}` : String(prop);
+          callMs[name] = (callMs[name] ?? 0) + performance.now() - start;
+        }
+      };
+    },
+  });
+}
+
+let prefetch: StagePrefetch;
+let planned: PlannedStage[];
+const callMs: Record<string, number> = {};
+
+scope.onmessage = async (e) => {
+  const message = e.data;
+  if (message.type === "setup") {
+    const partition = message.sms > 0
+      ? Partition.create({ sms: message.sms, group: message.group, device: message.device })
+      : undefined;
+    const native = partition ? partition.native.backend : openBackend(message.device);
+    const backend = timed(native, callMs);
+    const ctx = backend.contextCreate(0);
+    if (partition) backend.contextSetPartition(ctx, partition.native.handle);
+    const graph = graphVariants(optimize(buildZooModel(message.model)), false, true)[0];
+    const options = executableOptions(backend.deviceInfo(ctx), {
+      partition,
+      tuning: new TuningCache(),
+    });
+    prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+    planned = (await prefetch.plan()).slice(0, message.stages);
+    scope.postMessage({ type: "ready" });
+    return;
+  }
+  for (const key of Object.keys(callMs)) delete callMs[key];
+  const start = performance.now();
+  prefetch.measure(planned);
+  const figures: Figures = { wallMs: performance.now() - start, stages: planned.length, callMs };
+  scope.postMessage(figures);
+};
