@@ -1,6 +1,7 @@
 /**
  * The stage timer on the CPU backend: a pipelined batch measures every stage once, in order,
- * and a stage that cannot be captured fails alone, leaving the timer (and its context) usable.
+ * and a stage that cannot be captured fails alone, leaving the timer (and its context) usable;
+ * a stage's rounds have as many replays as its floor time asks for.
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
@@ -9,7 +10,8 @@ import { inferShapes } from "../lib/ir/validate.ts";
 import { optimize } from "../lib/passes/mod.ts";
 import { Resources, Weights } from "../lib/runtime/executable.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
-import { StageTimer } from "../lib/runtime/stage_timer.ts";
+import { stageFloorUs } from "../lib/runtime/stage_plan.ts";
+import { StageTimer, type StageTimerOptions } from "../lib/runtime/stage_timer.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 
@@ -63,4 +65,70 @@ Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fai
     resources.release();
     backend.contextDestroy(ctx);
   }
+});
+
+/** A timer on inception's graph on the CPU backend, with `launches` counting graph replays. */
+function countingTimer(options: StageTimerOptions) {
+  const native = Backend.open("cpu");
+  const counts = { launches: 0 };
+  const backend = new Proxy(native, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (prop === "graphLaunch") counts.launches++;
+        return value.apply(target, args);
+      };
+    },
+  });
+  const ctx = backend.contextCreate(0);
+  const resources = new Resources(backend, ctx, false);
+  const graph = optimize(inceptionNet());
+  const shapes = inferShapes(graph, 1);
+  const { dag } = scheduleContext(graph, shapes);
+  const execOptions = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
+  const weights = new Weights(backend, resources, graph);
+  const timer = new StageTimer(backend, ctx, graph, shapes, dag, execOptions, weights, options);
+  const close = () => {
+    timer.release();
+    resources.release();
+    backend.contextDestroy(ctx);
+  };
+  return { timer, counts, dag, close };
+}
+
+Deno.test("a stage's rounds last roundUs by its floor time, between minReplays and replays", () => {
+  const { timer, counts, dag, close } = countingTimer({
+    replays: 5,
+    minReplays: 2,
+    roundUs: 100,
+    rounds: 3,
+    warmup: 1,
+  });
+  try {
+    assert.equal(timer.replaysFor(undefined), 5, "no floor: the most");
+    assert.equal(timer.replaysFor(0), 5);
+    assert.equal(timer.replaysFor(10), 5, "a short stage: the most");
+    assert.equal(timer.replaysFor(30), 4);
+    assert.equal(timer.replaysFor(40), 3);
+    assert.equal(timer.replaysFor(60), 2);
+    assert.equal(timer.replaysFor(500), 2, "a long stage: the fewest");
+    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+      timer.launchesKernel(v)
+    );
+    const stages = [[[kernels[0]]], [[kernels[1]], [kernels[2]]]];
+    // 1 warm-up + 3 rounds of the stage's replays: 5 for the first (no floor), 2 for the second.
+    const times = timer.measureMany(stages, [undefined, 250]);
+    assert.equal(counts.launches, 1 + 3 * 5 + 1 + 3 * 2);
+    assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${times}`);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a stage's floor is its longest group's op times summed", () => {
+  const us = [10, 20, 30, 40];
+  assert.equal(stageFloorUs([[0, 1], [2]], us), 30);
+  assert.equal(stageFloorUs([[0], [1, 2, 3]], us), 90);
+  assert.equal(stageFloorUs([[]], us), 0);
 });

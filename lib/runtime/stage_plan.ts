@@ -12,10 +12,18 @@ import { makeSchedule, type ScheduleContext, type SchedulerName } from "../sched
 import type { StageTimer } from "./stage_timer.ts";
 import type { BudgetTuning } from "./tuning.ts";
 
-/** A stage to measure: its tuning-cache key and its groups of node indices. */
+/** A stage to measure: its tuning-cache key, its groups of node indices, and a floor of its time. */
 export interface PlannedStage {
   key: string;
   groups: number[][];
+  /** Its longest group's measured op times summed, µs (no stage runs faster): how many replays
+   * one timed round needs (StageTimer.measureMany). */
+  floorUs?: number;
+}
+
+/** The longest group's op times summed, µs: a floor of the stage's time. */
+export function stageFloorUs(groups: number[][], opTimeUs: number[]): number {
+  return Math.max(0, ...groups.map((g) => g.reduce((sum, v) => sum + (opTimeUs[v] ?? 0), 0)));
 }
 
 /**
@@ -41,7 +49,12 @@ export async function plannedStages(
       return simulateStage(groups, ctx.costs, ctx.device);
     },
   });
-  return [...wanted].map(([key, groups]) => ({ key, groups }));
+  const opTimeUs = ctx.opTimeUs;
+  return [...wanted].map(([key, groups]) => ({
+    key,
+    groups,
+    floorUs: opTimeUs ? stageFloorUs(groups, opTimeUs) : undefined,
+  }));
 }
 
 /** Measures, in one pipelined batch, the planned stages the cache still lacks, and stores them. */
@@ -51,6 +64,6 @@ export function measureStages(
   timer: StageTimer,
 ): void {
   const missing = stages.filter(({ key }) => tuned.cache.getStage(key) === undefined);
-  const times = timer.measureMany(missing.map((s) => s.groups));
+  const times = timer.measureMany(missing.map((s) => s.groups), missing.map((s) => s.floorUs));
   missing.forEach(({ key }, i) => tuned.stageAt(key, () => times[i]));
 }

@@ -5,8 +5,11 @@
  * One executable holds the whole graph with no buffer reuse, so any subset of its ops can run
  * without disturbing another's operands; its conv algorithms come from the tuning cache as for
  * the real session. Each group gets its own stream and its own conv workspace. A stage's time is
- * the median over `rounds` of the mean of `replays` back-to-back replays between two events.
- * measureMany() overlaps one stage's capture with the previous stage's replays.
+ * the median over `rounds` of the mean of back-to-back replays between two events: `replays` of
+ * them, or for a stage whose floor time is known, as many as make a round last `roundUs` (at least
+ * `minReplays`), so a long stage (on few SMs, say) is timed as precisely as a short one without
+ * costing more device time than it needs. measureMany() overlaps one stage's capture with the
+ * previous stage's replays.
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph, Value } from "../ir/graph.ts";
@@ -17,8 +20,12 @@ import { Executable, type ExecutableOptions, Resources, type Weights } from "./e
 import { stats } from "./profiler.ts";
 
 export interface StageTimerOptions {
-  /** Replays launched back to back in one timed round. */
+  /** Replays launched back to back in one timed round (the most, for a stage with a floor). */
   replays?: number;
+  /** The fewest replays a round has. */
+  minReplays?: number;
+  /** How long a round should last, µs, by a stage's floor time. */
+  roundUs?: number;
   /** Timed rounds; the median round counts. */
   rounds?: number;
   warmup?: number;
@@ -48,7 +55,15 @@ export class StageTimer {
     weights: Weights,
     timerOptions: StageTimerOptions = {},
   ) {
-    this.#options = { replays: 5, rounds: 3, warmup: 2, ...timerOptions };
+    // 100 µs: five replays of a 20 µs stage, the shortest rounds timed before rounds adapted.
+    this.#options = {
+      replays: 5,
+      minReplays: 2,
+      roundUs: 100,
+      rounds: 3,
+      warmup: 2,
+      ...timerOptions,
+    };
     this.#resources = new Resources(backend, ctx, false);
     try {
       const schedule = sequentialSchedule(dag);
@@ -98,21 +113,30 @@ export class StageTimer {
     return this.measureMany([groups])[0];
   }
 
+  /** Replays in one timed round of a stage with this floor time (µs; none: the most). */
+  replaysFor(floorUs?: number): number {
+    const { replays, minReplays, roundUs } = this.#options;
+    if (!(floorUs !== undefined && floorUs > 0)) return replays;
+    return Math.min(replays, Math.max(minReplays, Math.ceil(roundUs / floorUs)));
+  }
+
   /**
    * Each stage's median replay time, µs, measured in a pipeline: while the device replays one
    * stage, the host captures and instantiates the next (the device's timing is by events, so the
    * host's work beside it does not count). Each stage is warmed up, then replayed in `rounds`
-   * timed rounds of `replays`, as measure() does.
+   * timed rounds, as measure() does; `floorsUs[i]`, where known, sets stage i's replays a round
+   * (replaysFor).
    */
-  measureMany(stages: number[][][]): number[] {
+  measureMany(stages: number[][][], floorsUs: (number | undefined)[] = []): number[] {
     const { backend } = this;
     const ctx = this.#resources.ctx;
-    const { replays, rounds, warmup } = this.#options;
+    const { rounds, warmup } = this.#options;
     const times: number[] = [];
     const began = performance.now();
-    /** The stage in flight: its graph and its round events. */
-    let flight: { graph: Handle; events: Handle[] } | undefined;
-    const finish = ({ graph, events }: { graph: Handle; events: Handle[] }) => {
+    /** The stage in flight: its graph, its round events and its replays a round. */
+    type Flight = { graph: Handle; events: Handle[]; replays: number };
+    let flight: Flight | undefined;
+    const finish = ({ graph, events, replays }: Flight) => {
       try {
         backend.eventSynchronize(ctx, events[rounds]);
         const samples = Array.from(
@@ -136,7 +160,8 @@ export class StageTimer {
         );
         const previous = flight;
         // Two stages in flight at most: each keeps its own round events until it is read.
-        flight = { graph, events: this.#roundEvents[i % 2] };
+        const replays = this.replaysFor(floorsUs[i]);
+        flight = { graph, events: this.#roundEvents[i % 2], replays };
         const { events } = flight;
         for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, graph, 0n);
         for (let r = 0; r < rounds; r++) {
