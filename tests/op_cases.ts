@@ -120,6 +120,34 @@ export function addPoolCases(add: AddCase, extra: PoolCase[] = []) {
   }
 }
 
+/** Transposes of rank 2 to 4. */
+export function addTransposeCases(add: AddCase) {
+  for (const perm of [[1, 0], [0, 2, 1], [2, 0, 1], [1, 2, 0]]) {
+    const shape = [3, 4, 5].slice(0, perm.length);
+    add("Transpose", `[${perm}] of [${shape}]`, [u(shape)], { perm });
+  }
+  for (const perm of [[0, 2, 3, 1], [0, 3, 1, 2], [3, 2, 1, 0], [0, 1, 3, 2], [2, 0, 3, 1]]) {
+    add("Transpose", `[${perm}] of [2, 3, 4, 5]`, [u([2, 3, 4, 5])], { perm });
+  }
+}
+
+/** Slices of [2, 6, 7, 8]: negative and reversed bounds and steps, clamping, several axes. */
+export function addSliceCases(add: AddCase) {
+  const slices: [string, number[], number[], number[], number[]][] = [
+    ["axis 2 [1:-1]", [2], [1], [-1], [1]],
+    ["axes [1, 3] [-4:100], [0:-2:2]", [1, 3], [-4, 0], [100, -2], [1, 2]],
+    ["axis 3 reversed [-1:-100:-1]", [3], [-1], [-100], [-1]],
+    ["axis 2 [5:0:-2]", [2], [5], [0], [-2]],
+    ["axes [-1, 1] [1:7:3], [-2:-7:-1]", [-1, 1], [1, -2], [7, -7], [3, -1]],
+    ["axis 2 start past the end, negative step [100:-100:-3]", [2], [100], [-100], [-3]],
+    ["axis 0 [-1:2147483647]", [0], [-1], [2147483647], [1]],
+    ["all axes", [0, 1, 2, 3], [0, 1, -3, -1], [2, 6, 7, -9], [1, 2, 1, -2]],
+  ];
+  for (const [name, axes, starts, ends, steps] of slices) {
+    add("Slice", `${name} of [2, 6, 7, 8]`, [u([2, 6, 7, 8])], { axes, starts, ends, steps });
+  }
+}
+
 /** Fused activations, clamp as Relu6 and as an interval around 0. */
 export const ACT: Record<string, FusedActivation> = {
   none: { activation: "none", actMin: 0, actMax: 0 },

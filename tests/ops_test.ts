@@ -19,6 +19,8 @@ import {
   ACT,
   actName,
   addPoolCases,
+  addSliceCases,
+  addTransposeCases,
   away,
   buildCase,
   caseList,
@@ -126,30 +128,8 @@ add("Reshape", "[2, 60] → [2, 3, 20]", [u([2, 60])], { shape: [2, 3, 20] });
 add("Reshape", "[-1]", [u([2, 3, 4])], { shape: [-1] });
 add("Reshape", "[4, -1, 5]", [u([2, 6, 5])], { shape: [4, -1, 5] });
 
-for (const perm of [[1, 0], [0, 2, 1], [2, 0, 1], [1, 2, 0]]) {
-  add("Transpose", `[${perm}] of [${[3, 4, 5].slice(0, perm.length)}]`, [
-    u([3, 4, 5].slice(0, perm.length)),
-  ], { perm });
-}
-for (const perm of [[0, 2, 3, 1], [0, 3, 1, 2], [3, 2, 1, 0], [0, 1, 3, 2], [2, 0, 3, 1]]) {
-  add("Transpose", `[${perm}] of [2, 3, 4, 5]`, [u([2, 3, 4, 5])], { perm });
-}
-
-{
-  const slices: [string, number[], number[], number[], number[]][] = [
-    ["axis 2 [1:-1]", [2], [1], [-1], [1]],
-    ["axes [1, 3] [-4:100], [0:-2:2]", [1, 3], [-4, 0], [100, -2], [1, 2]],
-    ["axis 3 reversed [-1:-100:-1]", [3], [-1], [-100], [-1]],
-    ["axis 2 [5:0:-2]", [2], [5], [0], [-2]],
-    ["axes [-1, 1] [1:7:3], [-2:-7:-1]", [-1, 1], [1, -2], [7, -7], [3, -1]],
-    ["axis 2 start past the end, negative step [100:-100:-3]", [2], [100], [-100], [-3]],
-    ["axis 0 [-1:2147483647]", [0], [-1], [2147483647], [1]],
-    ["all axes", [0, 1, 2, 3], [0, 1, -3, -1], [2, 6, 7, -9], [1, 2, 1, -2]],
-  ];
-  for (const [name, axes, starts, ends, steps] of slices) {
-    add("Slice", `${name} of [2, 6, 7, 8]`, [u([2, 6, 7, 8])], { axes, starts, ends, steps });
-  }
-}
+addTransposeCases(add);
+addSliceCases(add);
 
 add("Gemm", "transB false, bias", [u([6, 8]), u([8, 5]), u([5])]);
 add("Gemm", "transB true, alpha 0.5, beta 2, bias", [u([6, 8]), u([5, 8]), u([5])], {
