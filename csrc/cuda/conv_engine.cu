@@ -499,6 +499,7 @@ void engine_plan_describe(const EnginePlan* e, char* out, size_t len) {
   if (made > 0 && cudnnBackendGetAttribute(e->config.d, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &count,
                                            raw) == CUDNN_STATUS_SUCCESS) {
+    const char* separator = " knobs ";
     for (int64_t i = 0; i < count && i < made; i++) {
       cudnnBackendKnobType_t type;
       int64_t value = 0;
@@ -507,8 +508,9 @@ void engine_plan_describe(const EnginePlan* e, char* out, size_t len) {
           cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1,
                                    &n, &value) != CUDNN_STATUS_SUCCESS)
         continue;
-      text += (i == 0 ? " knobs " : ",") + std::to_string((int)type) + "=" +
+      text += separator + std::to_string((int)type) + "=" +
               std::to_string((long long)value);
+      separator = ",";
     }
   }
   text += ", workspace " + std::to_string(e->workspace);
