@@ -201,7 +201,7 @@ if (parts.has("b")) {
         `${a.scheduler} (${a.streams})`,
         f(tunedMs, 3),
         `${gain >= 0 ? "+" : ""}${f(100 * gain, 1)}%`,
-        `${w.tuning.engines} / ${a.tuning.engines}`,
+        `${w.tuning.engines} / ${a.tuning.engines} (${a.tuning.enginesTargeted} targeted)`,
       ]);
       results.push({
         model: name,
@@ -219,6 +219,7 @@ if (parts.has("b")) {
           ms: tunedMs,
           tuneMs,
           convEngines: a.tuning.engines,
+          convEnginesTargeted: a.tuning.enginesTargeted,
         },
         gain,
       });
@@ -244,7 +245,7 @@ if (parts.has("b")) {
       "tuned-at-N schedule (streams)",
       "ms at N",
       "tuned at N faster by",
-      "convs on cuDNN engines (whole-GPU-tuned / tuned at N)",
+      "convs on cuDNN engines (whole-GPU-tuned / tuned at N, of them targeted at N)",
     ],
     rows,
   );

@@ -131,7 +131,7 @@ export class Executable {
   readonly weightBytes: number;
   readonly kernelLaunches: number;
   /** Convolutions whose algorithm was measured now, and found in the cache. */
-  readonly tuned = { measured: 0, cached: 0, engines: 0 };
+  readonly tuned = { measured: 0, cached: 0, engines: 0, enginesTargeted: 0 };
   readonly #steps: Step[];
   readonly #address = new Map<string, bigint>();
   readonly #streams: Handle[];
@@ -461,7 +461,9 @@ export class Executable {
           this.tuned.measured++;
         }
         if (choice) {
-          if (engineOf(choice.algorithm)) this.tuned.engines++;
+          const engine = engineOf(choice.algorithm);
+          if (engine) this.tuned.engines++;
+          if (engine && engine.smTarget > 0) this.tuned.enginesTargeted++;
           call.values = {
             ...call.values,
             algorithm: choice.algorithm,

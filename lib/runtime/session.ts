@@ -102,9 +102,10 @@ export interface SessionReport {
   precision: PrecisionOption;
   /**
    * Convolution algorithms measured while preparing, and found in the tuning cache; `engines`:
-   * the convolutions that run a cuDNN engine configuration (chosen for an SM-count target).
+   * the convolutions that run a cuDNN engine configuration, `enginesTargeted` those of them whose
+   * configuration cuDNN's heuristic chose for an SM budget below the whole device.
    */
-  tuning: { measured: number; cached: number; engines: number };
+  tuning: { measured: number; cached: number; engines: number; enginesTargeted: number };
   /** Schedules auto measured on the device before choosing (empty otherwise). */
   trials: Trial[];
   /** Ops and IOS stages timed on the device as captured graphs while scheduling (all variants). */
