@@ -66,8 +66,8 @@ build/libbraid_cuda.so: $(CUDA_OBJECTS)
 	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_OBJECTS) $(CUDA_LIBS)
 cuda: build/libbraid_cuda.so
 
-# cuDNN's engine plans for braid's convolutions without a GPU (cuDNN 9.8+; csrc/tools/engine_probe.cu,
-# bench/engine_probe.ts, tests/engine_probe_test.ts).
+# cuDNN's engine plans for braid's convolutions without a GPU (cuDNN 9.8+;
+# csrc/tools/engine_probe.cu, bench/engine_probe.ts, tests/engine_probe_test.ts).
 build/tools/engine_probe.o: csrc/tools/engine_probe.cu $(CUDA_HEADERS)
 	@mkdir -p build/tools
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
