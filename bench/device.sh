@@ -51,7 +51,7 @@ for step in "$@"; do
     gpu-engines) ./build/engine_probe --dump-device >"$OUT/cudnn-device.json" &&
       deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" &&
       deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" \
-        --no-green --models googlenet &&
+        --whole-device --models googlenet &&
       BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/conv_engine_gpu_test.ts \
         tests/engine_probe_test.ts ;;
     compare-quick) bash bench/compare.sh --batch 1 --models googlenet,inception_v3 --no-compile \

@@ -5,12 +5,13 @@
  *
  *   make engine-probe CUDNN_HOME=... CUBLAS_HOME=...
  *   deno run -A bench/engine_probe.ts [--models googlenet,inception_v3] [--targets 0,16,32,64]
- *     [--device bench/devices/h200-cudnn.json] [--no-green] [--lines]
+ *     [--device bench/devices/h200-cudnn.json] [--whole-device] [--lines]
  *
  * The device file is the H200's properties in cuDNN's JSON (CUDNN_ATTR_DEVICEPROP_JSON_
- * REPRESENTATION; `build/engine_probe --dump-device` writes a GPU's own). SM budgets below the
- * whole device are seen as green contexts, as braid's tuner sees them where cuDNN can describe
- * one; `--no-green` sees them as the whole device (an older cuDNN). Prints, per target and graph
+ * REPRESENTATION; `build/engine_probe --dump-device` writes a GPU's own). An SM budget below the
+ * whole device is seen as a green context of that many SMs, as braid's tuner sees it where cuDNN
+ * can describe its device; `--whole-device` sees it as the whole device (an older cuDNN). Prints,
+ * per target and graph
  * (the convolution alone, or with its epilogue fused), how many of the model's distinct
  * convolutions get a plan at rank 0, 1 and 2, and the engines of rank 0.
  */
@@ -57,15 +58,16 @@ export interface ProbeRow {
 /** Runs build/engine_probe (or `probe`) on the lines; its stderr header and its rows. */
 export async function runProbe(
   lines: string[],
-  { device, targets, green = true, probe = "build/engine_probe" }: {
+  { device, targets, partitionViews = true, probe = "build/engine_probe" }: {
     device: string;
     targets: number[];
-    green?: boolean;
+    /** SM budgets seen as green contexts of that many SMs (false: as the whole device). */
+    partitionViews?: boolean;
     probe?: string;
   },
 ): Promise<{ header: string; rows: ProbeRow[] }> {
   const child = new Deno.Command(probe, {
-    args: [device, ...targets.map(String), ...(green ? [] : ["--no-green"])],
+    args: [device, ...targets.map(String), ...(partitionViews ? [] : ["--whole-device"])],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -120,19 +122,19 @@ if (import.meta.main) {
       models: { type: "string", default: "googlenet,inception_v3" },
       targets: { type: "string", default: "0,16,32,64" },
       device: { type: "string", default: "bench/devices/h200-cudnn.json" },
-      "no-green": { type: "boolean", default: false },
+      "whole-device": { type: "boolean", default: false },
       probe: { type: "string", default: "build/engine_probe" },
       lines: { type: "boolean", default: false },
     },
   });
   const targets = args.values.targets.split(",").map(Number);
-  const green = !args.values["no-green"];
+  const partitionViews = !args.values["whole-device"];
   for (const model of args.values.models.split(",")) {
     const lines = convLines(model);
     const { header, rows } = await runProbe(lines, {
       device: args.values.device,
       targets,
-      green,
+      partitionViews,
       probe: args.values.probe,
     });
     if (args.values.lines) {

@@ -54,16 +54,16 @@ test("every googlenet, resnet50, squeezenet1_1 convolution has whole-device plan
   }
 });
 
-test("a 32-SM budget has plans where cuDNN can describe a green context", async () => {
+test("a 32-SM budget has plans for every convolution, seen as a 32-SM green context", async () => {
   const lines = convLines("inception_v3");
   const device = await deviceFile();
   const { header, rows } = await runProbe(lines, { device, targets: [32] });
   const planned = rows.filter((r) => r.rank === 0 && r.graph === "plain" && r.ok).length;
   console.log(`  ${header}: ${planned} of ${lines.length} with a 32-SM plan`);
-  if (/green contexts/.test(header)) assert.equal(planned, lines.length);
-  // Seen as the whole device, cuDNN lists few or no configurations for such a target; each
-  // missing one is the clear error the tuner skips.
-  const { rows: whole } = await runProbe(lines, { device, targets: [32], green: false });
+  assert.equal(planned, lines.length);
+  // Seen as the whole device (a cuDNN that cannot describe its device), cuDNN 9.24 lists no
+  // configuration for such a target; each missing one is the clear error the tuner skips.
+  const { rows: whole } = await runProbe(lines, { device, targets: [32], partitionViews: false });
   for (const r of whole.filter((r) => !r.ok)) {
     assert.match(r.text, /usable for this convolution|cudnnBackendFinalize/, r.text);
   }

@@ -146,11 +146,10 @@ struct Context {
   std::map<uint64_t, uint64_t> host_bufs;       /* page-locked allocations: base → bytes */
   ConvCache* conv_cache;
   GemmCache* gemm_cache;
-  /* cuDNN's description of this device as a green context sees it, for engine heuristics aimed
-   * at a partition's SMs (conv_engine.cu): built on first use; green_view_state 1 built, -1 this
-   * cuDNN cannot describe it, 0 not tried yet. */
-  cudnnBackendDescriptor_t cudnn_green_view;
-  int green_view_state;
+  /* cuDNN's descriptions of this device as a green context of N SMs sees it, by N, for engine
+   * heuristics aimed at a partition's SMs (conv_engine.cu): built on first use; NULL where this
+   * cuDNN cannot describe its device. */
+  std::map<int, cudnnBackendDescriptor_t> cudnn_partition_views;
   /* The partition this context is bound to (braid_context_set_partition): its default stream and
    * every stream it creates run there. NULL: the whole device. */
   Partition* partition;

@@ -209,10 +209,9 @@ size_t engine_plan_workspace(const EnginePlan* e) { return e->workspace; }
 
 namespace {
 
-/* Rewrites cuDNN's device JSON as a green context would report the device ("smCountOrigin" 1,
- * CUDNN_SM_COUNT_ORIGIN_GREEN_CONTEXT); false where the JSON has no such field. */
-bool as_green_context(std::string& json) {
-  const std::string key = "\"smCountOrigin\"";
+/* Sets an integer field of cuDNN's device JSON; false where the JSON has no such field. */
+bool set_json_int(std::string& json, const char* name, int value) {
+  const std::string key = std::string("\"") + name + "\"";
   size_t at = json.find(key);
   if (at == std::string::npos) return false;
   at += key.size();
@@ -220,7 +219,16 @@ bool as_green_context(std::string& json) {
   size_t end = at;
   while (end < json.size() && json[end] >= '0' && json[end] <= '9') end++;
   if (end == at) return false;
-  json.replace(at, end - at, "1");
+  json.replace(at, end - at, std::to_string(value));
+  return true;
+}
+
+/* Rewrites cuDNN's device JSON as a green context of `sms` SMs reports the device: that many
+ * SMs, counted from a green context (smCountOrigin 1, CUDNN_SM_COUNT_ORIGIN_GREEN_CONTEXT, where
+ * the JSON has the field: cuDNN 9.24's has). False without an SM count to set. */
+bool as_partition(std::string& json, int sms) {
+  if (!set_json_int(json, "multiProcessorCount", sms)) return false;
+  (void)set_json_int(json, "smCountOrigin", 1);
   return true;
 }
 
@@ -250,10 +258,10 @@ std::string engine_device_json(cudnnHandle_t handle) {
 #endif
 }
 
-cudnnBackendDescriptor_t engine_device_properties(const char* json, bool green) {
+cudnnBackendDescriptor_t engine_device_properties(const char* json, int partition_sms) {
 #if CUDNN_VERSION >= 90800
   std::string text = json;
-  if (green && !as_green_context(text)) return nullptr;
+  if (partition_sms > 0 && !as_partition(text, partition_sms)) return nullptr;
   Desc view;
   if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, &view.d) ||
       cudnnBackendSetAttribute(view.d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
@@ -265,25 +273,31 @@ cudnnBackendDescriptor_t engine_device_properties(const char* json, bool green) 
   return out;
 #else
   (void)json;
-  (void)green;
+  (void)partition_sms;
   return nullptr;
 #endif
 }
 
 EngineDevice engine_device(Context* c, int sm_target) {
   if (sm_target <= 0 || sm_target >= c->sms) return EngineDevice{c->cudnn, nullptr};
-  if (c->green_view_state == 0) {
-    const std::string json = engine_device_json(c->cudnn);
-    c->cudnn_green_view = json.empty() ? nullptr : engine_device_properties(json.c_str(), true);
-    c->green_view_state = c->cudnn_green_view ? 1 : -1;
+  auto known = c->cudnn_partition_views.find(sm_target);
+  if (known != c->cudnn_partition_views.end()) return EngineDevice{c->cudnn, known->second};
+  const std::string json = engine_device_json(c->cudnn);
+  cudnnBackendDescriptor_t view =
+      json.empty() ? nullptr : engine_device_properties(json.c_str(), sm_target);
+  try {
+    c->cudnn_partition_views[sm_target] = view; /* NULL too: this cuDNN cannot describe it */
+  } catch (...) {
+    if (view) cudnnBackendDestroyDescriptor(view);
+    view = nullptr;
   }
-  return EngineDevice{c->cudnn, c->cudnn_green_view};
+  return EngineDevice{c->cudnn, view};
 }
 
 void engine_device_release(Context* c) {
-  if (c->cudnn_green_view) cudnnBackendDestroyDescriptor(c->cudnn_green_view);
-  c->cudnn_green_view = nullptr;
-  c->green_view_state = 0;
+  for (auto& kv : c->cudnn_partition_views)
+    if (kv.second) cudnnBackendDestroyDescriptor(kv.second);
+  c->cudnn_partition_views.clear();
 }
 
 int32_t engine_plan_create(Context* c, const char* fn, const braid_conv2d_params* p,

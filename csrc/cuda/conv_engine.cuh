@@ -77,15 +77,16 @@ BRAID_HIDDEN int32_t engine_plan_build(EngineDevice dev, const char* fn,
                                        const braid_conv2d_params* p, bool has_bias, bool has_res,
                                        int align, EngineChoice e, EnginePlan** out);
 /* Where the context's plans for an SM target are built: its handle, and for a target below the
- * whole device (a partition's budget) cuDNN's description of the device as seen from a green
- * context, where this cuDNN can give one (cuDNN lists configurations for most SM targets only
- * then). The context lock held. */
+ * whole device (a partition's budget) cuDNN's description of the device as a green context of
+ * that many SMs sees it, where this cuDNN can give one (without it, cuDNN 9.24 lists no
+ * configuration for most targets: tools/engine_probe.cu). The context lock held. */
 BRAID_HIDDEN EngineDevice engine_device(Context* c, int sm_target);
 /* cuDNN's JSON of the handle's device, or "" where this cuDNN cannot write it (before 9.8). */
 BRAID_HIDDEN std::string engine_device_json(cudnnHandle_t handle);
-/* A device-properties descriptor from cuDNN's JSON of a device (as a green context sees it, if
- * `green`), or NULL where this cuDNN cannot make one. */
-BRAID_HIDDEN cudnnBackendDescriptor_t engine_device_properties(const char* json, bool green);
+/* A device-properties descriptor from cuDNN's JSON of a device (as a green context of
+ * `partition_sms` SMs sees it, if not 0), or NULL where this cuDNN cannot make one. */
+BRAID_HIDDEN cudnnBackendDescriptor_t engine_device_properties(const char* json,
+                                                               int partition_sms);
 /* Frees what engine_device built (with the context). */
 BRAID_HIDDEN void engine_device_release(Context* c);
 /* "engine <global index> knobs <type>=<value>,..., workspace <bytes>". */

@@ -8,9 +8,9 @@
  * of the device: `make engine-probe` builds it, `bench/engine_probe.ts` feeds it a zoo model's
  * convolutions.
  *
- *   engine_probe DEVICE.json [TARGET...] [--no-green]   (targets: SM counts, 0 = the whole
- *                                         device; --no-green: budgets seen as the whole device,
- *                                         as by a cuDNN that cannot describe a green context)
+ *   engine_probe DEVICE.json [TARGET...] [--whole-device]   (targets: SM counts, 0 = the whole
+ *                                         device; --whole-device: budgets seen as the whole
+ *                                         device, as by a cuDNN that cannot describe its device)
  *   engine_probe --dump-device                (on a GPU: the device's own JSON, to stdout)
  *
  * stdin: one convolution a line, "name n c h w k oh ow kh kw stride_h stride_w pad_top pad_left
@@ -96,18 +96,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "engine_probe: cannot read %s\n", argv[1]);
     return 2;
   }
-  bool green = true;
+  bool views = true;
   std::vector<int> targets;
   for (int i = 2; i < argc; i++) {
-    if (strcmp(argv[i], "--no-green") == 0) green = false;
+    if (strcmp(argv[i], "--whole-device") == 0) views = false;
     else targets.push_back(atoi(argv[i]));
   }
   if (targets.empty()) targets = {0, 16, 32, 64};
-  /* As engine_device: the device itself for the whole device, the green-context view of it for
-   * an SM budget below it (where this cuDNN has one, and not with --no-green). */
-  cudnnBackendDescriptor_t whole = engine_device_properties(json.c_str(), false);
-  cudnnBackendDescriptor_t partition = green ? engine_device_properties(json.c_str(), true)
-                                             : nullptr;
+  cudnnBackendDescriptor_t whole = engine_device_properties(json.c_str(), 0);
   if (whole == nullptr) {
     fprintf(stderr, "engine_probe: cuDNN %zu does not take %s as device properties\n",
             cudnnGetVersion(), argv[1]);
@@ -116,8 +112,15 @@ int main(int argc, char** argv) {
   const char* key = "\"multiProcessorCount\"";
   int sms = 0;
   if (const char* at = strstr(json.c_str(), key)) sscanf(at + strlen(key), " : %d", &sms);
-  fprintf(stderr, "engine_probe: cuDNN %zu, %d SMs, SM budgets %s\n", cudnnGetVersion(), sms,
-          partition ? "seen as green contexts" : "seen as the whole device");
+  /* As engine_device: the device itself for the whole device, and for an SM budget below it the
+   * device as a green context of that many SMs sees it (not with --whole-device: as a cuDNN that
+   * cannot describe one). */
+  std::vector<cudnnBackendDescriptor_t> view(targets.size(), nullptr);
+  for (size_t t = 0; t < targets.size(); t++)
+    if (views && targets[t] > 0 && targets[t] < sms)
+      view[t] = engine_device_properties(json.c_str(), targets[t]);
+  fprintf(stderr, "engine_probe: cuDNN %zu, %d SMs, SM budgets seen %s\n", cudnnGetVersion(), sms,
+          views ? "as green contexts of that many SMs" : "as the whole device");
   char line[1024];
   while (fgets(line, sizeof line, stdin)) {
     char name[128];
@@ -127,15 +130,15 @@ int main(int argc, char** argv) {
       fprintf(stderr, "engine_probe: cannot read the line: %s", line);
       return 2;
     }
-    for (int target : targets) {
+    for (size_t t = 0; t < targets.size(); t++) {
+      const int target = targets[t];
       for (int fused = 0; fused < 2; fused++) {
         if (fused && !engine_fusable(&p)) continue;
         for (int rank = 0; rank < RANKS; rank++) {
           EnginePlan* plan = nullptr;
           const EngineChoice choice{fused != 0, rank, target};
           char text[512];
-          const bool budget = target > 0 && target < sms && partition != nullptr;
-          const EngineDevice device{nullptr, budget ? partition : whole};
+          const EngineDevice device{nullptr, view[t] ? view[t] : whole};
           const int32_t st =
               engine_plan_build(device, "engine_probe", &p, bias, res, 16, choice, &plan);
           if (st == BRAID_OK) {
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
     }
   }
   cudnnBackendDestroyDescriptor(whole);
-  if (partition) cudnnBackendDestroyDescriptor(partition);
+  for (cudnnBackendDescriptor_t v : view)
+    if (v) cudnnBackendDestroyDescriptor(v);
   return 0;
 }
