@@ -266,8 +266,7 @@ static int operand_alignment(uint64_t x, uint64_t w, uint64_t bias, uint64_t res
 /* The cached plan of a record (context lock held). An engine id's plan depends on the operands'
  * alignment too (`align`, ignored for other ids). When it cannot be built, a `strict` caller (the
  * tuner) gets the error; any other gets the heuristic's plan in its place, remembered. */
-static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
-                        bool has_res, int align, bool strict, ConvPlan** out) {
+static ConvKey plan_key(const braid_conv2d_params* p, bool has_bias, bool has_res, int align) {
   ConvKey key;
   memset(&key, 0, sizeof key);
   key.p = *p;
@@ -279,6 +278,12 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
     key.align = align;
     key.p.workspace_bytes = 0;
   }
+  return key;
+}
+
+static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
+                        bool has_res, int align, bool strict, ConvPlan** out) {
+  const ConvKey key = plan_key(p, has_bias, has_res, align);
   if (c->conv_cache == nullptr) {
     c->conv_cache = new (std::nothrow) ConvCache();
     if (c->conv_cache == nullptr) return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -315,6 +320,32 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
   return BRAID_OK;
 }
 
+/* Puts the heuristic's plan in the place of an engine id's cached plan that cannot run here
+ * (context lock held; a tuner never gets it: get_plan refuses fallbacks to strict callers). */
+static int32_t fall_back(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
+                         bool has_res, int align) {
+  const ConvKey key = plan_key(p, has_bias, has_res, align);
+  ConvKey heuristic = key;
+  heuristic.p.algorithm = -1;
+  heuristic.align = 0;
+  ConvPlan* pl = nullptr;
+  int32_t st;
+  {
+    RelaxedCapture relaxed;
+    st = make_plan(c, fn, heuristic, &pl);
+  }
+  if (st) return st;
+  pl->fallback = true;
+  auto it = c->conv_cache->map.find(key);
+  if (it == c->conv_cache->map.end()) {
+    delete pl;
+    return fail(BRAID_ERR_INTERNAL, "%s: no plan of algorithm %d to replace", fn, p->algorithm);
+  }
+  delete it->second;
+  it->second = pl;
+  return BRAID_OK;
+}
+
 static int32_t bind_cudnn(Context* c, const char* fn, cudaStream_t s) {
   if (c->cudnn_stream != s) {
     CUDNN_TRY(fn, cudnnSetStream(c->cudnn, s));
@@ -334,6 +365,13 @@ static int32_t run_epilogue(Context* c, Stream* s, const char* fn, const braid_c
                     p->activation, p->act_min, p->act_max);
 }
 
+/* BRAID_CONV_STRICT=1 (tests, debugging): braid_conv2d fails where an algorithm's plan cannot
+ * be built or run instead of running the heuristic's plan in its place, as the tuner does. */
+static bool strict_convolutions() {
+  const char* env = std::getenv("BRAID_CONV_STRICT");
+  return env != nullptr && env[0] == '1';
+}
+
 /* Issues one convolution (context lock held; `strict`: see get_plan). */
 static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2d_params* p,
                         uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
@@ -342,9 +380,8 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
   int32_t st = bind_cudnn(c, fn, s->s);
   if (st) return st;
   ConvPlan* pl = nullptr;
-  if ((st = get_plan(c, fn, p, bias != 0, residual != 0,
-                     operand_alignment(x, w, bias, residual, y), strict, &pl)))
-    return st;
+  const int align = operand_alignment(x, w, bias, residual, y);
+  if ((st = get_plan(c, fn, p, bias != 0, residual != 0, align, strict, &pl))) return st;
   if (pl->path == PATH_DIRECT) {
     DirectArgs a;
     a.x = CFPTR(x);
@@ -398,7 +435,15 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
                 (int)pl->algo, pl->ws);
   void* wsp = reinterpret_cast<void*>((uintptr_t)workspace);
   if (pl->path == PATH_ENGINE) {
-    if ((st = engine_plan_run(c, fn, pl->engine, x, w, bias, residual, y, wsp))) return st;
+    st = engine_plan_run(c, fn, pl->engine, x, w, bias, residual, y, wsp);
+    if (st && !strict && !stream_capturing(s)) {
+      /* Built, but it cannot launch on this stream (a cooperative grid sized for more SMs than the
+       * stream's partition has, say): from now on the heuristic's plan, as for a plan that cannot
+       * be built. Eager runs come first (an executable's warm-up), so a capture finds it. */
+      if ((st = fall_back(c, fn, p, bias != 0, residual != 0, align))) return st;
+      return run_conv(c, s, fn, p, x, w, bias, residual, y, workspace, false);
+    }
+    if (st) return st;
     return pl->epilogue ? run_epilogue(c, s, fn, p, bias, residual, y) : BRAID_OK;
   }
   if (pl->path == PATH_FUSED) {
@@ -590,7 +635,7 @@ int32_t braid_conv2d(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p
   if (st) return st;
   if ((st = check_conv2d(fn, p, x, w, y, workspace))) return st;
   std::lock_guard<std::mutex> g(c->lock);
-  return run_conv(c, s, fn, p, x, w, bias, residual, y, workspace);
+  return run_conv(c, s, fn, p, x, w, bias, residual, y, workspace, strict_convolutions());
 }
 
 int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_params* p,

@@ -161,56 +161,76 @@ function withCases(
   }
 }
 
-/** Runs every engine id on one device (stream 0 of `bind`'s partition, if given). */
+/**
+ * Runs `body` with BRAID_CONV_STRICT=1: braid_conv2d then fails where an engine's plan cannot be
+ * built or run, instead of quietly running the heuristic's plan in its place as sessions do.
+ */
+function strictly<T>(body: () => T): T {
+  Deno.env.set("BRAID_CONV_STRICT", "1");
+  try {
+    return body();
+  } finally {
+    Deno.env.delete("BRAID_CONV_STRICT");
+  }
+}
+
+/** Runs every engine id on one device (stream 0 of `bind`'s partition, if given), strictly. */
 function checkEngines(bind?: Partition): { ran: number; missing: string[] } {
   let ran = 0;
   const missing: string[] = [];
-  withCases(bind, 7919, (c, { d, tensors, y, count, want, workspace }) => {
-    const fusable = c.record.activation === 0 || c.record.activation === 1;
-    for (const tf32 of [0, 1]) {
-      for (const smTarget of [0, 32]) {
-        for (const fused of fusable ? [false, true] : [false]) {
-          for (const rank of [0, 1]) {
-            const algorithm = engineAlgorithm({ fused, rank, smTarget });
-            const what = `${c.name}: ${fused ? "fused" : "conv only"} rank ${rank}, ` +
-              `target ${smTarget}, ${tf32 ? "TF32" : "strict"}${
-                bind ? `, in ${bind.sms} SMs` : ""
-              }`;
-            const record = {
-              ...c.record,
-              algorithm,
-              workspace_bytes: WORKSPACE_BYTES,
-              allow_tf32: tf32,
-            };
-            d.upload(y, new Float32Array(count));
-            try {
-              d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
-            } catch (e) {
-              // The heuristic may list fewer usable configurations than the rank asks for (for
-              // most SM targets none: cuDNN 9.24 lists none for 20..130 SMs of an H200, none
-              // fused for any target), or one whose plan cuDNN then refuses to build; either is
-              // a clear error, and any other failure is a bug. Rank 0 of the convolution alone
-              // for the whole device always runs.
-              assert.ok(e instanceof BraidError, String(e));
-              const clear = (e.code === "NATIVE_UNSUPPORTED" &&
-                /usable for this convolution/.test(e.message)) ||
-                (e.code === "NATIVE_CUDNN" &&
-                  /cudnnBackendFinalize execution plan/.test(e.message));
-              assert.ok(clear, `${what}: ${e.code}: ${e.message}`);
-              assert.ok(
-                fused || rank > 0 || smTarget > 0,
-                `${what}: no configuration at all: ${e.message}`,
+  strictly(() =>
+    withCases(bind, 7919, (c, { d, tensors, y, count, want, workspace }) => {
+      const fusable = c.record.activation === 0 || c.record.activation === 1;
+      for (const tf32 of [0, 1]) {
+        for (const smTarget of [0, 32]) {
+          for (const fused of fusable ? [false, true] : [false]) {
+            for (const rank of [0, 1]) {
+              const algorithm = engineAlgorithm({ fused, rank, smTarget });
+              const what = `${c.name}: ${fused ? "fused" : "conv only"} rank ${rank}, ` +
+                `target ${smTarget}, ${tf32 ? "TF32" : "strict"}${
+                  bind ? `, in ${bind.sms} SMs` : ""
+                }`;
+              const record = {
+                ...c.record,
+                algorithm,
+                workspace_bytes: WORKSPACE_BYTES,
+                allow_tf32: tf32,
+              };
+              d.upload(y, new Float32Array(count));
+              try {
+                d.op("braid_conv2d", "conv2d", record, [...tensors, workspace]);
+              } catch (e) {
+                // The heuristic may list fewer usable configurations than the rank asks for (for
+                // an SM target, none at all where cuDNN cannot describe the device as a partition
+                // sees it: engine_device), or one whose plan cuDNN then refuses to build; either
+                // is a clear error, and any other failure is a bug. Rank 0 of the convolution
+                // alone for the whole device always runs.
+                assert.ok(e instanceof BraidError, String(e));
+                const clear = (e.code === "NATIVE_UNSUPPORTED" &&
+                  /usable for this convolution/.test(e.message)) ||
+                  (e.code === "NATIVE_CUDNN" &&
+                    /cudnnBackendFinalize execution plan/.test(e.message));
+                assert.ok(clear, `${what}: ${e.code}: ${e.message}`);
+                assert.ok(
+                  fused || rank > 0 || smTarget > 0,
+                  `${what}: no configuration at all: ${e.message}`,
+                );
+                missing.push(what);
+                continue;
+              }
+              expectClose(
+                d.download(y, count),
+                want,
+                tf32 ? TOLERANCE.tf32 : TOLERANCE.strict,
+                what,
               );
-              missing.push(what);
-              continue;
+              ran++;
             }
-            expectClose(d.download(y, count), want, tf32 ? TOLERANCE.tf32 : TOLERANCE.strict, what);
-            ran++;
           }
         }
       }
-    }
-  });
+    })
+  );
   return { ran, missing };
 }
 
