@@ -15,20 +15,38 @@ import { StageTimer, type StageTimerOptions } from "../lib/runtime/stage_timer.t
 import { TuningCache } from "../lib/runtime/tuning.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 
-Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fails alone", async () => {
-  const backend = Backend.open("cpu");
+/** A timer on inception's graph on the CPU backend, with `launches` counting graph replays. */
+function countingTimer(options: StageTimerOptions) {
+  const native = Backend.open("cpu");
+  const counts = { launches: 0 };
+  const backend = new Proxy(native, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (prop === "graphLaunch") counts.launches++;
+        return value.apply(target, args);
+      };
+    },
+  });
   const ctx = backend.contextCreate(0);
   const resources = new Resources(backend, ctx, false);
   const graph = optimize(inceptionNet());
   const shapes = inferShapes(graph, 1);
   const { dag } = scheduleContext(graph, shapes);
-  const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
+  const execOptions = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
   const weights = new Weights(backend, resources, graph);
-  const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, {
-    replays: 2,
-    rounds: 3,
-    warmup: 1,
-  });
+  const timer = new StageTimer(backend, ctx, graph, shapes, dag, execOptions, weights, options);
+  const close = () => {
+    timer.release();
+    resources.release();
+    backend.contextDestroy(ctx);
+  };
+  return { backend, ctx, timer, counts, dag, close };
+}
+
+Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fails alone", async () => {
+  const { backend, ctx, timer, dag, close } = countingTimer({ replays: 2, rounds: 3, warmup: 1 });
   try {
     const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
       timer.launchesKernel(v)
@@ -61,41 +79,9 @@ Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fai
       kernels.every((v) => ops[v] >= 0.5) && ops.every((us, v) => kernels.includes(v) || us === 0),
     );
   } finally {
-    timer.release();
-    resources.release();
-    backend.contextDestroy(ctx);
+    close();
   }
 });
-
-/** A timer on inception's graph on the CPU backend, with `launches` counting graph replays. */
-function countingTimer(options: StageTimerOptions) {
-  const native = Backend.open("cpu");
-  const counts = { launches: 0 };
-  const backend = new Proxy(native, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        if (prop === "graphLaunch") counts.launches++;
-        return value.apply(target, args);
-      };
-    },
-  });
-  const ctx = backend.contextCreate(0);
-  const resources = new Resources(backend, ctx, false);
-  const graph = optimize(inceptionNet());
-  const shapes = inferShapes(graph, 1);
-  const { dag } = scheduleContext(graph, shapes);
-  const execOptions = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
-  const weights = new Weights(backend, resources, graph);
-  const timer = new StageTimer(backend, ctx, graph, shapes, dag, execOptions, weights, options);
-  const close = () => {
-    timer.release();
-    resources.release();
-    backend.contextDestroy(ctx);
-  };
-  return { timer, counts, dag, close };
-}
 
 Deno.test("a stage's rounds last roundUs by its floor time, between minReplays and replays", () => {
   const { timer, counts, dag, close } = countingTimer({
