@@ -69,7 +69,8 @@ test("a 32-SM budget has plans for every convolution, seen as a 32-SM green cont
   const { header, rows } = await runProbe(lines, { device, targets: [32] });
   const planned = rows.filter((r) => r.rank === 0 && r.graph === "plain" && r.ok).length;
   console.log(`  ${header}: ${planned} of ${lines.length} with a 32-SM plan`);
-  assert.equal(planned, lines.length);
+  // Where this cuDNN makes no partition view of its device, the tuner's targets find none either.
+  if (/green contexts/.test(header)) assert.equal(planned, lines.length);
   // Seen as the whole device (a cuDNN that cannot describe its device), cuDNN 9.24 lists no
   // configuration for such a target; each missing one is the clear error the tuner skips.
   const { rows: whole } = await runProbe(lines, { device, targets: [32], partitionViews: false });

@@ -116,11 +116,16 @@ int main(int argc, char** argv) {
    * device as a green context of that many SMs sees it (not with --whole-device: as a cuDNN that
    * cannot describe one). */
   std::vector<cudnnBackendDescriptor_t> view(targets.size(), nullptr);
-  for (size_t t = 0; t < targets.size(); t++)
-    if (views && targets[t] > 0 && targets[t] < sms)
-      view[t] = engine_device_properties(json.c_str(), targets[t]);
+  bool made = views;
+  for (size_t t = 0; t < targets.size(); t++) {
+    if (!views || targets[t] <= 0 || targets[t] >= sms) continue;
+    view[t] = engine_device_properties(json.c_str(), targets[t]);
+    made = made && view[t] != nullptr;
+  }
   fprintf(stderr, "engine_probe: cuDNN %zu, %d SMs, SM budgets seen %s\n", cudnnGetVersion(), sms,
-          views ? "as green contexts of that many SMs" : "as the whole device");
+          made    ? "as green contexts of that many SMs"
+          : views ? "as the whole device (this cuDNN made no partition view of it)"
+                  : "as the whole device");
   char line[1024];
   while (fgets(line, sizeof line, stdin)) {
     char name[128];
