@@ -532,7 +532,7 @@ constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
                                   bool extra, std::vector<int>* out) {
   int fused_tries = ENGINE_FUSED_TRIES, plain_tries = ENGINE_PLAIN_TRIES;
-  if (const char* env = std::getenv("BRAID_CONV_ENGINES")) {
+  if (const char* env = std::getenv("BRAID_CONV_ENGINES"); env != nullptr && env[0] != 0) {
     const int k = std::atoi(env);
     fused_tries = plain_tries = k < 0 ? 0 : k > ENGINE_RANKS ? ENGINE_RANKS : k;
   }
