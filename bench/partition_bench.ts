@@ -141,7 +141,8 @@ if (parts.has("c")) {
       pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s; worker time in plans " +
       `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
       `${f(pool.kindMs.choose / 1000, 1)} s, tunes ` +
-      `${f(pool.kindMs.tune / 1000, 1)} s; ran ` +
+      `${f(pool.kindMs.tune / 1000, 1)} s (of all that, variants set up on workers ` +
+      `${f(pool.setupMs / 1000, 1)} s); ran ` +
       pool.timeline.filter((j) => j.kind === "tune" || j.kind === "choose").map((j) =>
         `${j.kind} ${j.file.replace(/.*\//, "")} ${f(j.startMs / 1000, 1)}–${
           f(j.endMs / 1000, 1)

@@ -30,13 +30,17 @@ export interface PoolReport {
   busyMs: number[];
   /** Worker time spent in each kind of job, ms. */
   kindMs: { plan: number; stages: number; choose: number; tune: number };
-  /** Every job: its worker, kind, model, start and end (ms since the pool started). */
+  /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
+  setupMs: number;
+  /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
+   * of it spent setting a variant up on the worker. */
   timeline: {
     worker: number;
     kind: PoolJob["kind"];
     file: string;
     startMs: number;
     endMs: number;
+    setupMs: number;
   }[];
 }
 
@@ -45,6 +49,7 @@ interface Reply {
     stages?: PlannedStage[];
     measured?: number;
     result?: TuneResult;
+    setupMs?: number;
   };
   closed?: boolean;
   cache?: string;
@@ -129,6 +134,7 @@ export async function tunePooled(
     prefetched: 0,
     busyMs: [],
     kindMs: { plan: 0, stages: 0, choose: 0, tune: 0 },
+    setupMs: 0,
     timeline: [],
   };
   const origin = performance.now();
@@ -163,7 +169,9 @@ export async function tunePooled(
         file: job.file,
         startMs: started - origin,
         endMs: ended - origin,
+        setupMs: r.reply?.setupMs ?? 0,
       });
+      pool.setupMs += r.reply?.setupMs ?? 0;
       if (r.error) {
         failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);
         return;

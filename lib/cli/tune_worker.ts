@@ -37,6 +37,8 @@ let native: Resources | undefined;
 /** Each model file, with its graph variants as a session derives them and its batch. */
 const models = new Map<string, { model: Model; variants: Graph[]; batch: number }>();
 const prefetches = new Map<string, StagePrefetch>();
+/** Time the current job spent setting variants up on this worker (weights, stage timer), ms. */
+let setupMs = 0;
 
 async function modelFor(file: string) {
   let known = models.get(file);
@@ -68,13 +70,15 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
   native ??= openNative();
   const { backend, ctx } = native;
   const execOptions = executableOptions(backend.deviceInfo(ctx), { partition, tuning: cache });
+  const started = performance.now();
   const prefetch = new StagePrefetch(backend, ctx, variants[variant], batch, execOptions);
+  setupMs += performance.now() - started;
   prefetches.set(id, prefetch);
   return prefetch;
 }
 
 /** A job's reply; `measured`: ops and stages the job timed ahead of a model's tuning. */
-async function run(job: PoolJob): Promise<unknown> {
+async function run(job: PoolJob): Promise<Record<string, unknown>> {
   if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return { measured: await choose(prefetch, job.variant) };
@@ -116,7 +120,8 @@ scope.onmessage = async ({ data }) => {
     }
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
     const mark = cache.mark();
-    const reply = await run(data.job);
+    setupMs = 0;
+    const reply = { ...await run(data.job), setupMs };
     scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
   } catch (e) {
     const code = e instanceof BraidError ? e.code : "NATIVE_INTERNAL";
