@@ -177,18 +177,7 @@ int32_t braid_binary(uint64_t ctx, uint64_t stream, const braid_binary_params* p
   if (p->kind < BRAID_BIN_ADD || p->kind > BRAID_BIN_DIV)
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: kind %d is not a braid_binary_kind", fn,
                        p->kind);
-  if (p->rank < 1 || p->rank > BRAID_MAX_RANK)
-    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: rank %d is outside 1..%d", fn, p->rank,
-                       BRAID_MAX_RANK);
-  int64_t total = 1;
-  for (int d = 0; d < p->rank; d++) {
-    if (p->shape[d] <= 0)
-      return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %d must be positive", fn, d,
-                         p->shape[d]);
-    total *= p->shape[d];
-    if (total > ((int64_t)1 << 40))
-      return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape has too many elements", fn);
-  }
+  if ((st = braid__check_shape(fn, p->rank, p->shape))) return st;
   if ((st = braid__check_activation(fn, p->activation, p->act_min, p->act_max))) return st;
   if ((st = braid__need(fn, "a", a)) || (st = braid__need(fn, "b", b)) ||
       (st = braid__need(fn, "y", y)))

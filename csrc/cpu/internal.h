@@ -95,6 +95,23 @@ static inline int32_t braid__need(const char* fn, const char* what, uint64_t add
 /* Validates an activation kind (and its clamp bounds). */
 BRAID_INTERNAL int32_t braid__check_activation(const char* fn, int32_t act, float lo, float hi);
 
+/* Validates a shape of rank 1..BRAID_MAX_RANK with positive extents and at most 2^40 elements. */
+static inline int32_t braid__check_shape(const char* fn, int32_t rank, const int32_t* shape) {
+  if (rank < 1 || rank > BRAID_MAX_RANK)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: rank %d is outside 1..%d", fn, rank,
+                       BRAID_MAX_RANK);
+  int64_t total = 1;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] <= 0)
+      return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %d must be positive", fn, d,
+                         shape[d]);
+    total *= shape[d];
+    if (total > ((int64_t)1 << 40))
+      return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape has too many elements", fn);
+  }
+  return BRAID_OK;
+}
+
 /* Applies an activation in place to n contiguous floats. */
 BRAID_INTERNAL void braid__activate(float* y, size_t n, int32_t act, float lo, float hi);
 

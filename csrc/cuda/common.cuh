@@ -224,6 +224,26 @@ static inline int32_t check_activation(const char* fn, int32_t act, float lo, fl
   return BRAID_OK;
 }
 
+/* A shape of rank 1..BRAID_MAX_RANK with positive extents and at most 2^40 elements; *total its
+ * element count. */
+static inline int32_t check_shape(const char* fn, int32_t rank, const int32_t* shape,
+                                  int64_t* total_out) {
+  if (rank < 1 || rank > BRAID_MAX_RANK)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: rank %d is outside 1..%d", fn, rank,
+                BRAID_MAX_RANK);
+  int64_t total = 1;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] <= 0)
+      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %d must be positive", fn, d,
+                  shape[d]);
+    total *= shape[d];
+    if (total > ((int64_t)1 << 40))
+      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape has too many elements", fn);
+  }
+  *total_out = total;
+  return BRAID_OK;
+}
+
 /* ---------------------------------------------------------------- launch helpers */
 
 constexpr int THREADS = 256;

@@ -227,18 +227,8 @@ int32_t braid_binary(uint64_t ctx, uint64_t stream, const braid_binary_params* p
   if (p->kind < BRAID_BIN_ADD || p->kind > BRAID_BIN_DIV)
     return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: kind %d is not a braid_binary_kind", fn,
                 p->kind);
-  if (p->rank < 1 || p->rank > BRAID_MAX_RANK)
-    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: rank %d is outside 1..%d", fn, p->rank,
-                BRAID_MAX_RANK);
-  int64_t total = 1;
-  for (int d = 0; d < p->rank; d++) {
-    if (p->shape[d] <= 0)
-      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %d must be positive", fn, d,
-                  p->shape[d]);
-    total *= p->shape[d];
-    if (total > ((int64_t)1 << 40))
-      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape has too many elements", fn);
-  }
+  int64_t total = 0;
+  if ((st = check_shape(fn, p->rank, p->shape, &total))) return st;
   if ((st = check_activation(fn, p->activation, p->act_min, p->act_max))) return st;
   if ((st = need(fn, "a", a)) || (st = need(fn, "b", b)) || (st = need(fn, "y", y))) return st;
 

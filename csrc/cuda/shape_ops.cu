@@ -186,18 +186,8 @@ int32_t braid_strided_copy(uint64_t ctx, uint64_t stream, const braid_strided_co
   int32_t st = resolve(ctx, stream, fn, &c, &s);
   if (st) return st;
   if (p == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
-  if (p->rank < 1 || p->rank > BRAID_MAX_RANK)
-    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: rank %d is outside 1..%d", fn, p->rank,
-                BRAID_MAX_RANK);
-  int64_t total = 1;
-  for (int d = 0; d < p->rank; d++) {
-    if (p->shape[d] <= 0)
-      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %d must be positive", fn, d,
-                  p->shape[d]);
-    total *= p->shape[d];
-    if (total > ((int64_t)1 << 40))
-      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: shape has too many elements", fn);
-  }
+  int64_t total = 0;
+  if ((st = check_shape(fn, p->rank, p->shape, &total))) return st;
   /* The lowest element read must not lie before x (strides may be negative). */
   int64_t lowest = p->offset;
   for (int d = 0; d < p->rank; d++)
