@@ -163,6 +163,43 @@ export const ACT: Record<string, FusedActivation> = {
 export const actName = (a: FusedActivation) =>
   a.activation === "clamp" ? `clamp(${a.actMin}, ${a.actMax})` : a.activation;
 
+/** Unary ops over ranges that reach their tails, and Clamp's bounds; `long`: a 1-d case too. */
+export function addActivationCases(add: AddCase, long?: number[]) {
+  for (const [op, range] of [["Relu", 1], ["Sigmoid", 6], ["Tanh", 4], ["Gelu", 5]] as const) {
+    add(op, `[2, 3, 4, 5] in [-${range}, ${range}]`, [u([2, 3, 4, 5], -range, range)]);
+    add(op, "[7] in [-1, 1]", [u([7])]);
+    add(op, "[3, 1000] in [-8, 8]", [u([3, 1000], -8, 8)]);
+    if (long) add(op, `[${long}] (vectors and a tail)`, [u(long, -range, range)]);
+  }
+  add("Clamp", "min -0.5 max 0.5", [u([2, 3, 4, 5])], { min: -0.5, max: 0.5 });
+  add("Clamp", "Relu6 (0, 6) on [-8, 8]", [u([2, 50], -8, 8)], { min: 0, max: 6 });
+  add("Clamp", "min only (0.25)", [u([3, 17])], { min: 0.25 });
+  add("Clamp", "max only (-0.25)", [u([3, 17])], { max: -0.25 });
+  add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
+}
+
+/** Binary ops: broadcasting patterns (and `extra` ones) × fused activations. */
+export function addBinaryCases(add: AddCase, extra: [number[], number[]][] = []) {
+  const shapes: [number[], number[]][] = [
+    [[2, 3, 4, 5], [2, 3, 4, 5]],
+    [[2, 3, 4, 5], [3, 1, 1]],
+    [[4, 1], [1, 5]],
+    [[2, 3, 4], [1]],
+    [[1], [2, 3, 4]],
+    [[2, 1, 4, 1], [3, 1, 6]],
+    [[5], [2, 3, 5]],
+    [[2, 3, 4, 5], [1, 3, 1, 5]],
+    ...extra,
+  ];
+  const acts = Object.values(ACT);
+  (["Add", "Sub", "Mul", "Div"] as const).forEach((op, o) => {
+    shapes.forEach(([a, b], i) => {
+      const act = acts[(i + o) % acts.length];
+      add(op, `[${a}] ${op} [${b}], ${actName(act)}`, [u(a), op === "Div" ? away(b) : u(b)], act);
+    });
+  });
+}
+
 /**
  * A Conv2d case: x [n, c, h, w], weight [k, c/groups, kh, kw], bias [k] (unless o.bias is
  * false), residual [n, k, oh, ow] (if o.residual).

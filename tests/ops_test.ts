@@ -17,11 +17,11 @@ import * as ref from "./reference.ts";
 import { BASE_SEED, hash, worstElements } from "./helpers.ts";
 import {
   ACT,
-  actName,
+  addActivationCases,
+  addBinaryCases,
   addPoolCases,
   addSliceCases,
   addTransposeCases,
-  away,
   buildCase,
   caseList,
   commonConvCases,
@@ -59,38 +59,8 @@ commonConvCases(convCases(add));
   bn([1, 16, 3, 3], 0.1);
 }
 
-// Unary ops over ranges that reach their tails.
-for (const [op, range] of [["Relu", 1], ["Sigmoid", 6], ["Tanh", 4], ["Gelu", 5]] as const) {
-  add(op, `[2, 3, 4, 5] in [-${range}, ${range}]`, [u([2, 3, 4, 5], -range, range)]);
-  add(op, "[7] in [-1, 1]", [u([7])]);
-  add(op, "[3, 1000] in [-8, 8]", [u([3, 1000], -8, 8)]);
-}
-add("Clamp", "min -0.5 max 0.5", [u([2, 3, 4, 5])], { min: -0.5, max: 0.5 });
-add("Clamp", "Relu6 (0, 6) on [-8, 8]", [u([2, 50], -8, 8)], { min: 0, max: 6 });
-add("Clamp", "min only (0.25)", [u([3, 17])], { min: 0.25 });
-add("Clamp", "max only (-0.25)", [u([3, 17])], { max: -0.25 });
-add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
-
-// Binary ops: broadcasting patterns × fused activations.
-{
-  const shapes: [number[], number[]][] = [
-    [[2, 3, 4, 5], [2, 3, 4, 5]],
-    [[2, 3, 4, 5], [3, 1, 1]],
-    [[4, 1], [1, 5]],
-    [[2, 3, 4], [1]],
-    [[1], [2, 3, 4]],
-    [[2, 1, 4, 1], [3, 1, 6]],
-    [[5], [2, 3, 5]],
-    [[2, 3, 4, 5], [1, 3, 1, 5]],
-  ];
-  const acts = Object.values(ACT);
-  (["Add", "Sub", "Mul", "Div"] as const).forEach((op, o) => {
-    shapes.forEach(([a, b], i) => {
-      const act = acts[(i + o) % acts.length];
-      add(op, `[${a}] ${op} [${b}], ${actName(act)}`, [u(a), op === "Div" ? away(b) : u(b)], act);
-    });
-  });
-}
+addActivationCases(add);
+addBinaryCases(add);
 
 // Pooling: windows hanging over the edge in ceil mode, padding, divisor rules.
 {

@@ -14,10 +14,11 @@ import { assert } from "../deps.ts";
 import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
 import {
   ACT,
+  addActivationCases,
+  addBinaryCases,
   addPoolCases,
   addSliceCases,
   addTransposeCases,
-  away,
   buildCase,
   caseList,
   commonConvCases,
@@ -78,41 +79,9 @@ const CONV_CASES: OpCase[] = [
   bn([2, 32, 28, 28]); // 16-byte vectors
 }
 
-for (const [op, range] of [["Relu", 1], ["Sigmoid", 6], ["Tanh", 4], ["Gelu", 5]] as const) {
-  add(op, `[2, 3, 4, 5] in [-${range}, ${range}]`, [u([2, 3, 4, 5], -range, range)]);
-  add(op, "[7] in [-1, 1]", [u([7])]);
-  add(op, "[3, 1000] in [-8, 8]", [u([3, 1000], -8, 8)]);
-  add(op, "[4099] (vectors and a tail)", [u([4099], -range, range)]);
-}
-add("Clamp", "min -0.5 max 0.5", [u([2, 3, 4, 5])], { min: -0.5, max: 0.5 });
-add("Clamp", "Relu6 (0, 6) on [-8, 8]", [u([2, 50], -8, 8)], { min: 0, max: 6 });
-add("Clamp", "min only (0.25)", [u([3, 17])], { min: 0.25 });
-add("Clamp", "max only (-0.25)", [u([3, 17])], { max: -0.25 });
-add("Clamp", "min = max", [u([4, 5])], { min: 0.125, max: 0.125 });
-
-{
-  const shapes: [number[], number[]][] = [
-    [[2, 3, 4, 5], [2, 3, 4, 5]],
-    [[2, 3, 4, 5], [3, 1, 1]],
-    [[4, 1], [1, 5]],
-    [[2, 3, 4], [1]],
-    [[1], [2, 3, 4]],
-    [[2, 1, 4, 1], [3, 1, 6]],
-    [[5], [2, 3, 5]],
-    [[2, 3, 4, 5], [1, 3, 1, 5]],
-    [[3, 1027], [3, 1027]],
-  ];
-  const acts = Object.values(ACT);
-  (["Add", "Sub", "Mul", "Div"] as const).forEach((op, o) => {
-    shapes.forEach(([a, b], i) => {
-      const act = acts[(i + o) % acts.length];
-      add(op, `[${a}] ${op} [${b}], ${act.activation}`, [
-        u(a),
-        op === "Div" ? away(b) : u(b),
-      ], act);
-    });
-  });
-}
+// The long cases: vectorised kernels with a tail, and a shape past one block per row.
+addActivationCases(add, [4099]);
+addBinaryCases(add, [[[3, 1027], [3, 1027]]]);
 
 {
   addPoolCases(add, [
