@@ -163,6 +163,25 @@ export const ACT: Record<string, FusedActivation> = {
 export const actName = (a: FusedActivation) =>
   a.activation === "clamp" ? `clamp(${a.actMin}, ${a.actMax})` : a.activation;
 
+/** BatchNorm: x [n, c, ...], scale, bias, mean [c], var [c] > 0; `extra` inputs too. */
+export function addBatchNormCases(add: AddCase, extra: number[][] = []) {
+  const bn = (x: number[], epsilon?: number) => {
+    const c = [x[1]];
+    add("BatchNorm", `[${x}]${epsilon ? ` epsilon ${epsilon}` : ""}`, [
+      u(x),
+      u(c),
+      u(c),
+      u(c),
+      u(c, 0.25, 1.5),
+    ], epsilon ? { epsilon } : {});
+  };
+  bn([2, 4, 5, 6]);
+  bn([3, 6]);
+  bn([2, 3, 7], 1e-3);
+  bn([1, 16, 3, 3], 0.1);
+  for (const x of extra) bn(x);
+}
+
 /** Unary ops over ranges that reach their tails, and Clamp's bounds; `long`: a 1-d case too. */
 export function addActivationCases(add: AddCase, long?: number[]) {
   for (const [op, range] of [["Relu", 1], ["Sigmoid", 6], ["Tanh", 4], ["Gelu", 5]] as const) {

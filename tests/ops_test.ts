@@ -18,6 +18,7 @@ import { BASE_SEED, hash, worstElements } from "./helpers.ts";
 import {
   ACT,
   addActivationCases,
+  addBatchNormCases,
   addBinaryCases,
   addPoolCases,
   addSliceCases,
@@ -41,23 +42,7 @@ const { cases: CASES, add } = caseList();
 // Conv2d: x [n, c, h, w], weight [k, c/groups, kh, kw], bias [k], residual [n, k, oh, ow].
 commonConvCases(convCases(add));
 
-// BatchNorm: x [n, c, ...], scale, bias, mean [c], var [c] > 0.
-{
-  const bn = (x: number[], epsilon?: number) => {
-    const c = [x[1]];
-    add("BatchNorm", `[${x}]${epsilon ? ` epsilon ${epsilon}` : ""}`, [
-      u(x),
-      u(c),
-      u(c),
-      u(c),
-      u(c, 0.25, 1.5),
-    ], epsilon ? { epsilon } : {});
-  };
-  bn([2, 4, 5, 6]);
-  bn([3, 6]);
-  bn([2, 3, 7], 1e-3);
-  bn([1, 16, 3, 3], 0.1);
-}
+addBatchNormCases(add);
 
 addActivationCases(add);
 addBinaryCases(add);

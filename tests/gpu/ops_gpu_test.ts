@@ -15,6 +15,7 @@ import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
 import {
   ACT,
   addActivationCases,
+  addBatchNormCases,
   addBinaryCases,
   addPoolCases,
   addSliceCases,
@@ -61,23 +62,7 @@ const CONV_CASES: OpCase[] = [
   }, { bias: false }),
 ];
 
-{
-  const bn = (x: number[], epsilon?: number) => {
-    const c = [x[1]];
-    add("BatchNorm", `[${x}]${epsilon ? ` epsilon ${epsilon}` : ""}`, [
-      u(x),
-      u(c),
-      u(c),
-      u(c),
-      u(c, 0.25, 1.5),
-    ], epsilon ? { epsilon } : {});
-  };
-  bn([2, 4, 5, 6]);
-  bn([3, 6]);
-  bn([2, 3, 7], 1e-3);
-  bn([1, 16, 3, 3], 0.1);
-  bn([2, 32, 28, 28]); // 16-byte vectors
-}
+addBatchNormCases(add, [[2, 32, 28, 28]]); // 16-byte vectors
 
 // The long cases: vectorised kernels with a tail, and a shape past one block per row.
 addActivationCases(add, [4099]);
