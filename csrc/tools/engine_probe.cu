@@ -28,8 +28,6 @@
 
 using namespace braid_cuda;
 
-extern "C" int32_t braid_last_error(uint8_t* buf, int32_t len);
-
 namespace {
 
 constexpr int RANKS = 3; /* the tuner's tries: 3 fused, 2 plain (BRAID_CONV_ENGINES) */
