@@ -263,9 +263,8 @@ static int operand_alignment(uint64_t x, uint64_t w, uint64_t bias, uint64_t res
   return (all & 15u) == 0 ? 16 : (all & 7u) == 0 ? 8 : 4;
 }
 
-/* The cached plan of a record (context lock held). An engine id's plan depends on the operands'
- * alignment too (`align`, ignored for other ids). When it cannot be built, a `strict` caller (the
- * tuner) gets the error; any other gets the heuristic's plan in its place, remembered. */
+/* A record's key in the plan cache. An engine id's plan depends on the operands' alignment too
+ * (`align`, ignored for other ids). */
 static ConvKey plan_key(const braid_conv2d_params* p, bool has_bias, bool has_res, int align) {
   ConvKey key;
   memset(&key, 0, sizeof key);
@@ -281,6 +280,21 @@ static ConvKey plan_key(const braid_conv2d_params* p, bool has_bias, bool has_re
   return key;
 }
 
+/* The heuristic's plan, to stand under an engine id's key whose own plan cannot be built or run
+ * (marked, so a strict caller is refused it). */
+static int32_t make_fallback_plan(Context* c, const char* fn, const ConvKey& key, ConvPlan** out) {
+  ConvKey heuristic = key;
+  heuristic.p.algorithm = -1;
+  heuristic.align = 0;
+  RelaxedCapture relaxed;
+  int32_t st = make_plan(c, fn, heuristic, out);
+  if (st == BRAID_OK) (*out)->fallback = true;
+  return st;
+}
+
+/* The cached plan of a record (context lock held). When an engine id's plan cannot be built, a
+ * `strict` caller (the tuner) gets the error; any other gets the heuristic's plan in its place,
+ * remembered. */
 static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
                         bool has_res, int align, bool strict, ConvPlan** out) {
   const ConvKey key = plan_key(p, has_bias, has_res, align);
@@ -301,14 +315,9 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
   {
     RelaxedCapture relaxed;
     st = make_plan(c, fn, key, &pl);
-    if ((st == BRAID_ERR_UNSUPPORTED || st == BRAID_ERR_CUDNN) && !strict &&
-        key.align != 0) {
-      ConvKey heuristic = key;
-      heuristic.p.algorithm = -1;
-      heuristic.align = 0;
-      if ((st = make_plan(c, fn, heuristic, &pl)) == BRAID_OK) pl->fallback = true;
-    }
   }
+  if ((st == BRAID_ERR_UNSUPPORTED || st == BRAID_ERR_CUDNN) && !strict && key.align != 0)
+    st = make_fallback_plan(c, fn, key, &pl);
   if (st) return st;
   try {
     c->conv_cache->map.emplace(key, pl);
@@ -325,17 +334,9 @@ static int32_t get_plan(Context* c, const char* fn, const braid_conv2d_params* p
 static int32_t fall_back(Context* c, const char* fn, const braid_conv2d_params* p, bool has_bias,
                          bool has_res, int align) {
   const ConvKey key = plan_key(p, has_bias, has_res, align);
-  ConvKey heuristic = key;
-  heuristic.p.algorithm = -1;
-  heuristic.align = 0;
   ConvPlan* pl = nullptr;
-  int32_t st;
-  {
-    RelaxedCapture relaxed;
-    st = make_plan(c, fn, heuristic, &pl);
-  }
+  int32_t st = make_fallback_plan(c, fn, key, &pl);
   if (st) return st;
-  pl->fallback = true;
   auto it = c->conv_cache->map.find(key);
   if (it == c->conv_cache->map.end()) {
     delete pl;

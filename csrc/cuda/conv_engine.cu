@@ -169,6 +169,29 @@ bool engine_usable(cudnnBackendDescriptor_t config, bool allow_tf32) {
   return true;
 }
 
+/* Sets an integer field of cuDNN's device JSON; false where the JSON has no such field. */
+bool set_json_int(std::string& json, const char* name, int value) {
+  const std::string key = std::string("\"") + name + "\"";
+  size_t at = json.find(key);
+  if (at == std::string::npos) return false;
+  at += key.size();
+  while (at < json.size() && (json[at] == ' ' || json[at] == ':')) at++;
+  size_t end = at;
+  while (end < json.size() && json[end] >= '0' && json[end] <= '9') end++;
+  if (end == at) return false;
+  json.replace(at, end - at, std::to_string(value));
+  return true;
+}
+
+/* Rewrites cuDNN's device JSON as a green context of `sms` SMs reports the device: that many
+ * SMs, counted from a green context (smCountOrigin 1, CUDNN_SM_COUNT_ORIGIN_GREEN_CONTEXT, where
+ * the JSON has the field: cuDNN 9.24's has). False without an SM count to set. */
+bool as_partition(std::string& json, int sms) {
+  if (!set_json_int(json, "multiProcessorCount", sms)) return false;
+  (void)set_json_int(json, "smCountOrigin", 1);
+  return true;
+}
+
 }  // namespace
 
 struct EnginePlan {
@@ -206,33 +229,6 @@ void plan_of_config(Builder& b, EnginePlan& ep, EngineDevice dev, bool with_prop
 void engine_plan_destroy(EnginePlan* e) { delete e; }
 
 size_t engine_plan_workspace(const EnginePlan* e) { return e->workspace; }
-
-namespace {
-
-/* Sets an integer field of cuDNN's device JSON; false where the JSON has no such field. */
-bool set_json_int(std::string& json, const char* name, int value) {
-  const std::string key = std::string("\"") + name + "\"";
-  size_t at = json.find(key);
-  if (at == std::string::npos) return false;
-  at += key.size();
-  while (at < json.size() && (json[at] == ' ' || json[at] == ':')) at++;
-  size_t end = at;
-  while (end < json.size() && json[end] >= '0' && json[end] <= '9') end++;
-  if (end == at) return false;
-  json.replace(at, end - at, std::to_string(value));
-  return true;
-}
-
-/* Rewrites cuDNN's device JSON as a green context of `sms` SMs reports the device: that many
- * SMs, counted from a green context (smCountOrigin 1, CUDNN_SM_COUNT_ORIGIN_GREEN_CONTEXT, where
- * the JSON has the field: cuDNN 9.24's has). False without an SM count to set. */
-bool as_partition(std::string& json, int sms) {
-  if (!set_json_int(json, "multiProcessorCount", sms)) return false;
-  (void)set_json_int(json, "smCountOrigin", 1);
-  return true;
-}
-
-}  // namespace
 
 std::string engine_device_json(cudnnHandle_t handle) {
 #if CUDNN_VERSION >= 90800

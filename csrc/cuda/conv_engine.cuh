@@ -66,9 +66,9 @@ BRAID_HIDDEN int32_t engine_plan_create(Context* c, const char* fn, const braid_
                                         EnginePlan** out);
 
 /* Where a plan is built: on a cuDNN handle's device, or (handle NULL) on a device that cuDNN's
- * device-properties descriptor describes (cuDNN 9.8+), which needs no GPU: tools/engine_probe.cu
- * builds the plans braid would tune on a machine without one. A plan built so can be inspected,
- * not run. */
+ * device-properties descriptor describes (cuDNN 9.8+), which needs no GPU:
+ * csrc/tools/engine_probe.cu builds the plans braid would tune on a machine without one. A plan
+ * built so can be inspected, not run. */
 struct EngineDevice {
   cudnnHandle_t handle;
   cudnnBackendDescriptor_t properties;
@@ -79,7 +79,7 @@ BRAID_HIDDEN int32_t engine_plan_build(EngineDevice dev, const char* fn,
 /* Where the context's plans for an SM target are built: its handle, and for a target below the
  * whole device (a partition's budget) cuDNN's description of the device as a green context of
  * that many SMs sees it, where this cuDNN can give one (without it, cuDNN 9.24 lists no
- * configuration for most targets: tools/engine_probe.cu). The context lock held. */
+ * configuration for most targets: csrc/tools/engine_probe.cu). The context lock held. */
 BRAID_HIDDEN EngineDevice engine_device(Context* c, int sm_target);
 /* cuDNN's JSON of the handle's device, or "" where this cuDNN cannot write it (before 9.8). */
 BRAID_HIDDEN std::string engine_device_json(cudnnHandle_t handle);
