@@ -62,8 +62,9 @@ cpu: build/libbraid_cpu.so
 build/cuda/%.o: csrc/cuda/%.cu $(CUDA_HEADERS)
 	@mkdir -p build/cuda
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
-build/libbraid_cuda.so: $(CUDA_OBJECTS)
-	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_OBJECTS) $(CUDA_LIBS)
+build/libbraid_cuda.so: $(CUDA_OBJECTS) csrc/cuda/exports.map
+	$(NVCC) $(NVCCFLAGS) -shared -Xlinker --version-script=csrc/cuda/exports.map -o $@ \
+		$(CUDA_OBJECTS) $(CUDA_LIBS)
 cuda: build/libbraid_cuda.so
 
 # cuDNN's engine plans for braid's convolutions without a GPU (cuDNN 9.8+;
