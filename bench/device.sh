@@ -17,11 +17,12 @@
 #                    (ONNX_MODELS=a,b a subset, ONNX_DEADLINE=S seconds for braid's half,
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
 #   pool-contention  bench/pool_contention.ts: host time per backend call when 1, 2, 4 threads
-#                    measure stages at once on 32-SM partitions (JSON $OUT/pool_contention.json)
+#                    measure stages at once on 32-SM partitions, stage graphs captured and then
+#                    composed from op templates (JSON $OUT/pool_contention.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
 # BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:
-# none).
+# none). BRAID_STAGE_GRAPHS=compose: stage graphs composed from op templates (default: captured).
 # Usage: bash bench/device.sh test-gpu compare-b1
 set -uo pipefail
 xz -dc .carry/deno.xz >/tmp/deno && chmod +x /tmp/deno && export PATH=/tmp:$PATH

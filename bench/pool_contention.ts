@@ -5,8 +5,11 @@
  * calls whose time per stage grows with k are where the threads contend; eventSynchronize is
  * time spent waiting for the device.
  *
+ * Each way of making stage graphs (captured, or composed from op templates) is run in turn.
+ *
  *   deno run -A bench/pool_contention.ts [--model inception_v3] [--sms 32] [--threads 1,2,4]
- *     [--stages 400] [--json FILE]   (--device cpu --sms 0: a check of the script itself)
+ *     [--stages 400] [--graphs capture,compose] [--json FILE]
+ *     (--device cpu --sms 0: a check of the script itself)
  */
 import { parseArgs } from "../lib/deps.ts";
 import type { Figures, Setup } from "./pool_contention_worker.ts";
@@ -18,6 +21,8 @@ const args = parseArgs({
     sms: { type: "string", default: "32" },
     threads: { type: "string", default: "1,2,4" },
     stages: { type: "string", default: "400" },
+    // How the stage timers make stage graphs (BRAID_STAGE_GRAPHS), each in turn.
+    graphs: { type: "string", default: "capture,compose" },
     json: { type: "string" },
     // "cpu" only checks the script (no partitions there: --sms 0 --threads 1).
     device: { type: "string", default: "cuda" },
@@ -61,11 +66,15 @@ async function run(threads: number, sms: number): Promise<Figures[]> {
   }
 }
 
-const rows: { threads: number; sms: number; figures: Figures[] }[] = [];
+const rows: { graphs: string; threads: number; sms: number; figures: Figures[] }[] = [];
 const sms = Number(args.values.sms);
-rows.push({ threads: 1, sms: 0, figures: await run(1, 0) });
-for (const threads of sms > 0 ? args.values.threads.split(",").map(Number) : []) {
-  rows.push({ threads, sms, figures: await run(threads, sms) });
+// Each way of making stage graphs in turn (the workers' stage timers read BRAID_STAGE_GRAPHS).
+for (const graphs of args.values.graphs.split(",")) {
+  Deno.env.set("BRAID_STAGE_GRAPHS", graphs);
+  rows.push({ graphs, threads: 1, sms: 0, figures: await run(1, 0) });
+  for (const threads of sms > 0 ? args.values.threads.split(",").map(Number) : []) {
+    rows.push({ graphs, threads, sms, figures: await run(threads, sms) });
+  }
 }
 
 const calls = [...new Set(rows.flatMap((r) => r.figures.flatMap((f) => Object.keys(f.callMs))))];
@@ -80,16 +89,18 @@ const top = calls
   .slice(0, 8)
   .map((x) => x.c);
 console.log(
-  `| threads | SMs | stages/s (all) | ms/stage/thread | ${top.join(" | ")} (µs/stage) |`,
+  `| stage graphs | threads | SMs | stages/s (all) | ms/stage/thread | ${
+    top.join(" | ")
+  } (µs/stage) |`,
 );
-console.log(`| --- | --- | --- | --- | ${top.map(() => "---").join(" | ")} |`);
-for (const { threads, sms, figures } of rows) {
+console.log(`| --- | --- | --- | --- | --- | ${top.map(() => "---").join(" | ")} |`);
+for (const { graphs, threads, sms, figures } of rows) {
   const wall = Math.max(...figures.map((f) => f.wallMs));
   const stages = figures.reduce((a, f) => a + f.stages, 0);
   const perThread = figures.reduce((a, f) => a + f.wallMs / f.stages, 0) / figures.length;
   const cells = top.map((c) => perStage(figures, c).toFixed(0));
   console.log(
-    `| ${threads} | ${sms || "whole"} | ${(1000 * stages / wall).toFixed(0)} | ` +
+    `| ${graphs} | ${threads} | ${sms || "whole"} | ${(1000 * stages / wall).toFixed(0)} | ` +
       `${perThread.toFixed(2)} | ${cells.join(" | ")} |`,
   );
 }

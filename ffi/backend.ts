@@ -12,7 +12,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -248,6 +248,27 @@ export class Backend {
 
   captureEnd(ctx: Handle, stream: Handle): Handle {
     return this.#handle(this.#sym.braid_capture_end(ctx, stream, this.#slot), "braid_capture_end");
+  }
+
+  /** Ends a capture as a template: a part for graphCompose(), not launchable itself. */
+  captureEndTemplate(ctx: Handle, stream: Handle): Handle {
+    return this.#handle(
+      this.#sym.braid_capture_end_template(ctx, stream, this.#slot),
+      "braid_capture_end_template",
+    );
+  }
+
+  /**
+   * A graph of independent chains of templates, run at once (each chain's templates one after
+   * another), built without issuing their work again. The templates stay valid.
+   */
+  graphCompose(ctx: Handle, chains: Handle[][]): Handle {
+    const parts = BigUint64Array.from(chains.flat());
+    const lengths = Int32Array.from(chains, (chain) => chain.length);
+    return this.#handle(
+      this.#sym.braid_graph_compose(ctx, parts, lengths, chains.length, this.#slot),
+      "braid_graph_compose",
+    );
   }
 
   graphLaunch(ctx: Handle, graph: Handle, stream: Handle): void {

@@ -49,6 +49,8 @@ export const symbols = {
   braid_event_elapsed: { parameters: [u64, u64, u64, buffer], result: status },
   braid_capture_begin: { parameters: [u64, u64], result: status },
   braid_capture_end: { parameters: [u64, u64, buffer], result: status },
+  braid_capture_end_template: { parameters: [u64, u64, buffer], result: status },
+  braid_graph_compose: { parameters: [u64, buffer, buffer, "i32", buffer], result: status },
   braid_graph_launch: { parameters: [u64, u64, u64], result: status },
   braid_graph_destroy: { parameters: [u64, u64], result: status },
   braid_stream_wait: { parameters: [u64, u64], result: status, nonblocking: true },

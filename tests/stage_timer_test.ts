@@ -1,7 +1,8 @@
 /**
  * The stage timer on the CPU backend: a pipelined batch measures every stage once, in order,
  * and a stage that cannot be captured fails alone, leaving the timer (and its context) usable;
- * a stage's rounds have as many replays as its floor time asks for.
+ * a stage's rounds have as many replays as its floor time asks for; composed stage graphs capture
+ * each op once.
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
@@ -11,20 +12,28 @@ import { optimize } from "../lib/passes/mod.ts";
 import { Resources, Weights } from "../lib/runtime/executable.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
 import { stageFloorUs } from "../lib/runtime/stage_plan.ts";
-import { StageTimer, type StageTimerOptions } from "../lib/runtime/stage_timer.ts";
+import {
+  stageGraphsFromEnv,
+  StageTimer,
+  type StageTimerOptions,
+} from "../lib/runtime/stage_timer.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 
-/** A timer on inception's graph on the CPU backend, with `launches` counting graph replays. */
+/**
+ * A timer on inception's graph on the CPU backend, with `launches` counting graph replays and
+ * `calls` every backend call by name.
+ */
 function countingTimer(options: StageTimerOptions) {
   const native = Backend.open("cpu");
-  const counts = { launches: 0 };
+  const counts = { launches: 0, calls: new Map<string, number>() };
   const backend = new Proxy(native, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
         if (prop === "graphLaunch") counts.launches++;
+        counts.calls.set(String(prop), (counts.calls.get(String(prop)) ?? 0) + 1);
         return value.apply(target, args);
       };
     },
@@ -117,4 +126,61 @@ Deno.test("a stage's floor is its longest group's op times summed", () => {
   assert.equal(stageFloorUs([[0, 1], [2]], us), 30);
   assert.equal(stageFloorUs([[0], [1, 2, 3]], us), 90);
   assert.equal(stageFloorUs([[]], us), 0);
+});
+
+Deno.test("composed stage graphs capture each op once; captured ones capture every stage", () => {
+  const stagesOf = (kernels: number[]) => [
+    [[]],
+    [[kernels[0]]],
+    [[kernels[0]], [kernels[1]]],
+    [[kernels[1], kernels[2]], [kernels[0]]],
+    [[kernels[2]]],
+  ];
+  for (const graphs of ["capture", "compose"] as const) {
+    const { timer, counts, dag, close } = countingTimer({
+      replays: 2,
+      rounds: 3,
+      warmup: 1,
+      graphs,
+    });
+    try {
+      const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+        timer.launchesKernel(v)
+      );
+      const stages = stagesOf(kernels);
+      const times = timer.measureMany(stages);
+      assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${graphs}: ${times}`);
+      assert.equal(counts.launches, stages.length * (1 + 3 * 2));
+      const captured = counts.calls.get("captureEnd") ?? 0;
+      const templates = counts.calls.get("captureEndTemplate") ?? 0;
+      if (graphs === "capture") {
+        assert.deepEqual([captured, templates], [stages.length, 0]);
+      } else {
+        // One template an op (the CPU backend's convolutions have no workspace, which would
+        // make one per op and group), and none more when the stages are measured again.
+        assert.equal(captured, 0);
+        assert.equal(templates, 3);
+        timer.measureMany(stages);
+        assert.equal(counts.calls.get("captureEndTemplate"), 3);
+        assert.equal(counts.calls.get("graphCompose"), 2 * stages.length);
+      }
+    } finally {
+      close();
+    }
+  }
+});
+
+Deno.test("BRAID_STAGE_GRAPHS picks how stage graphs are made", async () => {
+  const before = Deno.env.get("BRAID_STAGE_GRAPHS");
+  try {
+    Deno.env.delete("BRAID_STAGE_GRAPHS");
+    assert.equal(stageGraphsFromEnv(), "capture");
+    Deno.env.set("BRAID_STAGE_GRAPHS", "compose");
+    assert.equal(stageGraphsFromEnv(), "compose");
+    Deno.env.set("BRAID_STAGE_GRAPHS", "splice");
+    await throwsCode(() => stageGraphsFromEnv(), "BAD_OPTION", /BRAID_STAGE_GRAPHS is "splice"/);
+  } finally {
+    if (before === undefined) Deno.env.delete("BRAID_STAGE_GRAPHS");
+    else Deno.env.set("BRAID_STAGE_GRAPHS", before);
+  }
 });

@@ -86,6 +86,7 @@ typedef struct braid_graph {
   braid_context* ctx;
   braid_op* ops;
   size_t count;
+  int32_t is_template; /* a part for braid_graph_compose, not launchable */
 } braid_graph;
 
 /* Growable list of op records (a capture in progress). */
@@ -658,8 +659,19 @@ int32_t braid_capture_begin(uint64_t ctx, uint64_t stream) {
   return BRAID_OK;
 }
 
-int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
-  static const char fn[] = "braid_capture_end";
+/* Gives a graph a handle of `c` (context lock held); 0 when out of memory. */
+static int adopt_graph(braid_context* c, braid_graph* g, int32_t is_template) {
+  if (!ptrset_insert(&c->handles, (uint64_t)(uintptr_t)g)) return 0;
+  c->graphs++;
+  g->magic = BRAID_MAGIC_GRAPH;
+  g->ctx = c;
+  g->is_template = is_template;
+  return 1;
+}
+
+/* Ends the capture begun on `stream`: its work becomes a graph, or a template. */
+static int32_t end_capture(uint64_t ctx, uint64_t stream, const char* fn, int32_t is_template,
+                           uint64_t* out_graph, const char* out_name) {
   braid_context* c = NULL;
   braid_stream* s = NULL;
   int32_t st = get_context(ctx, fn, &c);
@@ -667,7 +679,7 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
   st = get_stream(c, stream, fn, &s);
   if (st) return st;
   if (out_graph == NULL)
-    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, out_name);
   braid_graph* g = calloc(1, sizeof *g);
   if (g == NULL) return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   pthread_mutex_lock(&c->lock);
@@ -682,14 +694,11 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
     return braid__fail(BRAID_ERR_CAPTURE,
                        "%s: the capture was begun on another stream; end it on that stream", fn);
   }
-  if (!ptrset_insert(&c->handles, (uint64_t)(uintptr_t)g)) {
+  if (!adopt_graph(c, g, is_template)) {
     pthread_mutex_unlock(&c->lock);
     free(g);
     return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
-  c->graphs++;
-  g->magic = BRAID_MAGIC_GRAPH;
-  g->ctx = c;
   g->ops = c->capture.ops;
   g->count = c->capture.count;
   c->capture.ops = NULL;
@@ -697,6 +706,69 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
   c->capturing = 0;
   c->capture_stream = NULL;
   pthread_mutex_unlock(&c->lock);
+  *out_graph = (uint64_t)(uintptr_t)g;
+  return BRAID_OK;
+}
+
+int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
+  return end_capture(ctx, stream, "braid_capture_end", 0, out_graph, "out_graph");
+}
+
+int32_t braid_capture_end_template(uint64_t ctx, uint64_t stream, uint64_t* out_template) {
+  return end_capture(ctx, stream, "braid_capture_end_template", 1, out_template, "out_template");
+}
+
+/* Here work runs in issue order, so the chains run one after another: the same results. */
+int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* lengths,
+                            int32_t chains, uint64_t* out_graph) {
+  static const char fn[] = "braid_graph_compose";
+  braid_context* c = NULL;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (out_graph == NULL)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+  if (chains < 0)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chains %d is negative", fn, chains);
+  if (chains > 0 && lengths == NULL)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: lengths is NULL", fn);
+  size_t count = 0;
+  for (int32_t i = 0; i < chains; i++) {
+    if (lengths[i] < 0)
+      return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chain %d has length %d", fn, i,
+                         lengths[i]);
+    count += (size_t)lengths[i];
+  }
+  if (count > 0 && parts == NULL)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: parts is NULL", fn);
+  for (size_t k = 0; k < count; k++) {
+    braid_graph* part = NULL;
+    if ((st = get_graph(c, parts[k], fn, &part))) return st;
+    if (!part->is_template)
+      return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                         "%s: part %zu is an executable graph, not a template "
+                         "(braid_capture_end_template makes one)",
+                         fn, k);
+  }
+  braid_graph* g = calloc(1, sizeof *g);
+  if (g == NULL) return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  braid_oplist ops = {NULL, 0, 0};
+  pthread_mutex_lock(&c->lock);
+  if (c->capturing) st = braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while capturing", fn);
+  for (size_t k = 0; k < count && st == BRAID_OK; k++) {
+    const braid_graph* part = (const braid_graph*)(uintptr_t)parts[k];
+    for (size_t i = 0; i < part->count && st == BRAID_OK; i++)
+      st = oplist_push(&ops, &part->ops[i]);
+  }
+  if (st == BRAID_OK && !adopt_graph(c, g, 0))
+    st = braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  pthread_mutex_unlock(&c->lock);
+  if (st) {
+    oplist_clear(&ops);
+    free(g);
+    return st;
+  }
+  g->ops = ops.ops;
+  g->count = ops.count;
   *out_graph = (uint64_t)(uintptr_t)g;
   return BRAID_OK;
 }
@@ -709,6 +781,10 @@ int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream) {
   if (st) return st;
   st = get_graph(c, graph, fn, &g);
   if (st) return st;
+  if (g->is_template)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                       "%s: graph 0x%llx is a template; braid_graph_compose makes it launchable",
+                       fn, (unsigned long long)graph);
   pthread_mutex_lock(&c->lock);
   if (c->capturing) {
     /* Launching inside a capture records the graph's work (deep copies) into the capture. */

@@ -106,10 +106,12 @@ struct Event {
   int recorded; /* recorded outside a capture at least once */
 };
 
+/* An executable graph (exec), or a template (graph: captured work kept for composing). */
 struct Graph {
   uint32_t magic;
   Context* ctx;
   cudaGraphExec_t exec;
+  cudaGraph_t graph;
 };
 
 /* Where gather reports an out-of-range index: page-locked, mapped host memory the kernel writes

@@ -4,11 +4,15 @@
  *
  * Events are timing events (braid_event_elapsed needs them; an ordering-only record costs the
  * same inside a capture). A capture is CUDA stream capture in thread-local mode; its graph is
- * instantiated with the nodes' own priorities and uploaded before the first launch.
+ * instantiated with the nodes' own priorities and uploaded before the first launch, or kept as a
+ * template. braid_graph_compose builds a graph from templates as child graph nodes, so work
+ * captured once (an operator and its library's host-side set-up) is put together again and again
+ * without being issued again.
  */
 #include "common.cuh"
 
 #include <new>
+#include <vector>
 
 using namespace braid_cuda;
 
@@ -343,13 +347,8 @@ int32_t braid_capture_begin(uint64_t ctx, uint64_t stream) {
   return BRAID_OK;
 }
 
-int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
-  static const char fn[] = "braid_capture_end";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+/* Ends the capture begun on `s` and hands its graph to *out (ownership with it). */
+static int32_t end_capture(Context* c, Stream* s, const char* fn, cudaGraph_t* out) {
   {
     std::lock_guard<std::mutex> g(c->lock);
     if (!c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: the context is not capturing", fn);
@@ -369,29 +368,127 @@ int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
                 "forked to another stream and not joined back, or an operator failed inside it?)",
                 fn, cudaGetErrorString(e), cudaGetErrorName(e));
   }
+  *out = graph;
+  return BRAID_OK;
+}
+
+/* Instantiates `graph` (which stays the caller's) and uploads it on `s`, so the first launch
+ * does not pay for the upload. Kernel nodes keep the priority of the stream they were captured
+ * on only with UseNodePriority; without it the whole graph runs at the launch stream's. */
+static int32_t instantiate(cudaGraph_t graph, Stream* s, const char* fn, cudaGraphExec_t* out) {
   cudaGraphExec_t exec = nullptr;
-  /* Kernel nodes keep the priority of the stream they were captured on only with this flag;
-   * without it the whole graph runs at the launch stream's priority. */
-  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
-  cudaGraphDestroy(graph);
+  cudaError_t e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
   if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
-  /* Upload now, so the first launch does not pay for it. */
   e = cudaGraphUpload(exec, s->s);
   if (e != cudaSuccess) {
     cudaGraphExecDestroy(exec);
     return cuda_fail(fn, "cudaGraphUpload", e);
   }
+  *out = exec;
+  return BRAID_OK;
+}
+
+/* Gives an executable graph or a template a handle of `c`; on failure destroys it. */
+static int32_t add_graph(Context* c, cudaGraphExec_t exec, cudaGraph_t graph, const char* fn,
+                         uint64_t* out) {
   Graph* gr = new (std::nothrow) Graph();
   if (gr == nullptr || !add_child(c, (uint64_t)(uintptr_t)gr, &c->graphs)) {
     delete gr;
-    cudaGraphExecDestroy(exec);
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
     return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
   gr->magic = MAGIC_GRAPH;
   gr->ctx = c;
   gr->exec = exec;
-  *out_graph = (uint64_t)(uintptr_t)gr;
+  gr->graph = graph;
+  *out = (uint64_t)(uintptr_t)gr;
   return BRAID_OK;
+}
+
+int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
+  static const char fn[] = "braid_capture_end";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+  cudaGraph_t graph = nullptr;
+  if ((st = end_capture(c, s, fn, &graph))) return st;
+  cudaGraphExec_t exec = nullptr;
+  st = instantiate(graph, s, fn, &exec);
+  cudaGraphDestroy(graph);
+  if (st) return st;
+  return add_graph(c, exec, nullptr, fn, out_graph);
+}
+
+int32_t braid_capture_end_template(uint64_t ctx, uint64_t stream, uint64_t* out_template) {
+  static const char fn[] = "braid_capture_end_template";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, stream, fn, &c, &s);
+  if (st) return st;
+  if (out_template == NULL)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_template is NULL", fn);
+  cudaGraph_t graph = nullptr;
+  if ((st = end_capture(c, s, fn, &graph))) return st;
+  return add_graph(c, nullptr, graph, fn, out_template);
+}
+
+int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* lengths,
+                            int32_t chains, uint64_t* out_graph) {
+  static const char fn[] = "braid_graph_compose";
+  Context* c = nullptr;
+  Stream* s = nullptr;
+  int32_t st = resolve(ctx, 0, fn, &c, &s);
+  if (st) return st;
+  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+  if (chains < 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chains %d is negative", fn, chains);
+  if (chains > 0 && lengths == NULL)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: lengths is NULL", fn);
+  /* Every part is checked before anything is built. */
+  std::vector<cudaGraph_t> templates;
+  for (int32_t i = 0; i < chains; i++) {
+    if (lengths[i] < 0)
+      return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chain %d has length %d", fn, i, lengths[i]);
+    for (int32_t k = 0; k < lengths[i]; k++) {
+      if (parts == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: parts is NULL", fn);
+      Graph* g = nullptr;
+      if ((st = get_graph(c, parts[templates.size()], fn, &g))) return st;
+      if (g->graph == nullptr)
+        return fail(BRAID_ERR_INVALID_ARGUMENT,
+                    "%s: part %zu is an executable graph, not a template "
+                    "(braid_capture_end_template makes one)",
+                    fn, templates.size());
+      templates.push_back(g->graph);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  }
+  cudaGraph_t graph = nullptr;
+  CUDA_TRY(fn, cudaGraphCreate(&graph, 0));
+  /* Each template becomes a child graph node (a copy of it), after the chain's previous one. */
+  size_t next = 0;
+  for (int32_t i = 0; i < chains && st == BRAID_OK; i++) {
+    cudaGraphNode_t previous = nullptr;
+    for (int32_t k = 0; k < lengths[i]; k++) {
+      cudaGraphNode_t node = nullptr;
+      cudaError_t e = cudaGraphAddChildGraphNode(&node, graph, previous ? &previous : nullptr,
+                                                 previous ? 1 : 0, templates[next++]);
+      if (e != cudaSuccess) {
+        st = cuda_fail(fn, "cudaGraphAddChildGraphNode", e);
+        break;
+      }
+      previous = node;
+    }
+  }
+  cudaGraphExec_t exec = nullptr;
+  if (st == BRAID_OK) st = instantiate(graph, s, fn, &exec);
+  cudaGraphDestroy(graph);
+  if (st) return st;
+  return add_graph(c, exec, nullptr, fn, out_graph);
 }
 
 int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream) {
@@ -403,6 +500,10 @@ int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream) {
   if (st) return st;
   st = get_graph(c, graph, fn, &g);
   if (st) return st;
+  if (g->exec == nullptr)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: graph 0x%llx is a template; braid_graph_compose makes it launchable", fn,
+                (unsigned long long)graph);
   CUDA_TRY(fn, cudaGraphLaunch(g->exec, s->s));
   return BRAID_OK;
 }
@@ -416,10 +517,11 @@ int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph) {
   st = get_graph(c, graph, fn, &g);
   if (st) return st;
   remove_child(c, graph, &c->graphs);
-  cudaError_t e = cudaGraphExecDestroy(g->exec);
+  const char* call = g->exec ? "cudaGraphExecDestroy" : "cudaGraphDestroy";
+  cudaError_t e = g->exec ? cudaGraphExecDestroy(g->exec) : cudaGraphDestroy(g->graph);
   g->magic = 0;
   delete g;
-  if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphExecDestroy", e);
+  if (e != cudaSuccess) return cuda_fail(fn, call, e);
   return BRAID_OK;
 }
 

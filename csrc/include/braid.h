@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 4
+#define BRAID_ABI_VERSION 5
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -114,7 +114,17 @@ int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* o
 int32_t braid_capture_begin(uint64_t ctx, uint64_t stream);
 /* Ends the capture begun on `stream`; writes an executable graph handle to *out_graph. */
 int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph);
-/* Launches a captured graph on a stream. */
+/* Ends the capture begun on `stream` like braid_capture_end, but keeps the work as a graph
+ * template: not launchable, it is a part for braid_graph_compose. Destroy it with
+ * braid_graph_destroy. */
+int32_t braid_capture_end_template(uint64_t ctx, uint64_t stream, uint64_t* out_template);
+/* Builds an executable graph from templates without issuing their work again: `chains`
+ * independent chains that run at once, chain i running its lengths[i] templates (the next ones of
+ * `parts`) one after another. The templates are copied in and stay valid. Illegal during a
+ * capture. */
+int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* lengths,
+                            int32_t chains, uint64_t* out_graph);
+/* Launches a captured or composed graph on a stream. */
 int32_t braid_graph_launch(uint64_t ctx, uint64_t graph, uint64_t stream);
 int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph);
 /* Blocks until all work issued on the stream has finished, like braid_stream_synchronize, but

@@ -143,6 +143,8 @@ export class Executable {
   /** Each launch's lowered call, and the launch index of each node. */
   readonly #calls: Call[];
   readonly #launchOf = new Map<number, number>();
+  /** composeGroups()' templates, by node (and group, for a node with a workspace). */
+  readonly #templates = new Map<string, Handle | undefined>();
   readonly #valueAddress: (v: string) => bigint;
   /** Whether the schedule has run once outside a capture (see #warmUp). */
   #warmed = false;
@@ -344,20 +346,30 @@ export class Executable {
 
   /** Captures the schedule (with the input and output copies) into one graph; returns its handle. */
   capture(copies = true): Handle {
-    const ctx = this.resources.ctx;
     this.#warmUp();
-    this.backend.captureBegin(ctx, 0n);
+    const graph = this.#captured(() => this.issue(copies));
+    this.resources.graphs.push(graph);
+    return graph;
+  }
+
+  /**
+   * What `issue` launches, captured from the default stream: an executable graph, or a template
+   * for composing. A failed capture's graph is destroyed and the failure rethrown.
+   */
+  #captured(issue: () => void, template = false): Handle {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    const end = () => template ? backend.captureEndTemplate(ctx, 0n) : backend.captureEnd(ctx, 0n);
+    backend.captureBegin(ctx, 0n);
     try {
-      this.issue(copies);
+      issue();
     } catch (e) {
       try {
-        this.resources.graphs.push(this.backend.captureEnd(ctx, 0n));
+        backend.graphDestroy(ctx, end());
       } catch { /* the capture is already broken; the original error matters */ }
       throw e;
     }
-    const graph = this.backend.captureEnd(ctx, 0n);
-    this.resources.graphs.push(graph);
-    return graph;
+    return end();
   }
 
   /**
@@ -376,17 +388,12 @@ export class Executable {
     const { backend } = this;
     const ctx = this.resources.ctx;
     this.#warmUp();
-    const issuers = groups.map((group, g) => {
-      const address = (v: string) =>
-        v.startsWith("#workspace") ? workspaces[g] : this.#valueAddress(v);
-      return group.map((node) => {
-        const launch = this.#launchOf.get(node);
-        if (launch === undefined) throw new BraidError("BAD_NODE", `node ${node} is not launched`);
-        return this.#issuer(this.#calls[launch], streams[g], address);
-      });
-    });
-    backend.captureBegin(ctx, 0n);
-    try {
+    const issuers = groups.map((group, g) =>
+      group.map((node) =>
+        this.#issuer(this.#callOf(node), streams[g], this.#addressWith(workspaces[g]))
+      )
+    );
+    return this.#captured(() => {
       backend.eventRecord(ctx, events[0], 0n);
       groups.forEach((_, g) => {
         backend.streamWaitEvent(ctx, streams[g], events[0]);
@@ -394,13 +401,46 @@ export class Executable {
         backend.eventRecord(ctx, events[g + 1], streams[g]);
         backend.streamWaitEvent(ctx, 0n, events[g + 1]);
       });
-    } catch (e) {
-      try {
-        backend.graphDestroy(ctx, backend.captureEnd(ctx, 0n));
-      } catch { /* the capture is already broken; the original error matters */ }
-      throw e;
-    }
-    return backend.captureEnd(ctx, 0n);
+    });
+  }
+
+  /**
+   * The same stage graph as captureGroups(), put together from each node's template instead of
+   * issuing the nodes again: a node is captured once (once per group for a node with a workspace)
+   * and its work, its library's host-side set-up included, is reused by every stage it is in.
+   * The templates live until the resources are released.
+   */
+  composeGroups(groups: number[][], workspaces: bigint[]): Handle {
+    this.#warmUp();
+    const chains = groups.map((group, g) =>
+      group.flatMap((node) => this.#template(node, g, workspaces[g]) ?? [])
+    );
+    return this.backend.graphCompose(this.resources.ctx, chains);
+  }
+
+  /** A node's work captured as a template (none for a node that launches nothing). */
+  #template(node: number, group: number, workspace: bigint): Handle | undefined {
+    const call = this.#callOf(node);
+    const scratch = call.kind === "op" && call.tensors.some((v) => v.startsWith("#workspace"));
+    const key = scratch ? `${node}/${group}` : `${node}`;
+    if (this.#templates.has(key)) return this.#templates.get(key);
+    const issue = this.#issuer(call, 0n, this.#addressWith(workspace));
+    const template = issue && this.#captured(issue, true);
+    if (template) this.resources.graphs.push(template);
+    this.#templates.set(key, template);
+    return template;
+  }
+
+  /** A node's lowered call (BAD_NODE for a node the schedule does not launch). */
+  #callOf(node: number): Call {
+    const launch = this.#launchOf.get(node);
+    if (launch === undefined) throw new BraidError("BAD_NODE", `node ${node} is not launched`);
+    return this.#calls[launch];
+  }
+
+  /** Value addresses, with a stage group's workspace in place of the convolutions' own. */
+  #addressWith(workspace: bigint): (v: string) => bigint {
+    return (v) => v.startsWith("#workspace") ? workspace : this.#valueAddress(v);
   }
 
   /** Whether a node launches a kernel (views and in-place concats launch none). */

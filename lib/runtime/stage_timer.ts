@@ -10,6 +10,12 @@
  * `minReplays`), so a long stage (on few SMs, say) is timed as precisely as a short one without
  * costing more device time than it needs. measureMany() overlaps one stage's capture with the
  * previous stage's replays.
+ *
+ * A stage's graph is captured (each of its ops issued again, on one stream per group), or with
+ * `graphs: "compose"` (BRAID_STAGE_GRAPHS=compose) put together from each op's graph template,
+ * captured once per op: the same graph without the backend's host-side work of issuing the ops
+ * again (cuDNN's costs tens of microseconds a convolution), which four tuning threads at once pay
+ * four times.
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph, Value } from "../ir/graph.ts";
@@ -18,6 +24,20 @@ import { sequentialSchedule } from "../schedule/sequential.ts";
 import type { Dag } from "../analysis/dag.ts";
 import { Executable, type ExecutableOptions, Resources, type Weights } from "./executable.ts";
 import { stats } from "./profiler.ts";
+import { BraidError } from "../errors.ts";
+import { env } from "../platform.ts";
+
+/** How a stage's graph is made: captured, or composed from op templates. */
+export type StageGraphs = "capture" | "compose";
+
+/** BRAID_STAGE_GRAPHS, else capture. */
+export function stageGraphsFromEnv(): StageGraphs {
+  const value = env("BRAID_STAGE_GRAPHS") || "capture";
+  if (value !== "capture" && value !== "compose") {
+    throw new BraidError("BAD_OPTION", `BRAID_STAGE_GRAPHS is "${value}"; use capture or compose`);
+  }
+  return value;
+}
 
 export interface StageTimerOptions {
   /** Replays launched back to back in one timed round (the most, for a stage with a floor). */
@@ -29,6 +49,8 @@ export interface StageTimerOptions {
   /** Timed rounds; the median round counts. */
   rounds?: number;
   warmup?: number;
+  /** How stage graphs are made (default: stageGraphsFromEnv()). */
+  graphs?: StageGraphs;
 }
 
 export class StageTimer {
@@ -63,6 +85,7 @@ export class StageTimer {
       rounds: 3,
       warmup: 2,
       ...timerOptions,
+      graphs: timerOptions.graphs ?? stageGraphsFromEnv(),
     };
     this.#resources = new Resources(backend, ctx, false);
     try {
@@ -152,12 +175,9 @@ export class StageTimer {
     try {
       stages.forEach((groups, i) => {
         this.#ensureStreams(groups.length);
-        const graph = this.#exec.captureGroups(
-          groups,
-          this.#streams,
-          this.#events,
-          this.#workspaces,
-        );
+        const graph = this.#options.graphs === "compose"
+          ? this.#exec.composeGroups(groups, this.#workspaces)
+          : this.#exec.captureGroups(groups, this.#streams, this.#events, this.#workspaces);
         const previous = flight;
         // Two stages in flight at most: each keeps its own round events until it is read.
         const replays = this.replaysFor(floorsUs[i]);

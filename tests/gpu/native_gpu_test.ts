@@ -12,7 +12,7 @@ import { Session } from "../../mod.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
-import { CONV, Device, twoStreamCapture } from "./scenario.ts";
+import { composedBranches, CONV, Device, twoStreamCapture } from "./scenario.ts";
 
 const gpuTest = gpuSuite("native_gpu_test.ts");
 
@@ -298,6 +298,34 @@ gpuTest("two streams forked and joined inside a capture replay like the CPU back
   assert.equal(got.length, 3);
   got.forEach((g, i) => expectClose(g, want[i], 1e-5, `launch ${i}`));
   assert.notDeepEqual(got[0], got[1], "each launch read its fresh input");
+});
+
+gpuTest("graphs composed from templates replay like the CPU backend's", () => {
+  const seed = BASE_SEED ^ 0xc0de;
+  const got = composedBranches(cuda(), seed);
+  const want = composedBranches(Backend.open("cpu"), seed);
+  assert.equal(got.length, 3);
+  got.forEach((g, i) => expectClose(g, want[i], 1e-5, `launch ${i}`));
+  assert.notDeepEqual(got[0], got[1], "each launch read its fresh input");
+  const d = new Device(cuda());
+  try {
+    const { backend, ctx } = d;
+    backend.captureBegin(ctx, 0n);
+    d.op("braid_unary", "unary", { count: 64, kind: 3, act_min: 0, act_max: 0 }, [
+      d.alloc(64),
+      d.alloc(64),
+    ]);
+    const template = d.keepGraph(backend.captureEndTemplate(ctx, 0n));
+    throwsCode(() => backend.graphLaunch(ctx, template, 0n), "NATIVE_INVALID_ARGUMENT", /template/);
+    const executable = d.keepGraph(backend.graphCompose(ctx, [[template]]));
+    throwsCode(
+      () => backend.graphCompose(ctx, [[template, executable]]),
+      "NATIVE_INVALID_ARGUMENT",
+      /part 1 is an executable graph/,
+    );
+  } finally {
+    d.close();
+  }
 });
 
 gpuTest("events time device work and report incomplete use", () => {

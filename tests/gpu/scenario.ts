@@ -191,3 +191,72 @@ export function twoStreamCapture(backend: Backend, seed: number, launches = 3): 
     d.close();
   }
 }
+
+/**
+ * twoStreamCapture's work as graphs composed from templates (braid_graph_compose): each op is
+ * captured once as a template; one graph runs the conv and gemm branches as two chains, a second
+ * adds them. The inputs are uploaded before each launch. Returns each launch's output.
+ */
+export function composedBranches(backend: Backend, seed: number, launches = 3): Float32Array[] {
+  const d = new Device(backend);
+  try {
+    const rng = new Random(seed);
+    const x = d.alloc(1024), w1 = d.alloc(8 * 4 * 9), b1 = d.alloc(8), w2 = d.alloc(64 * 32);
+    const a = d.alloc(2048), a2 = d.alloc(2048), g = d.alloc(512), g2 = d.alloc(512);
+    const y = d.alloc(2048);
+    d.upload(w1, rng.floats(8 * 4 * 9, -0.3, 0.3));
+    d.upload(b1, rng.floats(8, -0.1, 0.1));
+    d.upload(w2, rng.floats(64 * 32, -0.2, 0.2));
+    const { ctx } = d;
+    const template = (issue: () => void) => {
+      backend.captureBegin(ctx, 0n);
+      issue();
+      return d.keepGraph(backend.captureEndTemplate(ctx, 0n));
+    };
+    const unary = (kind: number, count: number, from: Handle, to: Handle) =>
+      template(() =>
+        d.op("braid_unary", "unary", { count, kind, act_min: 0, act_max: 0 }, [from, to])
+      );
+    const conv = template(() => d.op("braid_conv2d", "conv2d", CONV, [x, w1, b1, 0n, a, 0n]));
+    const gemm = template(() =>
+      d.op("braid_gemm", "gemm", {
+        m: 16,
+        n: 32,
+        k: 64,
+        trans_b: 0,
+        alpha: 1,
+        beta: 1,
+        activation: 0,
+        act_min: 0,
+        act_max: 0,
+        allow_tf32: 0,
+      }, [x, w2, 0n, g])
+    );
+    const add = template(() =>
+      d.op("braid_binary", "binary", {
+        kind: 0,
+        rank: 2,
+        shape: [4, 512],
+        a_strides: [512, 1],
+        b_strides: [0, 1],
+        activation: 0,
+        act_min: 0,
+        act_max: 0,
+      }, [a2, g2, y])
+    );
+    const branches = d.keepGraph(
+      backend.graphCompose(ctx, [[conv, unary(3, 2048, a, a2)], [gemm, unary(4, 512, g, g2)]]),
+    );
+    const join = d.keepGraph(backend.graphCompose(ctx, [[add]]));
+    const outputs: Float32Array[] = [];
+    for (let i = 0; i < launches; i++) {
+      d.upload(x, rng.floats(1024));
+      backend.graphLaunch(ctx, branches, 0n);
+      backend.graphLaunch(ctx, join, 0n);
+      outputs.push(d.download(y, 2048));
+    }
+    return outputs;
+  } finally {
+    d.close();
+  }
+}

@@ -2,13 +2,20 @@
  * Every scheduler on the CUDA backend, as one multi-stream captured graph, against the sequential
  * graph on the same device: with the operator merge off, the same kernels run with the same
  * algorithms (one tuning cache), so the outputs must be bit-identical. opara and ios time ops and stages on the device while scheduling, and the report says how many (auto
- * then reuses them from the tuning cache the sessions share).
+ * then reuses them from the tuning cache the sessions share). Stage graphs composed from op
+ * templates time what captured ones do.
  */
 import { Session, TuningCache } from "../../mod.ts";
 import { buildZooModel } from "../../lib/models/index.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, gpuSuite, hash } from "./gpu.ts";
+import { BASE_SEED, cuda, gpuSuite, hash } from "./gpu.ts";
+import { inferShapes } from "../../lib/ir/validate.ts";
+import { optimize } from "../../lib/passes/mod.ts";
+import { Resources, Weights } from "../../lib/runtime/executable.ts";
+import { executableOptions } from "../../lib/runtime/session.ts";
+import { StageTimer } from "../../lib/runtime/stage_timer.ts";
+import { scheduleContext } from "../../lib/schedule/mod.ts";
 
 const gpuTest = gpuSuite("schedulers_gpu_test.ts");
 
@@ -54,3 +61,46 @@ for (const model of ["googlenet", "inception_v3"]) {
     },
   );
 }
+
+gpuTest("googlenet: composed stage graphs time what captured ones time", () => {
+  const backend = cuda();
+  const ctx = backend.contextCreate(0);
+  const resources = new Resources(backend, ctx);
+  try {
+    const graph = optimize(buildZooModel("googlenet"));
+    const shapes = inferShapes(graph, 1);
+    const { dag } = scheduleContext(graph, shapes);
+    const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
+    const weights = new Weights(backend, resources, graph);
+    // Stages of one to four kernels, side by side (a group each), in topological order.
+    const kernels = dag.order.filter((v) => dag.preds[v].length > 0).slice(0, 120);
+    const stages = Array.from({ length: 30 }, (_, i) => {
+      const width = 1 + (i % 4);
+      return kernels.slice(4 * i, 4 * i + width).map((v) => [v]);
+    });
+    const timed = (graphs: "capture" | "compose") => {
+      const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, { graphs });
+      try {
+        const live = stages.map((s) => s.filter(([v]) => timer.launchesKernel(v)));
+        const started = performance.now();
+        const us = timer.measureMany(live);
+        return { us, hostMs: performance.now() - started };
+      } finally {
+        timer.release();
+      }
+    };
+    timed("capture"); // conv algorithms tuned, kernels loaded
+    const captured = timed("capture"), composed = timed("compose");
+    const sum = (us: number[]) => us.reduce((a, b) => a + b, 0);
+    const ratio = sum(composed.us) / sum(captured.us);
+    console.log(
+      `  30 stages: captured ${sum(captured.us).toFixed(0)} µs in ${
+        captured.hostMs.toFixed(0)
+      } ms, ` +
+        `composed ${sum(composed.us).toFixed(0)} µs in ${composed.hostMs.toFixed(0)} ms`,
+    );
+    assert.ok(ratio > 0.85 && ratio < 1.15, `composed / captured stage time ${ratio.toFixed(3)}`);
+  } finally {
+    resources.release();
+  }
+});
