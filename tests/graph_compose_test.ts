@@ -2,12 +2,14 @@
  * Graph templates and composition (braid_capture_end_template, braid_graph_compose) on the CPU
  * backend: a composed graph runs each chain's templates in order without their work being issued
  * again, templates stay usable after composing, and misuse is a clear error that leaves the
- * context usable. tests/gpu/native_gpu_test.ts checks the same on CUDA.
+ * context usable; two branches composed compute what the same ops captured on two streams do.
+ * tests/gpu/native_gpu_test.ts checks the same on CUDA.
  */
 import { assert } from "./deps.ts";
 import { Backend, type Handle } from "../ffi/backend.ts";
 import { encodeRecord } from "../ffi/params.ts";
 import { throwsCode } from "./helpers.ts";
+import { composedBranches, twoStreamCapture } from "./gpu/scenario.ts";
 
 const N = 4;
 const padded = (values: number[]) => [...values, 0, 0, 0, 0, 0, 0].slice(0, 6);
@@ -135,3 +137,11 @@ Deno.test(
     backend.bufferFree(ctx, x);
   }),
 );
+
+Deno.test("two branches composed from templates compute what they do captured on two streams", () => {
+  const seed = 0xb4a1d;
+  const composed = composedBranches(Backend.open("cpu"), seed);
+  const captured = twoStreamCapture(Backend.open("cpu"), seed);
+  assert.equal(composed.length, 3);
+  composed.forEach((out, i) => assert.deepEqual(out, captured[i], `launch ${i}`));
+});

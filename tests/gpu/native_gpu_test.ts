@@ -12,7 +12,7 @@ import { Session } from "../../mod.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
-import { composedBranches, CONV, Device, twoStreamCapture } from "./scenario.ts";
+import { composedBranches, CONV, Device, GEMM, twoStreamCapture } from "./scenario.ts";
 
 const gpuTest = gpuSuite("native_gpu_test.ts");
 
@@ -116,19 +116,7 @@ gpuTest("invalid launches are BraidErrors and the context goes on", () => {
     throwsCode(conv({ workspace_bytes: 1024 }), "NATIVE_INVALID_ARGUMENT", /workspace/);
     throwsCode(conv({ activation: 7 }), "NATIVE_INVALID_ARGUMENT", /activation 7/);
     throwsCode(
-      () =>
-        d.op("braid_gemm", "gemm", {
-          m: 2,
-          n: 2,
-          k: 2,
-          trans_b: 3,
-          alpha: 1,
-          beta: 1,
-          activation: 0,
-          act_min: 0,
-          act_max: 0,
-          allow_tf32: 0,
-        }, [x, x, 0n, y]),
+      () => d.op("braid_gemm", "gemm", { ...GEMM, m: 2, n: 2, k: 2, trans_b: 3 }, [x, x, 0n, y]),
       "NATIVE_INVALID_ARGUMENT",
       /trans_b 3/,
     );

@@ -109,22 +109,69 @@ export const CONV = {
   allow_tf32: 0,
 };
 
+/** A [16, 64] × [64, 32] product in strict fp32. */
+export const GEMM = {
+  m: 16,
+  n: 32,
+  k: 64,
+  trans_b: 0,
+  alpha: 1,
+  beta: 1,
+  activation: 0,
+  act_min: 0,
+  act_max: 0,
+  allow_tf32: 0,
+};
+
 /**
- * Two worker streams forked from the capture stream with an event and joined back with two:
- * stream 1 runs conv(x) + bias, relu, then sigmoid; stream 2 runs a product of x (as [16, 64])
- * with a [64, 32] matrix, then tanh; the capture stream adds the two (broadcast) and copies the
- * result out. Captured once, launched `launches` times on fresh inputs; returns each output.
+ * The ops of the two-branch scenarios, on buffers of `d` with seeded weights: the conv branch
+ * (conv(x) + bias, relu, then sigmoid into a2) and the gemm branch (x as [16, 64] times a [64, 32]
+ * matrix, then tanh into g2), and their broadcast sum into y. Each issues its op on a stream.
+ */
+function branchOps(d: Device, rng: Random) {
+  const x = d.alloc(1024), w1 = d.alloc(8 * 4 * 9), b1 = d.alloc(8), w2 = d.alloc(64 * 32);
+  const a = d.alloc(2048), a2 = d.alloc(2048), g = d.alloc(512), g2 = d.alloc(512);
+  const y = d.alloc(2048);
+  d.upload(w1, rng.floats(8 * 4 * 9, -0.3, 0.3));
+  d.upload(b1, rng.floats(8, -0.1, 0.1));
+  d.upload(w2, rng.floats(64 * 32, -0.2, 0.2));
+  const unary = (kind: number, count: number, from: Handle, to: Handle) => (stream: Handle) =>
+    d.op("braid_unary", "unary", { count, kind, act_min: 0, act_max: 0 }, [from, to], stream);
+  const add = {
+    kind: 0,
+    rank: 2,
+    shape: [4, 512],
+    a_strides: [512, 1],
+    b_strides: [0, 1],
+    activation: 0,
+    act_min: 0,
+    act_max: 0,
+  };
+  return {
+    x,
+    y,
+    convBranch: [
+      (stream: Handle) => d.op("braid_conv2d", "conv2d", CONV, [x, w1, b1, 0n, a, 0n], stream),
+      unary(3, 2048, a, a2),
+    ],
+    gemmBranch: [
+      (stream: Handle) => d.op("braid_gemm", "gemm", GEMM, [x, w2, 0n, g], stream),
+      unary(4, 512, g, g2),
+    ],
+    join: (stream: Handle) => d.op("braid_binary", "binary", add, [a2, g2, y], stream),
+  };
+}
+
+/**
+ * Two worker streams forked from the capture stream with an event and joined back with two, one
+ * for each branch of branchOps; the capture stream adds the two and copies the result out.
+ * Captured once, launched `launches` times on fresh inputs; returns each output.
  */
 export function twoStreamCapture(backend: Backend, seed: number, launches = 3): Float32Array[] {
   const d = new Device(backend);
   try {
     const rng = new Random(seed);
-    const x = d.alloc(1024), w1 = d.alloc(8 * 4 * 9), b1 = d.alloc(8), w2 = d.alloc(64 * 32);
-    const a = d.alloc(2048), a2 = d.alloc(2048), g = d.alloc(512), g2 = d.alloc(512);
-    const y = d.alloc(2048);
-    d.upload(w1, rng.floats(8 * 4 * 9, -0.3, 0.3));
-    d.upload(b1, rng.floats(8, -0.1, 0.1));
-    d.upload(w2, rng.floats(64 * 32, -0.2, 0.2));
+    const { x, y, convBranch, gemmBranch, join } = branchOps(d, rng);
     const hostX = d.hostFloats(1024), hostY = d.hostFloats(2048);
     const s1 = d.stream(0), s2 = d.stream(1);
     const fork = d.event(), j1 = d.event(), j2 = d.event();
@@ -136,41 +183,13 @@ export function twoStreamCapture(backend: Backend, seed: number, launches = 3): 
       backend.eventRecord(ctx, fork, 0n);
       backend.streamWaitEvent(ctx, s1, fork);
       backend.streamWaitEvent(ctx, s2, fork);
-      d.op("braid_conv2d", "conv2d", CONV, [x, w1, b1, 0n, a, 0n], s1);
-      d.op("braid_unary", "unary", { count: 2048, kind: 3, act_min: 0, act_max: 0 }, [a, a2], s1);
-      d.op(
-        "braid_gemm",
-        "gemm",
-        {
-          m: 16,
-          n: 32,
-          k: 64,
-          trans_b: 0,
-          alpha: 1,
-          beta: 1,
-          activation: 0,
-          act_min: 0,
-          act_max: 0,
-          allow_tf32: 0,
-        },
-        [x, w2, 0n, g],
-        s2,
-      );
-      d.op("braid_unary", "unary", { count: 512, kind: 4, act_min: 0, act_max: 0 }, [g, g2], s2);
+      for (const op of convBranch) op(s1);
+      for (const op of gemmBranch) op(s2);
       backend.eventRecord(ctx, j1, s1);
       backend.eventRecord(ctx, j2, s2);
       backend.streamWaitEvent(ctx, 0n, j1);
       backend.streamWaitEvent(ctx, 0n, j2);
-      d.op("braid_binary", "binary", {
-        kind: 0,
-        rank: 2,
-        shape: [4, 512],
-        a_strides: [512, 1],
-        b_strides: [0, 1],
-        activation: 0,
-        act_min: 0,
-        act_max: 0,
-      }, [a2, g2, y]);
+      join(0n);
       backend.memcpyD2H(ctx, 0n, hostY, y);
     } catch (e) {
       try {
@@ -193,66 +212,30 @@ export function twoStreamCapture(backend: Backend, seed: number, launches = 3): 
 }
 
 /**
- * twoStreamCapture's work as graphs composed from templates (braid_graph_compose): each op is
- * captured once as a template; one graph runs the conv and gemm branches as two chains, a second
- * adds them. The inputs are uploaded before each launch. Returns each launch's output.
+ * branchOps' work as graphs composed from templates (braid_graph_compose): each op is captured
+ * once as a template; one graph runs the two branches as two chains, a second adds them. The
+ * inputs are uploaded before each launch. Returns each launch's output.
  */
 export function composedBranches(backend: Backend, seed: number, launches = 3): Float32Array[] {
   const d = new Device(backend);
   try {
     const rng = new Random(seed);
-    const x = d.alloc(1024), w1 = d.alloc(8 * 4 * 9), b1 = d.alloc(8), w2 = d.alloc(64 * 32);
-    const a = d.alloc(2048), a2 = d.alloc(2048), g = d.alloc(512), g2 = d.alloc(512);
-    const y = d.alloc(2048);
-    d.upload(w1, rng.floats(8 * 4 * 9, -0.3, 0.3));
-    d.upload(b1, rng.floats(8, -0.1, 0.1));
-    d.upload(w2, rng.floats(64 * 32, -0.2, 0.2));
+    const { x, y, convBranch, gemmBranch, join } = branchOps(d, rng);
     const { ctx } = d;
-    const template = (issue: () => void) => {
+    const template = (op: (stream: Handle) => void) => {
       backend.captureBegin(ctx, 0n);
-      issue();
+      op(0n);
       return d.keepGraph(backend.captureEndTemplate(ctx, 0n));
     };
-    const unary = (kind: number, count: number, from: Handle, to: Handle) =>
-      template(() =>
-        d.op("braid_unary", "unary", { count, kind, act_min: 0, act_max: 0 }, [from, to])
-      );
-    const conv = template(() => d.op("braid_conv2d", "conv2d", CONV, [x, w1, b1, 0n, a, 0n]));
-    const gemm = template(() =>
-      d.op("braid_gemm", "gemm", {
-        m: 16,
-        n: 32,
-        k: 64,
-        trans_b: 0,
-        alpha: 1,
-        beta: 1,
-        activation: 0,
-        act_min: 0,
-        act_max: 0,
-        allow_tf32: 0,
-      }, [x, w2, 0n, g])
-    );
-    const add = template(() =>
-      d.op("braid_binary", "binary", {
-        kind: 0,
-        rank: 2,
-        shape: [4, 512],
-        a_strides: [512, 1],
-        b_strides: [0, 1],
-        activation: 0,
-        act_min: 0,
-        act_max: 0,
-      }, [a2, g2, y])
-    );
     const branches = d.keepGraph(
-      backend.graphCompose(ctx, [[conv, unary(3, 2048, a, a2)], [gemm, unary(4, 512, g, g2)]]),
+      backend.graphCompose(ctx, [convBranch.map(template), gemmBranch.map(template)]),
     );
-    const join = d.keepGraph(backend.graphCompose(ctx, [[add]]));
+    const sum = d.keepGraph(backend.graphCompose(ctx, [[template(join)]]));
     const outputs: Float32Array[] = [];
     for (let i = 0; i < launches; i++) {
       d.upload(x, rng.floats(1024));
       backend.graphLaunch(ctx, branches, 0n);
-      backend.graphLaunch(ctx, join, 0n);
+      backend.graphLaunch(ctx, sum, 0n);
       outputs.push(d.download(y, 2048));
     }
     return outputs;
