@@ -42,6 +42,21 @@ export async function throwsCode(f: () => unknown, code: BraidErrorCode, mention
   assert.fail(`expected BraidError ${code}`);
 }
 
+/** conv (no bias) → BatchNorm → relu → a 1x1 conv beside a 3x3 max pool → concat → linear. */
+export function smallNet(): Graph {
+  const b = new GraphBuilder("small", 5);
+  const x = b.input("x", [1, 3, 16, 16]);
+  let v = b.relu(
+    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
+  );
+  const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
+  const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
+  v = b.concat([left, right], 1, "cat");
+  v = b.flatten(b.globalAvgPool(v), 1);
+  b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
+  return b.build();
+}
+
 /** conv → two sibling 1x1 convs → concat → pool → linear: parallel branches, a merge candidate. */
 export function branchyNet(name = "net"): Graph {
   const b = new GraphBuilder(name, 7);

@@ -3,26 +3,10 @@ import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
 import { openLibrary } from "../ffi/library.ts";
 import { BraidError } from "../lib/errors.ts";
-import { throwsCode } from "./helpers.ts";
-import { GraphBuilder } from "../lib/ir/builder.ts";
-import type { Graph } from "../lib/ir/graph.ts";
+import { smallNet, throwsCode } from "./helpers.ts";
 import { Session } from "../mod.ts";
 import { Random } from "../lib/util/random.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
-
-function smallNet(): Graph {
-  const b = new GraphBuilder("small", 5);
-  const x = b.input("x", [1, 3, 16, 16]);
-  let v = b.relu(
-    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
-  );
-  const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
-  const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
-  v = b.concat([left, right], 1, "cat");
-  v = b.flatten(b.globalAvgPool(v), 1);
-  b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
-  return b.build();
-}
 
 const input = (n: number, seed = Date.now()) => new Random(seed).floats(n);
 

@@ -7,11 +7,11 @@
 import { Backend } from "../../ffi/backend.ts";
 import { BraidError, type BraidErrorCode } from "../../lib/errors.ts";
 import { GraphBuilder } from "../../lib/ir/builder.ts";
-import type { Graph } from "../../lib/ir/graph.ts";
 import { Session } from "../../mod.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
+import { smallNet } from "../helpers.ts";
 import { composedBranches, CONV, Device, GEMM, twoStreamCapture } from "./scenario.ts";
 
 const gpuTest = gpuSuite("native_gpu_test.ts");
@@ -26,20 +26,6 @@ function throwsCode(f: () => unknown, code: BraidErrorCode, mention?: RegExp): B
     return e;
   }
   throw new Error(`expected BraidError ${code}`);
-}
-
-function smallNet(): Graph {
-  const b = new GraphBuilder("small", 5);
-  const x = b.input("x", [1, 3, 16, 16]);
-  let v = b.relu(
-    b.batchNorm(b.conv2d(x, { name: "c1", out: 8, kernel: 3, padding: 1, bias: false }), "bn1"),
-  );
-  const left = b.conv2d(v, { name: "l", out: 8, kernel: 1 });
-  const right = b.maxPool(v, { kernel: 3, stride: 1, padding: 1, ceilMode: true });
-  v = b.concat([left, right], 1, "cat");
-  v = b.flatten(b.globalAvgPool(v), 1);
-  b.output(b.linear(b.dropout(v, 0.2), "fc", 10));
-  return b.build();
 }
 
 gpuTest("device info reports a CUDA device", () => {
