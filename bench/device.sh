@@ -18,7 +18,8 @@
 #                    ONNX_TAG=t names the JSON onnx_check-t.json)
 #   pool-contention  bench/pool_contention.ts: host time per backend call when 1, 2, 4 threads
 #                    measure stages at once on 32-SM partitions, stage graphs captured and then
-#                    composed from op templates (JSON $OUT/pool_contention.json)
+#                    composed from op templates, and each thread's set-up of the model
+#                    (JSON $OUT/pool_contention.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
 # BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:

@@ -7,6 +7,11 @@
  *
  * Each way of making stage graphs (captured, or composed from op templates) is run in turn.
  *
+ * The threads start from a cache primed once per budget by a thread of its own (conv algorithms
+ * and op times), as a pool's workers find a model's after its plan: each thread's set-up of the
+ * model (weights, executable, the first eager run) is then timed on its own, as the pool's
+ * per-variant set-up cost, and how it grows with k.
+ *
  *   deno run -A bench/pool_contention.ts [--model inception_v3] [--sms 32] [--threads 1,2,4]
  *     [--stages 400] [--graphs capture,compose] [--json FILE]
  *     (--device cpu --sms 0: a check of the script itself)
@@ -29,8 +34,21 @@ const args = parseArgs({
   },
 });
 
-/** Runs `threads` workers together on `sms`-SM partitions (0: the whole device). */
-async function run(threads: number, sms: number): Promise<Figures[]> {
+/** Each budget's primed cache (JSON), made by prime(). */
+const primed = new Map<number, string>();
+
+/** A cache with the model's conv algorithms and op times for `sms`, made by one thread alone. */
+async function prime(sms: number): Promise<string> {
+  if (!primed.has(sms)) primed.set(sms, (await run(1, sms, "prime"))[0].cache!);
+  return primed.get(sms)!;
+}
+
+/**
+ * Runs `threads` workers together on `sms`-SM partitions (0: the whole device), from the primed
+ * cache (or, to prime it, from none).
+ */
+async function run(threads: number, sms: number, mode: "measure" | "prime" = "measure") {
+  const cache = mode === "prime" ? undefined : await prime(sms);
   const workers = Array.from(
     { length: threads },
     () =>
@@ -54,10 +72,12 @@ async function run(threads: number, sms: number): Promise<Figures[]> {
         sms,
         group,
         stages: Number(args.values.stages),
+        cache,
       };
       w.postMessage(setup);
     });
-    await Promise.all(ready);
+    const setups = (await Promise.all(ready)) as Figures[];
+    if (mode === "prime") return setups;
     const done = workers.map(next);
     workers.forEach((w) => w.postMessage({ type: "go" }));
     return (await Promise.all(done)) as Figures[];
@@ -89,18 +109,22 @@ const top = calls
   .slice(0, 8)
   .map((x) => x.c);
 console.log(
-  `| stage graphs | threads | SMs | stages/s (all) | ms/stage/thread | ${
+  `| stage graphs | threads | SMs | set-up, ms | warm-up, ms | stages/s (all) | ms/stage/thread | ${
     top.join(" | ")
   } (µs/stage) |`,
 );
-console.log(`| --- | --- | --- | --- | --- | ${top.map(() => "---").join(" | ")} |`);
+console.log(`| --- | --- | --- | --- | --- | --- | --- | ${top.map(() => "---").join(" | ")} |`);
+// A row's set-up and warm-up: the slowest thread's (they run at once).
+const slowest = (figures: Figures[], key: "setupMs" | "warmUpMs") =>
+  Math.max(...figures.map((f) => f[key])).toFixed(0);
 for (const { graphs, threads, sms, figures } of rows) {
   const wall = Math.max(...figures.map((f) => f.wallMs));
   const stages = figures.reduce((a, f) => a + f.stages, 0);
   const perThread = figures.reduce((a, f) => a + f.wallMs / f.stages, 0) / figures.length;
   const cells = top.map((c) => perStage(figures, c).toFixed(0));
   console.log(
-    `| ${graphs} | ${threads} | ${sms || "whole"} | ${(1000 * stages / wall).toFixed(0)} | ` +
+    `| ${graphs} | ${threads} | ${sms || "whole"} | ${slowest(figures, "setupMs")} | ` +
+      `${slowest(figures, "warmUpMs")} | ${(1000 * stages / wall).toFixed(0)} | ` +
       `${perThread.toFixed(2)} | ${cells.join(" | ")} |`,
   );
 }

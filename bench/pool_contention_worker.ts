@@ -1,8 +1,9 @@
 /**
  * One thread of bench/pool_contention.ts: a model's stages measured on one partition (or the
  * whole device), with every backend call's host time added up by call, as the tuning pool's
- * workers measure them. Messages: {type: "setup", ...} → "ready" (op times measured, stages
- * listed); {type: "go"} → the measurement's figures.
+ * workers measure them. Messages: {type: "setup", ...} → its set-up's figures (op times measured
+ * or found in the given cache, stages listed; the cache when none was given); {type: "go"} → the
+ * measurement's figures.
  */
 import type { Backend } from "../ffi/backend.ts";
 import { buildZooModel, Partition, TuningCache } from "../mod.ts";
@@ -19,6 +20,8 @@ export interface Setup {
   sms: number;
   group: number;
   stages: number;
+  /** A primed tuning cache (JSON) to start from. */
+  cache?: string;
 }
 
 export interface Figures {
@@ -26,6 +29,13 @@ export interface Figures {
   stages: number;
   /** Host milliseconds spent in each backend call (op calls by op), summed. */
   callMs: Record<string, number>;
+  /** The model set up on this thread: weights, executable, conv algorithms (from the cache when
+   * primed), ms. */
+  setupMs: number;
+  /** Its first eager run and first stage graph, ms. */
+  warmUpMs: number;
+  /** This thread's cache (JSON), when it started from none. */
+  cache?: string;
 }
 
 const scope = self as unknown as {
@@ -55,6 +65,7 @@ function timed(backend: Backend, callMs: Record<string, number>): Backend {
 let prefetch: StagePrefetch;
 let planned: PlannedStage[];
 const callMs: Record<string, number> = {};
+const setupFigures = { setupMs: 0, warmUpMs: 0 };
 
 scope.onmessage = async (e) => {
   const message = e.data;
@@ -67,18 +78,34 @@ scope.onmessage = async (e) => {
     const ctx = backend.contextCreate(0);
     if (partition) backend.contextSetPartition(ctx, partition.native.handle);
     const graph = graphVariants(optimize(buildZooModel(message.model)), false, true)[0];
-    const options = executableOptions(backend.deviceInfo(ctx), {
-      partition,
-      tuning: new TuningCache(),
-    });
+    const tuning = message.cache ? TuningCache.fromJSON(message.cache) : new TuningCache();
+    const options = executableOptions(backend.deviceInfo(ctx), { partition, tuning });
+    let start = performance.now();
     prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+    setupFigures.setupMs = performance.now() - start;
+    // The first stage graph runs the model once eagerly first (the executable's warm-up).
+    start = performance.now();
+    prefetch.measure([{ key: `pool_contention warm-up ${crypto.randomUUID()}`, groups: [[]] }]);
+    setupFigures.warmUpMs = performance.now() - start;
     planned = (await prefetch.plan()).slice(0, message.stages);
-    scope.postMessage({ type: "ready" });
+    const figures: Figures = {
+      wallMs: 0,
+      stages: 0,
+      callMs: {},
+      ...setupFigures,
+      cache: message.cache ? undefined : JSON.stringify(tuning.toJSON()),
+    };
+    scope.postMessage(figures);
     return;
   }
   for (const key of Object.keys(callMs)) delete callMs[key];
   const start = performance.now();
   prefetch.measure(planned);
-  const figures: Figures = { wallMs: performance.now() - start, stages: planned.length, callMs };
+  const figures: Figures = {
+    wallMs: performance.now() - start,
+    stages: planned.length,
+    callMs,
+    ...setupFigures,
+  };
   scope.postMessage(figures);
 };
