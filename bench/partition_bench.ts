@@ -149,6 +149,14 @@ if (parts.has("c")) {
         } s`
       ).join(", "),
   );
+  // The sequential arm's time by kind of work, to set beside the pool's worker time by job kind
+  // (bench/NOTES.md v0.9: the ratio follows how much slower each kind runs on 32 SMs).
+  const spent = (key: "convs" | "stages" | "trials") =>
+    f(sequential.results.reduce((ms, r) => ms + r.timeMs[key], 0) / 1000, 1);
+  console.log(
+    `(c) sequential arm: ${spent("convs")} s measuring convolutions, ${spent("stages")} s ops ` +
+      `and stages, ${spent("trials")} s auto's candidates`,
+  );
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_c_tuning${suffix}.json`,

@@ -78,6 +78,7 @@ function runOnCpu(
       tune: false,
       smBudget: 1,
       concatInPlace,
+      convTuning: { measured: new Set(), ms: 0 },
     });
     for (const [name, host] of exec.hostInputs) host.set(inputs.get(name)!);
     exec.issue();

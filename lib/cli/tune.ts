@@ -59,6 +59,9 @@ export interface TuneResult {
   /** Ops and stages timed on the device, and schedules auto timed. */
   stagesMeasured: number;
   trials: number;
+  /** Where the tuning's time went, ms: measuring conv algorithms, ops and stages, and auto's
+   * candidate schedules (the rest: loading, set-up, the final capture). */
+  timeMs: { convs: number; stages: number; trials: number };
 }
 
 export interface TuneRun {
@@ -122,6 +125,7 @@ export async function tuneOne(
       convEngines: report.tuning.engines,
       stagesMeasured: report.stages?.measured ?? 0,
       trials: report.trials.length,
+      timeMs: { convs: report.tuning.ms, stages: report.stages.ms, trials: report.trialsMs },
     } satisfies TuneResult;
   } finally {
     own?.[Symbol.dispose]();
@@ -133,10 +137,14 @@ function describe(r: TuneResult): string {
     ? `a ${r.partition.sms}-SM partition (group ${r.partition.group})`
     : `the whole device (${r.smBudget} SMs)`;
   const replay = r.replayMs > 0 ? `, ${r.replayMs.toFixed(3)} ms per replay` : "";
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  const spent = `${s(r.timeMs.convs)} s on convolutions, ${s(r.timeMs.stages)} s on ops and ` +
+    `stages, ${s(r.timeMs.trials)} s on auto's candidates`;
   return `tuned ${paint("bold", r.model)} in ${where} in ${(r.wallMs / 1000).toFixed(1)} s: ` +
     `${r.convsMeasured} convolutions measured, ${r.convsCached} cached ` +
     `(${r.convEngines} on cuDNN engine configurations), ` +
-    `${r.stagesMeasured} ops/stages timed; schedule ${r.scheduler} (${r.streams} streams${replay})`;
+    `${r.stagesMeasured} ops/stages timed (${spent}); schedule ${r.scheduler} ` +
+    `(${r.streams} streams${replay})`;
 }
 
 async function tuneConcurrently(files: string[], options: TuneOptions) {

@@ -32,6 +32,11 @@ export interface ExecutableOptions {
   smBudget: number;
   /** Memory plans write Concat inputs straight into their output where they can. */
   concatInPlace: boolean;
+  /**
+   * The convolutions measured while preparing one session (their tuning keys) and the time spent
+   * measuring them, ms: shared by all its executables (the stage timer's measures them first).
+   */
+  convTuning: { measured: Set<string>; ms: number };
 }
 
 /** Native resources, freed together (also by the finalizer). */
@@ -487,8 +492,10 @@ export class Executable {
         const call = calls[i] as Extract<Call, { kind: "op" }>;
         const key = keyOf(call);
         let choice = options.tuning.get(key);
-        if (choice) this.tuned.cached++;
+        if (choice && options.convTuning.measured.has(key)) this.tuned.measured++;
+        else if (choice) this.tuned.cached++;
         else if (options.tune) {
+          const started = performance.now();
           if (scratch === undefined) {
             scratch = backend.bufferAlloc(ctx, TUNING_WORKSPACE);
             this.#fillRandom(arena, this.plan.arenaBytes);
@@ -498,6 +505,8 @@ export class Executable {
           const tensors = call.tensors.map((v, k) => (k === 5 ? scratch! : address(v)));
           choice = backend.conv2dTune(ctx, 0n, encodeRecord("conv2d", values), tensors);
           options.tuning.set(key, choice);
+          options.convTuning.measured.add(key);
+          options.convTuning.ms += performance.now() - started;
           this.tuned.measured++;
         }
         if (choice) {

@@ -36,6 +36,8 @@ export interface Prepared {
   /** Resources holding the weights (adopted by the session if this variant wins). */
   resources: Resources;
   trials: Trial[];
+  /** Time spent timing them, ms. */
+  trialsMs: number;
   /** The chosen schedule's measured replay time (0 when nothing was measured). */
   ms: number;
   stages: StageStats;
@@ -55,8 +57,11 @@ export async function prepare(
   try {
     const weights = new Weights(backend, resources, graph);
     const trials: Trial[] = [];
+    let trialsMs = 0;
     const measure = (schedule: Schedule) => {
+      const started = performance.now();
       const ms = timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
+      trialsMs += performance.now() - started;
       trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
       return ms;
     };
@@ -72,7 +77,8 @@ export async function prepare(
     const cached = tunes ? tuned.schedule(label + "auto") : undefined;
     if (cached) {
       const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
-      return { graph, shapes, dag: scheduleCtx.dag, weights, resources, stages, ...cached };
+      const { dag } = scheduleCtx;
+      return { graph, shapes, dag, weights, resources, stages, trialsMs: 0, ...cached };
     }
     // On a GPU, opara orders by measured op times and ios measures its stages (auto runs both).
     const timer = backend.kind === "cuda" && scheduler !== "sequential" && scheduler !== "nimble"
@@ -113,6 +119,7 @@ export async function prepare(
       weights,
       resources,
       trials,
+      trialsMs,
       ms,
       stages,
     };

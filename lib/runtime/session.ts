@@ -101,13 +101,23 @@ export interface SessionReport {
   deviceBytes: number;
   precision: PrecisionOption;
   /**
-   * Convolution algorithms measured while preparing, and found in the tuning cache; `engines`:
-   * the convolutions that run a cuDNN engine configuration, `enginesTargeted` those of them whose
-   * configuration cuDNN's heuristic chose for an SM budget below the whole device.
+   * The convolutions of the chosen graph whose algorithm was measured while preparing this
+   * session, and those found in the tuning cache; `engines`: the convolutions that run a cuDNN
+   * engine configuration, `enginesTargeted` those of them whose configuration cuDNN's heuristic
+   * chose for an SM budget below the whole device; `ms`: time spent measuring algorithms (every
+   * graph variant).
    */
-  tuning: { measured: number; cached: number; engines: number; enginesTargeted: number };
+  tuning: {
+    measured: number;
+    cached: number;
+    engines: number;
+    enginesTargeted: number;
+    ms: number;
+  };
   /** Schedules auto measured on the device before choosing (empty otherwise). */
   trials: Trial[];
+  /** Time spent timing them, ms. */
+  trialsMs: number;
   /** Ops and IOS stages timed on the device as captured graphs while scheduling (all variants). */
   stages: StageStats;
   /** Wall-clock run() latency in milliseconds. */
@@ -146,6 +156,7 @@ export function executableOptions(
     tune: options.tune ?? true,
     smBudget: options.smBudget ?? options.partition?.sms ?? device.multiprocessors,
     concatInPlace: options.concatInPlace ?? true,
+    convTuning: { measured: new Set(), ms: 0 },
   };
 }
 
@@ -235,6 +246,7 @@ export class Session {
       const measuring = schedulerName === "auto" && backend.kind === "cuda";
       const variants = graphVariants(graph, options.merge ?? "auto", measuring);
       const trials: Trial[] = [];
+      let trialsMs = 0;
       const stages: StageStats = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
       let best: Prepared | undefined;
       for (const [i, variant] of variants.entries()) {
@@ -248,6 +260,7 @@ export class Session {
           i === 0 ? "" : "merged:",
         );
         trials.push(...prepared.trials);
+        trialsMs += prepared.trialsMs;
         stages.measured += prepared.stages.measured;
         stages.ms += prepared.stages.ms;
         if (i === 0) {
@@ -295,8 +308,9 @@ export class Session {
         partition: partition && { sms: partition.sms, group: partition.group },
         deviceBytes: resources.deviceBytes,
         precision,
-        tuning: { ...exec.tuned },
+        tuning: { ...exec.tuned, ms: execOptions.convTuning.ms },
         trials,
+        trialsMs,
         stages,
       });
       if (!options.eager) session.#graphHandle = exec.capture();

@@ -183,11 +183,17 @@ gpuTest("a session on an N-SM partition uses the tuning entries of budget N", as
     const first = await create(p0);
     const entries = tuning.size;
     assert.ok(first.r.stages.measured > 0 && entries > 0, "tuned inside the partition");
+    // Its convolutions were measured by its stage timer's executable, before the final one.
+    assert.ok(
+      first.r.tuning.measured > 0 && first.r.tuning.ms > 0 && first.r.trialsMs > 0,
+      JSON.stringify({ tuning: first.r.tuning, trialsMs: first.r.trialsMs }),
+    );
     const keys = tuning.keys();
     assert.ok(keys.every((k) => k.includes(`|sms=${p0.sms}|`)), "every entry is keyed by 32 SMs");
     assert.ok(keys.some((k) => k.includes("|schedule|")), "auto's choice is cached");
     const again = await create(p1);
     assert.equal(again.r.tuning.measured, 0, "a second 32-SM session measures no convolution");
+    assert.equal(again.r.tuning.cached, first.r.tuning.measured + first.r.tuning.cached);
     assert.equal(again.r.stages.measured, 0, "nor any op or stage");
     assert.equal(tuning.size, entries, "nothing new in the cache");
     assert.equal(again.r.scheduler, first.r.scheduler);
