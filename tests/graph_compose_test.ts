@@ -127,7 +127,7 @@ Deno.test(
     await throwsCode(
       () => backend.graphCompose(ctx, [[part]]),
       "NATIVE_CAPTURE",
-      /braid_graph_compose: illegal while capturing/,
+      /braid_graph_compose: illegal while the context is capturing/,
     );
     // The capture goes on: it ends as a template, which composes.
     add();

@@ -753,7 +753,8 @@ int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* 
   if (g == NULL) return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   braid_oplist ops = {NULL, 0, 0};
   pthread_mutex_lock(&c->lock);
-  if (c->capturing) st = braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while capturing", fn);
+  if (c->capturing)
+    st = braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
   for (size_t k = 0; k < count && st == BRAID_OK; k++) {
     const braid_graph* part = (const braid_graph*)(uintptr_t)parts[k];
     for (size_t i = 0; i < part->count && st == BRAID_OK; i++)

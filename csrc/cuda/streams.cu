@@ -406,33 +406,31 @@ static int32_t add_graph(Context* c, cudaGraphExec_t exec, cudaGraph_t graph, co
   return BRAID_OK;
 }
 
-int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
-  static const char fn[] = "braid_capture_end";
+/* The capture begun on `stream` ended as an executable graph, or kept as a template. */
+static int32_t end_capture_as(uint64_t ctx, uint64_t stream, const char* fn, bool as_template,
+                              uint64_t* out, const char* out_name) {
   Context* c = nullptr;
   Stream* s = nullptr;
   int32_t st = resolve(ctx, stream, fn, &c, &s);
   if (st) return st;
-  if (out_graph == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_graph is NULL", fn);
+  if (out == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, out_name);
   cudaGraph_t graph = nullptr;
   if ((st = end_capture(c, s, fn, &graph))) return st;
+  if (as_template) return add_graph(c, nullptr, graph, fn, out);
   cudaGraphExec_t exec = nullptr;
   st = instantiate(graph, s, fn, &exec);
   cudaGraphDestroy(graph);
   if (st) return st;
-  return add_graph(c, exec, nullptr, fn, out_graph);
+  return add_graph(c, exec, nullptr, fn, out);
+}
+
+int32_t braid_capture_end(uint64_t ctx, uint64_t stream, uint64_t* out_graph) {
+  return end_capture_as(ctx, stream, "braid_capture_end", false, out_graph, "out_graph");
 }
 
 int32_t braid_capture_end_template(uint64_t ctx, uint64_t stream, uint64_t* out_template) {
-  static const char fn[] = "braid_capture_end_template";
-  Context* c = nullptr;
-  Stream* s = nullptr;
-  int32_t st = resolve(ctx, stream, fn, &c, &s);
-  if (st) return st;
-  if (out_template == NULL)
-    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_template is NULL", fn);
-  cudaGraph_t graph = nullptr;
-  if ((st = end_capture(c, s, fn, &graph))) return st;
-  return add_graph(c, nullptr, graph, fn, out_template);
+  return end_capture_as(ctx, stream, "braid_capture_end_template", true, out_template,
+                        "out_template");
 }
 
 int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* lengths,
@@ -465,7 +463,8 @@ int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* 
   }
   {
     std::lock_guard<std::mutex> g(c->lock);
-    if (c->capturing) return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+    if (c->capturing)
+      return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
   }
   cudaGraph_t graph = nullptr;
   CUDA_TRY(fn, cudaGraphCreate(&graph, 0));

@@ -137,9 +137,10 @@ function describe(r: TuneResult): string {
     ? `a ${r.partition.sms}-SM partition (group ${r.partition.group})`
     : `the whole device (${r.smBudget} SMs)`;
   const replay = r.replayMs > 0 ? `, ${r.replayMs.toFixed(3)} ms per replay` : "";
-  const s = (ms: number) => (ms / 1000).toFixed(1);
-  const spent = `${s(r.timeMs.convs)} s on convolutions, ${s(r.timeMs.stages)} s on ops and ` +
-    `stages, ${s(r.timeMs.trials)} s on auto's candidates`;
+  const seconds = (ms: number) => (ms / 1000).toFixed(1);
+  const { convs, stages, trials } = r.timeMs;
+  const spent = `${seconds(convs)} s on convolutions, ${seconds(stages)} s on ops and stages, ` +
+    `${seconds(trials)} s on auto's candidates`;
   return `tuned ${paint("bold", r.model)} in ${where} in ${(r.wallMs / 1000).toFixed(1)} s: ` +
     `${r.convsMeasured} convolutions measured, ${r.convsCached} cached ` +
     `(${r.convEngines} on cuDNN engine configurations), ` +
