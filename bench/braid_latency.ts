@@ -60,9 +60,11 @@ for (const name of args.models!.split(",")) {
       } ms ` +
         `(kernels ${f(profile.compute.medianMs, 3)}), ` +
         `${report.streams} streams, run() ${f(profile.run.medianMs, 3)} ms, overhead run() ` +
-        `${f(profile.hostOverheadUs, 1)} us, run(io) ${
-          f(profile.pinnedOverheadUs, 1)
-        } us, launch() ${f(profile.launchOverheadUs, 1)} us, ` +
+        `${f(profile.hostOverheadUs, 1)} us (copied ${
+          f(profile.copiedOverheadUs, 1)
+        } us), run(io) ${f(profile.pinnedOverheadUs, 1)} us, launch() ${
+          f(profile.launchOverheadUs, 1)
+        } us, ` +
         `${report.kernelLaunches} kernels, device memory ${
           f(report.deviceBytes / 2 ** 20, 1)
         } MiB (driver: ${f(driverBytes / 2 ** 20, 1)} MiB), ` +

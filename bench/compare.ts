@@ -24,6 +24,8 @@ interface BraidRun {
   gpu: { medianMs: number };
   compute?: { medianMs: number };
   hostOverheadUs: number;
+  /** Absent in results from before run() page-locked the caller's arrays. */
+  copiedOverheadUs?: number;
   pinnedOverheadUs: number;
   launchOverheadUs: number;
   report: { scheduler: string; streams: number; deviceBytes: number };
@@ -52,6 +54,7 @@ const rows = [[
   "MiB braid",
   "MiB braid (driver)",
   "run() us",
+  "run() copied us",
   "run(io) us",
   "launch() us",
 ]];
@@ -73,6 +76,7 @@ for (const [name, t] of Object.entries<Record<string, TorchRun>>(torch.models)) 
       mib(b.report.deviceBytes),
       mib(b.driverBytes),
       b.hostOverheadUs.toFixed(1),
+      b.copiedOverheadUs?.toFixed(1) ?? "",
       b.pinnedOverheadUs.toFixed(1),
       b.launchOverheadUs.toFixed(1),
     ]);
@@ -83,7 +87,10 @@ console.log(
   "medians of CUDA-event-timed graph replays in ms (braid and torch in the same command); " +
     "ratios > 1 mean braid is faster.\nbraid's graph includes copying the input in from and the " +
     "output out to page-locked host memory;\n'braid kernels' is the same schedule captured " +
-    "without those copies, as torch's graphs are (static input already on the GPU)\n",
+    "without those copies, as torch's graphs are (static input already on the GPU).\n" +
+    "Host overhead (median of each call's wall time minus its GPU time): run() on the same " +
+    "caller arrays each call (page-locked in place after their first use), run() copying them " +
+    "into page-locked buffers, run(io) on those buffers, launch()\n",
 );
 console.log(table(rows));
 const out = values.out ??

@@ -12,7 +12,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -77,7 +77,7 @@ export interface PartitionInfo {
 }
 
 export type Handle = bigint;
-type HostBuffer = Float32Array | Int32Array | Uint8Array;
+export type HostBuffer = Float32Array | Int32Array | Uint8Array;
 
 export class Backend {
   readonly #lib: BraidLibrary;
@@ -183,6 +183,23 @@ export class Backend {
 
   hostFree(ctx: Handle, address: Handle): void {
     this.unwrap(this.#sym.braid_host_free(ctx, address), "braid_host_free");
+  }
+
+  /**
+   * Page-locks the caller's memory under `data` in place, so copies from it run asynchronously
+   * without a staging copy; returns the registration's address. `data` must stay alive until
+   * hostUnregister. Memory the driver will not lock (already locked, or a page of it) throws
+   * NATIVE_INVALID_ARGUMENT or NATIVE_UNSUPPORTED, and can still be copied from as before.
+   */
+  hostRegister(ctx: Handle, data: HostBuffer): Handle {
+    return this.#handle(
+      this.#sym.braid_host_register(ctx, data, BigInt(data.byteLength), this.#slot),
+      `braid_host_register(${data.byteLength} bytes)`,
+    );
+  }
+
+  hostUnregister(ctx: Handle, address: Handle): void {
+    this.unwrap(this.#sym.braid_host_unregister(ctx, address), "braid_host_unregister");
   }
 
   memcpyH2D(ctx: Handle, stream: Handle, dst: Handle, src: HostBuffer): void {

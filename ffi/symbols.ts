@@ -34,6 +34,8 @@ export const symbols = {
   braid_buffer_free: { parameters: [u64, u64], result: status },
   braid_host_alloc: { parameters: [u64, u64, buffer], result: status },
   braid_host_free: { parameters: [u64, u64], result: status },
+  braid_host_register: { parameters: [u64, buffer, u64, buffer], result: status },
+  braid_host_unregister: { parameters: [u64, u64], result: status },
   braid_memcpy_h2d: { parameters: [u64, u64, u64, buffer, u64], result: status },
   braid_memcpy_d2h: { parameters: [u64, u64, buffer, u64, u64], result: status },
   braid_memcpy_d2d: { parameters: [u64, u64, u64, u64, u64], result: status },

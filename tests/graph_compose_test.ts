@@ -9,9 +9,8 @@
 import { assert } from "./deps.ts";
 import { Backend, type Handle } from "../ffi/backend.ts";
 import { encodeRecord } from "../ffi/params.ts";
-import { openLibrary } from "../ffi/library.ts";
 import { throwsCode } from "./helpers.ts";
-import { composedBranches, twoStreamCapture } from "./gpu/scenario.ts";
+import { composedBranches, composeRawArguments, twoStreamCapture } from "./gpu/scenario.ts";
 
 const N = 4;
 const padded = (values: number[]) => [...values, 0, 0, 0, 0, 0, 0].slice(0, 6);
@@ -148,36 +147,6 @@ Deno.test("two branches composed from templates compute what they do captured on
   composed.forEach((out, i) => assert.deepEqual(out, captured[i], `launch ${i}`));
 });
 
-Deno.test(
-  "braid_graph_compose checks its raw arguments: counts, lengths and NULL arrays",
-  withContext((backend, ctx) => {
-    const { symbols } = openLibrary("cpu");
-    const out = new BigUint64Array(1);
-    const message = () => {
-      const text = new Uint8Array(512);
-      symbols.braid_last_error(text, text.length);
-      return new TextDecoder().decode(text.subarray(0, text.indexOf(0)));
-    };
-    // The raw entry, NULL arrays allowed (the FFI passes null as a NULL pointer).
-    type View = ArrayBufferView | null;
-    const raw = symbols.braid_graph_compose as unknown as (
-      ...args: [bigint, View, View, number, View]
-    ) => number;
-    const compose = (parts: View, lengths: View, chains: number) =>
-      raw(ctx, parts, lengths, chains, out);
-    const invalid = 1; // BRAID_ERR_INVALID_ARGUMENT
-    assert.equal(compose(null, null, -1), invalid);
-    assert.match(message(), /braid_graph_compose: chains -1 is negative/);
-    assert.equal(compose(null, null, 1), invalid);
-    assert.match(message(), /lengths is NULL/);
-    assert.equal(compose(null, Int32Array.of(2, -1), 2), invalid);
-    assert.match(message(), /chain 1 has length -1/);
-    assert.equal(compose(null, Int32Array.of(1), 1), invalid);
-    assert.match(message(), /parts is NULL/);
-    assert.equal(raw(ctx, null, null, 0, null), invalid);
-    assert.match(message(), /out_graph is NULL/);
-    // Nothing was made: an empty graph still composes, and the context closes clean.
-    const empty = backend.graphCompose(ctx, []);
-    backend.graphDestroy(ctx, empty);
-  }),
-);
+Deno.test("braid_graph_compose checks its raw arguments: counts, lengths and NULL arrays", () => {
+  composeRawArguments("cpu");
+});

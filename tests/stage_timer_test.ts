@@ -51,7 +51,7 @@ function countingTimer(options: StageTimerOptions) {
     resources.release();
     backend.contextDestroy(ctx);
   };
-  return { backend, ctx, timer, counts, dag, close };
+  return { backend, ctx, timer, counts, dag, graph, close };
 }
 
 Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fails alone", async () => {
@@ -129,15 +129,16 @@ Deno.test("a stage's floor is its longest group's op times summed", () => {
 });
 
 Deno.test("composed stage graphs capture each op once; captured ones capture every stage", () => {
-  const stagesOf = (kernels: number[]) => [
+  // conv a in groups 0 and 1, pool b in groups 1 and 0, conv c in group 0 only.
+  const stagesOf = ([a, b, c]: number[]) => [
     [[]],
-    [[kernels[0]]],
-    [[kernels[0]], [kernels[1]]],
-    [[kernels[1], kernels[2]], [kernels[0]]],
-    [[kernels[2]]],
+    [[a]],
+    [[a], [b]],
+    [[b, c], [a]],
+    [[c]],
   ];
   for (const graphs of ["capture", "compose"] as const) {
-    const { timer, counts, dag, close } = countingTimer({
+    const { timer, counts, dag, graph, close } = countingTimer({
       replays: 2,
       rounds: 3,
       warmup: 1,
@@ -147,7 +148,9 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
       const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
         timer.launchesKernel(v)
       );
-      const stages = stagesOf(kernels);
+      const convs = kernels.filter((v) => graph.nodes[v].op === "Conv2d");
+      const pool = kernels.find((v) => graph.nodes[v].op === "MaxPool2d")!;
+      const stages = stagesOf([convs[0], pool, convs[1]]);
       const times = timer.measureMany(stages);
       assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${graphs}: ${times}`);
       assert.equal(counts.launches, stages.length * (1 + 3 * 2));
@@ -156,12 +159,13 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
       if (graphs === "capture") {
         assert.deepEqual([captured, templates], [stages.length, 0]);
       } else {
-        // One template an op (the CPU backend's convolutions have no workspace, which would
-        // make one per op and group), and none more when the stages are measured again.
+        // A convolution takes scratch (a workspace, or its stream's): one template for each
+        // group it runs in, as the chains run at once; the pool, one template. None more when
+        // the stages are measured again.
         assert.equal(captured, 0);
-        assert.equal(templates, 3);
+        assert.equal(templates, 4);
         timer.measureMany(stages);
-        assert.equal(counts.calls.get("captureEndTemplate"), 3);
+        assert.equal(counts.calls.get("captureEndTemplate"), 4);
         assert.equal(counts.calls.get("graphCompose"), 2 * stages.length);
       }
     } finally {

@@ -27,7 +27,8 @@ __attribute__((constructor)) static void braid_pin_library(void) {
 
 /* ---------------------------------------------------------------- errors */
 
-/* The only global state of the backend: each thread's last error message. */
+/* Global state of the backend: each thread's last error message, and (below, with the memory)
+ * the process's page-locked registrations. */
 static _Thread_local char braid_error_message[512];
 
 int32_t braid__fail(int32_t status, const char* fmt, ...) {
@@ -107,6 +108,7 @@ struct braid_context {
   braid_ptrset handles;
   int64_t streams, events, graphs;
   braid_ptrset bufs; /* live buffer base addresses */
+  int64_t registered; /* caller memory page-locked through this context (braid_host_register) */
 };
 
 static size_t hash_addr(uint64_t a, size_t cap) {
@@ -328,7 +330,7 @@ int32_t braid_context_destroy(uint64_t ctx) {
   if (st) return st;
   pthread_mutex_lock(&c->lock);
   int64_t streams = c->streams, events = c->events, graphs = c->graphs;
-  size_t bufs = c->bufs.live;
+  size_t bufs = c->bufs.live + (size_t)c->registered;
   int capturing = c->capturing;
   pthread_mutex_unlock(&c->lock);
   if (capturing)
@@ -337,7 +339,7 @@ int32_t braid_context_destroy(uint64_t ctx) {
   if (streams || events || graphs || bufs)
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
                        "%s: destroy its children first (%lld streams, %lld events, %lld graphs, "
-                       "%zu buffers still alive)",
+                       "%zu buffers or registrations still alive)",
                        fn, (long long)streams, (long long)events, (long long)graphs, bufs);
   c->magic = 0;
   c->stream0.magic = 0;
@@ -429,6 +431,85 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
 
 int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
   return braid_buffer_free(ctx, addr);
+}
+
+/* Caller memory page-locked in place. On the CPU there is nothing to lock, but the registrations
+ * are kept as CUDA keeps them, process-wide and by whole pages, so that registering memory twice,
+ * or two ranges sharing a page, is refused here as it is there. */
+typedef struct {
+  uint64_t addr, first_page, end_page;
+  braid_context* owner;
+} braid_registration;
+
+static pthread_mutex_t registrations_lock = PTHREAD_MUTEX_INITIALIZER;
+static braid_registration* registrations;
+static size_t registrations_count, registrations_cap;
+
+int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr) {
+  static const char fn[] = "braid_host_register";
+  braid_context* c = NULL;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (out_addr == NULL) return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
+  if (ptr == NULL || bytes == 0)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: nothing to page-lock (%llu bytes at %p)",
+                       fn, (unsigned long long)bytes, ptr);
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  const uint64_t addr = (uint64_t)(uintptr_t)ptr;
+  braid_registration r = {addr, addr / page, (addr + bytes + page - 1) / page, c};
+  pthread_mutex_lock(&registrations_lock);
+  for (size_t i = 0; i < registrations_count; i++) {
+    const braid_registration* o = &registrations[i];
+    if (r.first_page < o->end_page && o->first_page < r.end_page) {
+      pthread_mutex_unlock(&registrations_lock);
+      return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                         "%s: cannot page-lock %llu bytes at %p: a page of it already is", fn,
+                         (unsigned long long)bytes, ptr);
+    }
+  }
+  if (registrations_count == registrations_cap) {
+    size_t cap = registrations_cap ? 2 * registrations_cap : 16;
+    braid_registration* grown = realloc(registrations, cap * sizeof *grown);
+    if (grown == NULL) {
+      pthread_mutex_unlock(&registrations_lock);
+      return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    registrations = grown;
+    registrations_cap = cap;
+  }
+  registrations[registrations_count++] = r;
+  pthread_mutex_unlock(&registrations_lock);
+  pthread_mutex_lock(&c->lock);
+  c->registered++;
+  pthread_mutex_unlock(&c->lock);
+  *out_addr = addr;
+  return BRAID_OK;
+}
+
+int32_t braid_host_unregister(uint64_t ctx, uint64_t addr) {
+  static const char fn[] = "braid_host_unregister";
+  braid_context* c = NULL;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  int found = 0;
+  pthread_mutex_lock(&registrations_lock);
+  for (size_t i = 0; i < registrations_count; i++) {
+    if (registrations[i].addr == addr && registrations[i].owner == c) {
+      registrations[i] = registrations[--registrations_count];
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&registrations_lock);
+  if (!found)
+    return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                       "%s: 0x%llx is not the address of a live page-locked registration of this "
+                       "context",
+                       fn, (unsigned long long)addr);
+  pthread_mutex_lock(&c->lock);
+  c->registered--;
+  pthread_mutex_unlock(&c->lock);
+  return BRAID_OK;
 }
 
 /* ---------------------------------------------------------------- copies */
@@ -810,9 +891,10 @@ int32_t braid_graph_destroy(uint64_t ctx, uint64_t graph) {
   if (st) return st;
   st = get_graph(c, graph, fn, &g);
   if (st) return st;
+  /* Unregistered first: a compose on another thread can no longer find it to read its ops. */
+  remove_child(c, graph, &c->graphs);
   braid_oplist l = {g->ops, g->count, g->count};
   oplist_clear(&l);
-  remove_child(c, graph, &c->graphs);
   g->magic = 0;
   free(g);
   return BRAID_OK;

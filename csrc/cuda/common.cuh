@@ -146,6 +146,7 @@ struct Context {
   int64_t streams, events, graphs;
   std::unordered_map<uint64_t, uint64_t> bufs;  /* device allocations: base → bytes */
   std::map<uint64_t, uint64_t> host_bufs;       /* page-locked allocations: base → bytes */
+  std::map<uint64_t, uint64_t> host_registered; /* caller memory page-locked: base → bytes */
   ConvCache* conv_cache;
   GemmCache* gemm_cache;
   /* cuDNN's descriptions of this device as a green context of N SMs sees it, by N, for engine

@@ -362,7 +362,7 @@ int32_t braid_context_destroy(uint64_t ctx) {
     events = c->events;
     graphs = c->graphs;
     bufs = c->bufs.size();
-    host_bufs = c->host_bufs.size();
+    host_bufs = c->host_bufs.size() + c->host_registered.size();
     capturing = c->capturing;
   }
   if (capturing)
@@ -370,7 +370,7 @@ int32_t braid_context_destroy(uint64_t ctx) {
   if (streams || events || graphs || bufs || host_bufs)
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: destroy its children first (%lld streams, %lld events, %lld graphs, %zu "
-                "buffers, %zu host buffers still alive)",
+                "buffers, %zu host buffers or registrations still alive)",
                 fn, (long long)streams, (long long)events, (long long)graphs, bufs, host_bufs);
   cudaError_t e = cudaStreamSynchronize(c->stream0.s);
   context_free(c);

@@ -2,7 +2,8 @@
  * memory.cu — device buffers, page-locked host buffers and copies of the CUDA backend.
  *
  * Every allocation is zero-filled and recorded in its context (base → bytes), so a free checks
- * the address it is given and a capture can tell page-locked host memory from pageable.
+ * the address it is given and a capture can tell page-locked host memory from pageable. Caller
+ * memory page-locked in place (braid_host_register) is recorded the same way.
  */
 #include "common.cuh"
 
@@ -184,6 +185,37 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
 int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
   return untrack(ctx, "braid_host_free", addr, &Context::host_bufs, "host allocation", cudaFreeHost,
                  "cudaFreeHost");
+}
+
+int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr) {
+  static const char fn[] = "braid_host_register";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (out_addr == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: out_addr is NULL", fn);
+  if (ptr == NULL || bytes == 0)
+    return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: nothing to page-lock (%llu bytes at %p)", fn,
+                (unsigned long long)bytes, ptr);
+  cudaError_t e;
+  {
+    RelaxedCapture relaxed;
+    /* Portable: copies from it run asynchronously from every context (partitions included). */
+    e = cudaHostRegister(const_cast<void*>(ptr), (size_t)bytes, cudaHostRegisterPortable);
+  }
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError(); /* not sticky: the caller copies through its own buffer instead */
+    return fail(e == cudaErrorHostMemoryAlreadyRegistered ? BRAID_ERR_INVALID_ARGUMENT
+                                                          : BRAID_ERR_UNSUPPORTED,
+                "%s: cannot page-lock %llu bytes at %p (cudaHostRegister: %s)", fn,
+                (unsigned long long)bytes, ptr, cudaGetErrorString(e));
+  }
+  return track(c, c->host_registered, fn, const_cast<void*>(ptr), (size_t)bytes, bytes,
+               cudaHostUnregister, out_addr);
+}
+
+int32_t braid_host_unregister(uint64_t ctx, uint64_t addr) {
+  return untrack(ctx, "braid_host_unregister", addr, &Context::host_registered,
+                 "page-locked registration", cudaHostUnregister, "cudaHostUnregister");
 }
 
 int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,

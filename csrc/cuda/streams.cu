@@ -363,6 +363,19 @@ static int32_t end_capture(Context* c, Stream* s, const char* fn, cudaGraph_t* o
   if (e != cudaSuccess) {
     if (graph) cudaGraphDestroy(graph);
     (void)cudaGetLastError();
+    cudaStreamCaptureStatus still = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s->s, &still) == cudaSuccess &&
+        still != cudaStreamCaptureStatusNone) {
+      /* Not ended (ended from a thread other than the one that began it): still capturing. */
+      std::lock_guard<std::mutex> g(c->lock);
+      c->capturing = 1;
+      c->capture_stream = s;
+      return fail(BRAID_ERR_CAPTURE,
+                  "%s: cudaStreamEndCapture failed: %s (%s); the capture goes on: end it on the "
+                  "thread that began it",
+                  fn, cudaGetErrorString(e), cudaGetErrorName(e));
+    }
+    (void)cudaGetLastError();
     return fail(BRAID_ERR_CAPTURE,
                 "%s: cudaStreamEndCapture failed: %s (%s); the capture is discarded (was work "
                 "forked to another stream and not joined back, or an operator failed inside it?)",
@@ -444,22 +457,30 @@ int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* 
   if (chains < 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chains %d is negative", fn, chains);
   if (chains > 0 && lengths == NULL)
     return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: lengths is NULL", fn);
-  /* Every part is checked before anything is built. */
-  std::vector<cudaGraph_t> templates;
+  /* Every argument is checked before anything is built, in the CPU backend's order: the lengths,
+   * then the parts. */
+  size_t count = 0;
   for (int32_t i = 0; i < chains; i++) {
     if (lengths[i] < 0)
       return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: chain %d has length %d", fn, i, lengths[i]);
-    for (int32_t k = 0; k < lengths[i]; k++) {
-      if (parts == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: parts is NULL", fn);
-      Graph* g = nullptr;
-      if ((st = get_graph(c, parts[templates.size()], fn, &g))) return st;
-      if (g->graph == nullptr)
-        return fail(BRAID_ERR_INVALID_ARGUMENT,
-                    "%s: part %zu is an executable graph, not a template "
-                    "(braid_capture_end_template makes one)",
-                    fn, templates.size());
-      templates.push_back(g->graph);
-    }
+    count += (size_t)lengths[i];
+  }
+  if (count > 0 && parts == NULL) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: parts is NULL", fn);
+  std::vector<cudaGraph_t> templates;
+  try {
+    templates.reserve(count);
+  } catch (...) {
+    return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  }
+  for (size_t k = 0; k < count; k++) {
+    Graph* g = nullptr;
+    if ((st = get_graph(c, parts[k], fn, &g))) return st;
+    if (g->graph == nullptr)
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: part %zu is an executable graph, not a template "
+                  "(braid_capture_end_template makes one)",
+                  fn, k);
+    templates.push_back(g->graph);
   }
   {
     std::lock_guard<std::mutex> g(c->lock);

@@ -14,9 +14,15 @@
  * - The library keeps no tuning state: braid_conv2d_tune() measures and reports, the caller
  *   remembers (lib/runtime/tuning.ts) and passes its choice back in the parameter record.
  * - Work on a stream runs in issue order. Ordering between streams is by events only.
- * - Between braid_capture_begin() and braid_capture_end(), work issued on the capturing stream,
- *   and on streams that waited on an event recorded during the capture, is recorded into a graph
- *   instead of running. braid_graph_launch() replays it.
+ * - Between braid_capture_begin() and braid_capture_end() (or braid_capture_end_template()), work
+ *   issued on the capturing stream, and on streams that waited on an event recorded during the
+ *   capture, is recorded into a graph instead of running. braid_graph_launch() replays it; a
+ *   template is not launchable until braid_graph_compose() builds a graph from it.
+ * - Work uses the scratch memory of the stream it is issued on where it is given no workspace
+ *   (matrix products, convolutions): a graph captured on a stream, or composed from templates
+ *   captured on it, must be destroyed before that stream.
+ * - A context may be used from several threads, but a capture is ended on the thread that began
+ *   it, and a template is not destroyed while another thread composes from it.
  */
 #ifndef BRAID_H
 #define BRAID_H
@@ -27,7 +33,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 5
+#define BRAID_ABI_VERSION 6
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -84,6 +90,18 @@ int32_t braid_buffer_free(uint64_t ctx, uint64_t addr);
 int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
 /* Frees memory from braid_host_alloc. */
 int32_t braid_host_free(uint64_t ctx, uint64_t addr);
+/* Page-locks the caller's host memory [ptr, ptr + bytes) in place (CUDA: cudaHostRegister,
+ * portable), so copies from and to it run asynchronously, as from braid_host_alloc's memory, with
+ * no copy through a staging buffer. Writes its address to *out_addr, the handle for
+ * braid_host_unregister. Memory already page-locked (the same bytes registered twice, or two
+ * ranges sharing a page) is BRAID_ERR_INVALID_ARGUMENT; memory the driver cannot lock,
+ * BRAID_ERR_UNSUPPORTED; both leave the context usable, and the memory can still be copied from.
+ * The memory must stay allocated until it is unregistered, and a context is destroyed only after
+ * its registrations. */
+int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr);
+/* Unlocks memory page-locked by braid_host_register (its address). Work still reading it must have
+ * finished. */
+int32_t braid_host_unregister(uint64_t ctx, uint64_t addr);
 /* Copies host → device on a stream. `src` must stay valid until the stream reaches the copy. */
 int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,
                          uint64_t bytes);
@@ -121,7 +139,10 @@ int32_t braid_capture_end_template(uint64_t ctx, uint64_t stream, uint64_t* out_
 /* Builds an executable graph from templates without issuing their work again: `chains`
  * independent chains that run at once, chain i running its lengths[i] templates (the next ones of
  * `parts`) one after another. The templates are copied in and stay valid. Illegal during a
- * capture. */
+ * capture. The chains run concurrently on the device, so templates in different chains must not
+ * write the same memory: scratch included, which means templates of different chains that use
+ * their stream's scratch are captured on different streams. The graph is uploaded on the default
+ * stream. */
 int32_t braid_graph_compose(uint64_t ctx, const uint64_t* parts, const int32_t* lengths,
                             int32_t chains, uint64_t* out_graph);
 /* Launches a captured or composed graph on a stream. */

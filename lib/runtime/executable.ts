@@ -5,7 +5,7 @@
  * buffers, the worker streams forked from the capture stream with events, the schedule, the join
  * back into the capture stream, and the outputs' copies back into page-locked host buffers.
  */
-import type { Backend, DeviceInfo, Handle } from "../../ffi/backend.ts";
+import type { Backend, DeviceInfo, Handle, HostBuffer } from "../../ffi/backend.ts";
 import { encodeRecord } from "../../ffi/params.ts";
 import { engineOf } from "../../ffi/conv_algorithms.ts";
 import { BraidError } from "../errors.ts";
@@ -39,6 +39,20 @@ export interface ExecutableOptions {
   convTuning: { measured: Set<string>; ms: number };
 }
 
+/**
+ * The host copies a schedule is issued with: inputs and outputs, the outputs alone (the inputs
+ * copied in before it), or none (the kernels alone).
+ */
+export type Copies = "all" | "outputs" | "none";
+
+/** Ops that take their scratch from the stream they run on when not given a workspace (CUDA). */
+const STREAM_SCRATCH = new Set(["braid_conv2d", "braid_gemm", "braid_matmul"]);
+
+/** Whether a call uses scratch memory: a workspace of its own, or its stream's. */
+const usesScratch = (call: Call) =>
+  call.kind === "op" &&
+  (STREAM_SCRATCH.has(call.symbol) || call.tensors.some((v) => v.startsWith("#workspace")));
+
 /** Native resources, freed together (also by the finalizer). */
 export class Resources {
   buffers: Handle[] = [];
@@ -46,6 +60,11 @@ export class Resources {
   streams: Handle[] = [];
   events: Handle[] = [];
   graphs: Handle[] = [];
+  /**
+   * Caller memory page-locked in place, with the array over it: held until it is unregistered,
+   * so it is never freed while the driver still has it locked (not even by the finalizer).
+   */
+  registrations: { address: Handle; data: HostBuffer }[] = [];
 
   /** Device bytes allocated through alloc(). */
   deviceBytes = 0;
@@ -60,12 +79,14 @@ export class Resources {
     this.streams.push(...other.streams);
     this.events.push(...other.events);
     this.graphs.push(...other.graphs);
+    this.registrations.push(...other.registrations);
     this.deviceBytes += other.deviceBytes;
     other.buffers = [];
     other.hostBuffers = [];
     other.streams = [];
     other.events = [];
     other.graphs = [];
+    other.registrations = [];
     other.deviceBytes = 0;
   }
 
@@ -90,12 +111,14 @@ export class Resources {
     for (const s of this.streams) attempt(() => b.streamDestroy(ctx, s));
     for (const buf of this.buffers) attempt(() => b.bufferFree(ctx, buf));
     for (const buf of this.hostBuffers) attempt(() => b.hostFree(ctx, buf));
+    for (const { address } of this.registrations) attempt(() => b.hostUnregister(ctx, address));
     if (this.ownsContext) attempt(() => b.contextDestroy(ctx));
     this.graphs = [];
     this.events = [];
     this.streams = [];
     this.buffers = [];
     this.hostBuffers = [];
+    this.registrations = [];
   }
 }
 
@@ -256,13 +279,22 @@ export class Executable {
   }
 
   /**
-   * Issues input copies, the whole schedule and output copies (eagerly, or inside a capture);
-   * without `copies`, the schedule alone.
+   * Issues the whole schedule (eagerly, or inside a capture) with the copies `copies` names: the
+   * input copies from the page-locked `hostInputs` and the output copies into `hostOutputs`
+   * ("all"), the output copies alone (the inputs copied in beforehand with copyInput), or none.
    */
-  issue(copies = true): void {
+  issue(copies: Copies = "all"): void {
     this.#fork(copies);
-    for (const step of this.#steps) this.#issueStep(step, copies);
+    for (const step of this.#steps) this.#issueStep(step, copies === "all");
     this.#join(copies);
+  }
+
+  /**
+   * Copies a graph input in from `data` on the default stream, ahead of a schedule issued (or a
+   * graph captured) with the output copies alone. Asynchronous from page-locked memory.
+   */
+  copyInput(name: string, data: HostBuffer): void {
+    this.backend.memcpyH2D(this.resources.ctx, 0n, this.#address.get(name)!, data);
   }
 
   /**
@@ -293,14 +325,14 @@ export class Executable {
    * `inputsCopied` event elsewhere), so a worker stream's first kernel hangs on no copy it does
    * not need.
    */
-  #fork(copies = true): void {
+  #fork(copies: Copies = "all"): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
     if (this.#streams.length > 1) {
       backend.eventRecord(ctx, this.#forkJoin[0], 0n);
       for (const s of this.#streams.slice(1)) backend.streamWaitEvent(ctx, s, this.#forkJoin[0]);
     }
-    if (!copies) return;
+    if (copies !== "all") return;
     for (const [name, host] of this.hostInputs) {
       backend.memcpyH2D(ctx, 0n, this.#address.get(name)!, host);
     }
@@ -308,10 +340,12 @@ export class Executable {
   }
 
   /** One launch: its waits, its kernel (between two timing events, if given), its record. */
-  #issueStep(step: Step, copies: boolean, timing?: Handle[]): void {
+  #issueStep(step: Step, inputsCopied: boolean, timing?: Handle[]): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
-    if (copies && step.awaitsInputs) backend.streamWaitEvent(ctx, step.stream, this.#inputsCopied);
+    if (inputsCopied && step.awaitsInputs) {
+      backend.streamWaitEvent(ctx, step.stream, this.#inputsCopied);
+    }
     for (const e of step.waits) backend.streamWaitEvent(ctx, step.stream, e);
     if (timing) backend.eventRecord(ctx, timing[0], step.stream);
     step.issue?.();
@@ -323,10 +357,10 @@ export class Executable {
    * Copies each output out on the stream that wrote it (so the copy waits for that launch alone),
    * then joins every worker stream back into the capture stream.
    */
-  #join(copies = true): void {
+  #join(copies: Copies = "all"): void {
     const { backend } = this;
     const ctx = this.resources.ctx;
-    for (const [name, host] of copies ? this.hostOutputs : []) {
+    for (const [name, host] of copies === "none" ? [] : this.hostOutputs) {
       const stream = this.#outputStream.get(name) ?? 0n;
       backend.memcpyD2H(ctx, stream, host, this.#address.get(name)!);
     }
@@ -345,12 +379,12 @@ export class Executable {
   #warmUp(): void {
     if (this.#warmed || this.backend.kind === "cpu") return;
     this.#warmed = true;
-    this.issue(false);
+    this.issue("none");
     this.backend.streamSynchronize(this.resources.ctx, 0n);
   }
 
-  /** Captures the schedule (with the input and output copies) into one graph; returns its handle. */
-  capture(copies = true): Handle {
+  /** Captures the schedule, with the copies `copies` names (issue), into one graph; its handle. */
+  capture(copies: Copies = "all"): Handle {
     this.#warmUp();
     const graph = this.#captured(() => this.issue(copies));
     this.resources.graphs.push(graph);
@@ -358,14 +392,16 @@ export class Executable {
   }
 
   /**
-   * What `issue` launches, captured from the default stream: an executable graph, or a template
-   * for composing. A failed capture's graph is destroyed and the failure rethrown.
+   * What `issue` launches, captured from `stream` (default: the default stream): an executable
+   * graph, or a template for composing. A failed capture's graph is destroyed and the failure
+   * rethrown.
    */
-  #captured(issue: () => void, template = false): Handle {
+  #captured(issue: () => void, template = false, stream: Handle = 0n): Handle {
     const { backend } = this;
     const ctx = this.resources.ctx;
-    const end = () => template ? backend.captureEndTemplate(ctx, 0n) : backend.captureEnd(ctx, 0n);
-    backend.captureBegin(ctx, 0n);
+    const end = () =>
+      template ? backend.captureEndTemplate(ctx, stream) : backend.captureEnd(ctx, stream);
+    backend.captureBegin(ctx, stream);
     try {
       issue();
     } catch (e) {
@@ -411,26 +447,27 @@ export class Executable {
 
   /**
    * The same stage graph as captureGroups(), put together from each node's template instead of
-   * issuing the nodes again: a node is captured once (once per group for a node with a workspace)
-   * and its work, its library's host-side set-up included, is reused by every stage it is in.
-   * The templates live until the resources are released.
+   * issuing the nodes again: a node is captured once, on its group's stream, and its work, its
+   * library's host-side set-up included, is reused by every stage it is in. A node that uses
+   * scratch memory is captured once per group: the chains run at once, and each group has its
+   * own scratch (its workspace, and its stream's, which matrix products and convolutions without
+   * a workspace use). The templates live until the resources are released.
    */
-  composeGroups(groups: number[][], workspaces: bigint[]): Handle {
+  composeGroups(groups: number[][], streams: Handle[], workspaces: bigint[]): Handle {
     this.#warmUp();
     const chains = groups.map((group, g) =>
-      group.flatMap((node) => this.#template(node, g, workspaces[g]) ?? [])
+      group.flatMap((node) => this.#template(node, g, streams[g], workspaces[g]) ?? [])
     );
     return this.backend.graphCompose(this.resources.ctx, chains);
   }
 
   /** A node's work captured as a template (none for a node that launches nothing). */
-  #template(node: number, group: number, workspace: bigint): Handle | undefined {
+  #template(node: number, group: number, stream: Handle, workspace: bigint): Handle | undefined {
     const call = this.#callOf(node);
-    const scratch = call.kind === "op" && call.tensors.some((v) => v.startsWith("#workspace"));
-    const key = scratch ? `${node}/${group}` : `${node}`;
+    const key = usesScratch(call) ? `${node}/${group}` : `${node}`;
     if (this.#templates.has(key)) return this.#templates.get(key);
-    const issue = this.#issuer(call, 0n, this.#addressWith(workspace));
-    const template = issue && this.#captured(issue, true);
+    const issue = this.#issuer(call, stream, this.#addressWith(workspace));
+    const template = issue && this.#captured(issue, true, stream);
     if (template) this.resources.graphs.push(template);
     this.#templates.set(key, template);
     return template;

@@ -23,14 +23,22 @@ export interface Profile {
   gpu: Stats;
   /** The same schedule's graph without the input and output copies (kernels only), events. */
   compute: Stats;
-  /** Wall time of run(): the caller's inputs into page-locked buffers, one replay, output copies. */
+  /**
+   * Wall time of run() on the caller's arrays, the same ones each call: copied to the device
+   * straight from them once they are page-locked (SessionOptions.pinInputs), one replay, the
+   * output copies.
+   */
   run: Stats;
+  /** The same with the caller's arrays copied into the page-locked `io.inputs` first. */
+  runCopied: Stats;
   /** Wall time of run() given the session's own page-locked `io.inputs` (nothing to copy in). */
   runPinned: Stats;
   /** Wall time of launch(): one replay on the page-locked buffers as they are. */
   launch: Stats;
   /** Median over run() calls of wall time minus that call's replay GPU time, in microseconds. */
   hostOverheadUs: number;
+  /** The same for run() with the copy into `io.inputs`, in microseconds. */
+  copiedOverheadUs: number;
   /** The same for run() on `io.inputs`, in microseconds. */
   pinnedOverheadUs: number;
   /** The same for launch(), in microseconds. */

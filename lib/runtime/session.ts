@@ -17,6 +17,7 @@ import { isSchedulerName, type SchedulerName, SCHEDULERS } from "../schedule/mod
 import { Executable, type ExecutableOptions, Resources } from "./executable.ts";
 import { Model } from "./model.ts";
 import { TuningCache } from "./tuning.ts";
+import { InputPinning } from "./input_pinning.ts";
 import type { Partition } from "./partition.ts";
 import { type Profile, replayStats, type Stats, stats } from "./profiler.ts";
 import { graphVariants, prepare, type Prepared, type StageStats, type Trial } from "./prepare.ts";
@@ -67,6 +68,13 @@ export interface SessionOptions {
    * partition's SMs, or the whole device's).
    */
   smBudget?: number;
+  /**
+   * run() page-locks an input array in place the second time it is given one, so later calls copy
+   * it straight from the caller's memory, as from `io.inputs` (default true). The two most recent
+   * arrays of each input stay locked, and are held (not freed) until the session is disposed or
+   * newer ones replace them. Do not transfer or resize an array a session may hold locked.
+   */
+  pinInputs?: boolean;
 }
 
 export type PrecisionOption = "default" | "fp32" | "tf32";
@@ -163,6 +171,10 @@ export function executableOptions(
 export class Session {
   #exec: Executable | undefined;
   #graphHandle: bigint | undefined;
+  /** The graph without the input copies, for inputs copied in from the caller's arrays. */
+  #directGraphHandle: bigint | undefined;
+  /** The caller's arrays run() copies from directly (undefined: pinInputs off). */
+  readonly #pinning: InputPinning | undefined;
   /** While profile() runs: device events recorded around each replay. */
   #replayTiming: [Handle, Handle] | undefined;
   readonly #inputs: { name: string; value: Value; bytes: number }[];
@@ -178,8 +190,10 @@ export class Session {
     exec: Executable,
     device: DeviceInfo,
     info: Omit<SessionReport, "latency" | "device">,
+    pinInputs: boolean,
   ) {
     this.#exec = exec;
+    this.#pinning = pinInputs ? new InputPinning(exec.resources) : undefined;
     this.#device = device;
     this.#info = info;
     this.#inputs = exec.graph.inputs.map((name) => {
@@ -312,7 +326,7 @@ export class Session {
         trials,
         trialsMs,
         stages,
-      });
+      }, options.pinInputs ?? true);
       if (!options.eager) session.#graphHandle = exec.capture();
       registry.register(session, { resources, partition }, session);
       return session;
@@ -370,14 +384,25 @@ export class Session {
 
   /** run(), without the promise. */
   runSync(inputs: Record<string, HostTensor>): Record<string, HostTensor> {
+    return this.#run(inputs, this.#pinning);
+  }
+
+  /** run() with the caller's arrays copied directly where `pinning` has them locked. */
+  #run(
+    inputs: Record<string, HostTensor>,
+    pinning: InputPinning | undefined,
+  ): Record<string, HostTensor> {
     const exec = this.#live();
     this.#checkInputs(inputs);
     const start = performance.now();
+    let direct: Map<string, HostTensor> | undefined;
     for (const [name, host] of exec.hostInputs) {
       const given = inputs[name];
-      if (given !== host) host.set(given);
+      if (given === host) continue;
+      if (pinning?.direct(name, given)) (direct ??= new Map()).set(name, given);
+      else host.set(given);
     }
-    this.#launch(exec);
+    this.#launch(exec, direct);
     const results: Record<string, HostTensor> = {};
     for (const [name, host] of exec.hostOutputs) results[name] = host.slice();
     this.#latencies.push(performance.now() - start);
@@ -438,12 +463,23 @@ export class Session {
     return exec.backend.smProbe(exec.resources.ctx, 0n, blocks);
   }
 
-  #launch(exec: Executable): void {
+  /**
+   * One run on the device, synchronised. `direct`: inputs to copy in from these arrays (locked by
+   * the pinning) rather than from `io.inputs`; the other inputs still come from `io.inputs`.
+   */
+  #launch(exec: Executable, direct?: Map<string, HostTensor>): void {
     const { backend } = exec;
     const ctx = exec.resources.ctx;
     const timing = this.#replayTiming;
+    const directGraph = direct && this.#graphHandle !== undefined
+      ? this.#directGraphHandle ??= exec.capture("outputs")
+      : undefined;
     if (timing) backend.eventRecord(ctx, timing[0], 0n);
-    if (this.#graphHandle !== undefined) backend.graphLaunch(ctx, this.#graphHandle, 0n);
+    if (direct) {
+      for (const [name, host] of exec.hostInputs) exec.copyInput(name, direct.get(name) ?? host);
+      if (directGraph === undefined) exec.issue("outputs");
+      else backend.graphLaunch(ctx, directGraph, 0n);
+    } else if (this.#graphHandle !== undefined) backend.graphLaunch(ctx, this.#graphHandle, 0n);
     else exec.issue();
     if (timing) backend.eventRecord(ctx, timing[1], 0n);
     backend.streamSynchronize(ctx, 0n);
@@ -479,8 +515,9 @@ export class Session {
 
   /**
    * Measures this session: `runs` replays of the captured graph timed with device events, and
-   * `runs` calls each of run(), run(io.inputs) and launch() timed on the wall clock, after
-   * untimed calls of each: `warmup` of them, and for `warmupMs` milliseconds at least.
+   * `runs` calls each of run() (as it runs, and with the inputs always copied through `io.inputs`),
+   * run(io.inputs) and launch() timed on the wall clock, after untimed calls of each: `warmup` of
+   * them, and for `warmupMs` milliseconds at least.
    */
   profile(
     inputs: Record<string, HostTensor>,
@@ -496,6 +533,7 @@ export class Session {
     for (const [name, data] of Object.entries(inputs)) pinned[name].set(data);
     const ways = [
       () => this.runSync(inputs),
+      () => this.#run(inputs, undefined),
       () => this.runSync(pinned),
       () => this.launch(),
     ];
@@ -507,7 +545,7 @@ export class Session {
       ways.forEach((f) => f());
     }
     // The same schedule captured without the input and output copies, for the kernels' time.
-    const kernelsOnly = exec.capture(false);
+    const kernelsOnly = exec.capture("none");
     let gpuStats: Stats, compute: Stats;
     try {
       gpuStats = replayStats(backend, ctx, this.#graphHandle, { runs });
@@ -518,7 +556,7 @@ export class Session {
     }
     // Each call timed on the wall clock, its replay between two device events: the host
     // overhead is the median of the per-call differences (paired, so drifts in GPU time cancel).
-    // The three ways to run take turns call by call, so a drift in host speed hits them alike.
+    // The four ways to run take turns call by call, so a drift in host speed hits them alike.
     const wall = ways.map(() => [] as number[]);
     const overheadUs = ways.map(() => [] as number[]);
     const timing = this.#replayTiming = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
@@ -536,7 +574,7 @@ export class Session {
       this.#replayTiming = undefined;
       for (const e of timing) backend.eventDestroy(ctx, e);
     }
-    const [run, runPinned, launch] = ways.map((_, w) => ({
+    const [run, runCopied, runPinned, launch] = ways.map((_, w) => ({
       wall: stats(wall[w]),
       overheadUs: stats(overheadUs[w]).medianMs,
     }));
@@ -544,9 +582,11 @@ export class Session {
       gpu: gpuStats,
       compute,
       run: run.wall,
+      runCopied: runCopied.wall,
       runPinned: runPinned.wall,
       launch: launch.wall,
       hostOverheadUs: run.overheadUs,
+      copiedOverheadUs: runCopied.overheadUs,
       pinnedOverheadUs: runPinned.overheadUs,
       launchOverheadUs: launch.overheadUs,
     };

@@ -176,7 +176,7 @@ export class StageTimer {
       stages.forEach((groups, i) => {
         this.#ensureStreams(groups.length);
         const graph = this.#options.graphs === "compose"
-          ? this.#exec.composeGroups(groups, this.#workspaces)
+          ? this.#exec.composeGroups(groups, this.#streams, this.#workspaces)
           : this.#exec.captureGroups(groups, this.#streams, this.#events, this.#workspaces);
         const previous = flight;
         // Two stages in flight at most: each keeps its own round events until it is read.

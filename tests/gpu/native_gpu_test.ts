@@ -1,8 +1,9 @@
 /**
  * The CUDA backend at the C ABI level: device facts, out-of-memory and invalid launches as
  * BraidErrors that leave contexts and sessions usable, gather's deferred index check, misaligned
- * and odd-sized operands (the scalar paths beside the 16-byte ones), capture misuse, and a
- * two-stream fork/join captured into one graph, each against the CPU backend.
+ * and odd-sized operands (the scalar paths beside the 16-byte ones), capture misuse, caller memory
+ * page-locked in place (and run() copying from it), and a two-stream fork/join captured into one
+ * graph, each against the CPU backend.
  */
 import { Backend } from "../../ffi/backend.ts";
 import { BraidError, type BraidErrorCode } from "../../lib/errors.ts";
@@ -12,7 +13,15 @@ import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
 import { smallNet } from "../helpers.ts";
-import { composedBranches, CONV, Device, GEMM, twoStreamCapture } from "./scenario.ts";
+import { pinningScenario } from "../pinning_scenario.ts";
+import {
+  composedBranches,
+  composeRawArguments,
+  CONV,
+  Device,
+  GEMM,
+  twoStreamCapture,
+} from "./scenario.ts";
 
 const gpuTest = gpuSuite("native_gpu_test.ts");
 
@@ -176,6 +185,42 @@ gpuTest("device and page-locked memory come zero-filled, even where freed memory
   }
 });
 
+gpuTest("caller memory page-locked in place: async copies, refusals, destroy order", () => {
+  const d = new Device(cuda());
+  const { backend, ctx } = d;
+  // Large enough to sit in pages of its own (an allocation of this size is mapped apart).
+  const data = new Random(BASE_SEED).floats(1 << 20);
+  const address = backend.hostRegister(ctx, data);
+  try {
+    const refused = ["NATIVE_INVALID_ARGUMENT", "NATIVE_UNSUPPORTED"];
+    for (const again of [data, data.subarray(5000, 9000)]) {
+      try {
+        backend.hostRegister(ctx, again);
+        assert.fail("memory already page-locked was locked again");
+      } catch (e) {
+        assert.ok(e instanceof BraidError && refused.includes(e.code), String(e));
+        assert.match(e.message, /cudaHostRegister/);
+      }
+    }
+    throwsCode(() => backend.contextDestroy(ctx), "NATIVE_INVALID_ARGUMENT", /registrations/);
+    const device = d.alloc(data.length);
+    backend.memcpyH2D(ctx, 0n, device, data);
+    assert.deepEqual(d.download(device, data.length), data);
+  } finally {
+    backend.hostUnregister(ctx, address);
+  }
+  throwsCode(() => backend.hostUnregister(ctx, address), "NATIVE_INVALID_ARGUMENT", /0x/);
+  d.close();
+});
+
+gpuTest(
+  "run() copies reused caller arrays straight from them, as it computes them copied",
+  async () => {
+    await pinningScenario("cuda", smallNet());
+    await pinningScenario("cuda", smallNet(), { eager: true });
+  },
+);
+
 gpuTest("profile() of a token-id model: kernels-only replays find the ids intact", async () => {
   const b = new GraphBuilder("ids", 11);
   let v = b.embedding(b.input("ids", [1, 64], "int32"), "embed", 1000, 32);
@@ -280,26 +325,49 @@ for (const [name, scenario, salt] of BRANCH_SCENARIOS) {
   });
 }
 
-gpuTest("a template cannot be launched, nor an executable graph composed", () => {
-  const d = new Device(cuda());
-  try {
-    const { backend, ctx } = d;
-    backend.captureBegin(ctx, 0n);
-    d.op("braid_unary", "unary", { count: 64, kind: 3, act_min: 0, act_max: 0 }, [
-      d.alloc(64),
-      d.alloc(64),
-    ]);
-    const template = d.keepGraph(backend.captureEndTemplate(ctx, 0n));
-    throwsCode(() => backend.graphLaunch(ctx, template, 0n), "NATIVE_INVALID_ARGUMENT", /template/);
-    const executable = d.keepGraph(backend.graphCompose(ctx, [[template]]));
-    throwsCode(
-      () => backend.graphCompose(ctx, [[template, executable]]),
-      "NATIVE_INVALID_ARGUMENT",
-      /part 1 is an executable graph/,
-    );
-  } finally {
-    d.close();
-  }
+gpuTest(
+  "templates: not launchable, not composable while capturing; empty and copy templates",
+  () => {
+    const d = new Device(cuda());
+    try {
+      const { backend, ctx } = d;
+      const [x, y, z] = [d.alloc(64), d.alloc(64), d.alloc(64)];
+      const capture = (issue: () => void) => {
+        backend.captureBegin(ctx, 0n);
+        issue();
+        return d.keepGraph(backend.captureEndTemplate(ctx, 0n));
+      };
+      const tanh = capture(() =>
+        d.op("braid_unary", "unary", { count: 64, kind: 4, act_min: 0, act_max: 0 }, [x, y])
+      );
+      throwsCode(() => backend.graphLaunch(ctx, tanh, 0n), "NATIVE_INVALID_ARGUMENT", /template/);
+      const executable = d.keepGraph(backend.graphCompose(ctx, [[tanh]]));
+      throwsCode(
+        () => backend.graphCompose(ctx, [[tanh, executable]]),
+        "NATIVE_INVALID_ARGUMENT",
+        /part 1 is an executable graph/,
+      );
+      // Refused during a capture, which goes on and ends into a launchable graph.
+      backend.captureBegin(ctx, 0n);
+      throwsCode(() => backend.graphCompose(ctx, [[tanh]]), "NATIVE_CAPTURE", /capturing/);
+      const captured = d.keepGraph(backend.captureEnd(ctx, 0n));
+      backend.graphLaunch(ctx, captured, 0n);
+      // An empty template, an empty chain, and a copy (a memcpy node) in a child graph.
+      const empty = capture(() => {});
+      const copy = capture(() => backend.memcpyD2D(ctx, 0n, z, y, 4 * 64));
+      const graph = d.keepGraph(backend.graphCompose(ctx, [[empty, tanh, copy], [], [empty]]));
+      const data = new Random(BASE_SEED ^ 0x7e).floats(64);
+      d.upload(x, data);
+      backend.graphLaunch(ctx, graph, 0n);
+      expectClose(d.download(z, 64), data.map(Math.tanh), 1e-6, "tanh, then copied");
+    } finally {
+      d.close();
+    }
+  },
+);
+
+gpuTest("braid_graph_compose refuses raw misuse as the CPU backend does", () => {
+  composeRawArguments("cuda");
 });
 
 gpuTest("events time device work and report incomplete use", () => {

@@ -2,11 +2,12 @@
  * SM partitions (green contexts) on the GPU: the device's split and its rounding, the native
  * error paths (sizes, groups, a driver without green contexts), confinement measured with the SM
  * probe (a partition's work runs on its SMs only, two groups never share one), zoo models inside
- * partitions against the CPU backend, concurrent launches, the tuning cache's budgets, and a
- * pooled tune.
+ * partitions against the CPU backend, concurrent launches, caller arrays page-locked for a
+ * partition's session, the tuning cache's budgets, and a pooled tune.
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
-import { throwsCode } from "../helpers.ts";
+import { smallNet, throwsCode } from "../helpers.ts";
+import { pinningScenario } from "../pinning_scenario.ts";
 import { saveModel } from "../../lib/runtime/model.ts";
 import { tunePooled } from "../../lib/cli/tune_pool.ts";
 import { buildZooModel } from "../../lib/models/index.ts";
@@ -165,6 +166,11 @@ gpuTest("zoo models inside partitions match the CPU backend, and run concurrentl
     p0[Symbol.dispose]();
     p1[Symbol.dispose]();
   }
+});
+
+gpuTest("run() copies reused caller arrays straight from them inside a partition too", async () => {
+  using partition = Partition.create({ sms: 16, device: "cuda" });
+  await pinningScenario("cuda", smallNet(), { partition });
 });
 
 gpuTest("a session on an N-SM partition uses the tuning entries of budget N", async () => {

@@ -3,9 +3,11 @@
  * of C ABI calls run on any backend (the CPU backend implements the same ABI, capture included),
  * so the CUDA results can be compared with the CPU's.
  */
-import type { Backend, Handle, OpSymbol } from "../../ffi/backend.ts";
+import { Backend, type Handle, type OpSymbol } from "../../ffi/backend.ts";
+import { type BackendKind, openLibrary } from "../../ffi/library.ts";
 import { encodeRecord, type RecordName, type RecordValues } from "../../ffi/params.ts";
 import { Random } from "../../lib/util/random.ts";
+import { assert } from "../deps.ts";
 
 /** A context on one backend, with everything it allocates freed by `close()`. */
 export class Device {
@@ -213,7 +215,8 @@ export function twoStreamCapture(backend: Backend, seed: number, launches = 3): 
 
 /**
  * branchOps' work as graphs composed from templates (braid_graph_compose): each op is captured
- * once as a template; one graph runs the two branches as two chains, a second adds them. The
+ * once as a template, on its branch's stream; one graph runs the two branches as two chains, a
+ * second adds them. The
  * inputs are uploaded before each launch. Returns each launch's output.
  */
 export function composedBranches(backend: Backend, seed: number, launches = 3): Float32Array[] {
@@ -222,15 +225,21 @@ export function composedBranches(backend: Backend, seed: number, launches = 3): 
     const rng = new Random(seed);
     const { x, y, convBranch, gemmBranch, join } = branchOps(d, rng);
     const { ctx } = d;
-    const template = (op: (stream: Handle) => void) => {
-      backend.captureBegin(ctx, 0n);
-      op(0n);
-      return d.keepGraph(backend.captureEndTemplate(ctx, 0n));
+    // Each branch's templates captured on a stream of its own: the chains run at once, and an op
+    // given no workspace takes its stream's scratch (the gemm always does).
+    const [convStream, gemmStream] = [d.stream(0), d.stream(0)];
+    const template = (stream: Handle) => (op: (stream: Handle) => void) => {
+      backend.captureBegin(ctx, stream);
+      op(stream);
+      return d.keepGraph(backend.captureEndTemplate(ctx, stream));
     };
     const branches = d.keepGraph(
-      backend.graphCompose(ctx, [convBranch.map(template), gemmBranch.map(template)]),
+      backend.graphCompose(ctx, [
+        convBranch.map(template(convStream)),
+        gemmBranch.map(template(gemmStream)),
+      ]),
     );
-    const sum = d.keepGraph(backend.graphCompose(ctx, [[template(join)]]));
+    const sum = d.keepGraph(backend.graphCompose(ctx, [[template(0n)(join)]]));
     const outputs: Float32Array[] = [];
     for (let i = 0; i < launches; i++) {
       d.upload(x, rng.floats(1024));
@@ -241,5 +250,47 @@ export function composedBranches(backend: Backend, seed: number, launches = 3): 
     return outputs;
   } finally {
     d.close();
+  }
+}
+
+/**
+ * braid_graph_compose's raw argument checks, NULL arrays included (the FFI passes null as a NULL
+ * pointer): each backend refuses the same misuse with the same status and message, and nothing is
+ * left behind (the context closes clean).
+ */
+export function composeRawArguments(kind: BackendKind): void {
+  const backend = Backend.open(kind);
+  const ctx = backend.contextCreate(0);
+  try {
+    const { symbols } = openLibrary(kind);
+    const out = new BigUint64Array(1);
+    const message = () => {
+      const text = new Uint8Array(512);
+      symbols.braid_last_error(text, text.length);
+      return new TextDecoder().decode(text.subarray(0, text.indexOf(0)));
+    };
+    type View = ArrayBufferView | null;
+    const raw = symbols.braid_graph_compose as unknown as (
+      ...args: [bigint, View, View, number, View]
+    ) => number;
+    const compose = (parts: View, lengths: View, chains: number) =>
+      raw(ctx, parts, lengths, chains, out);
+    const invalid = 1; // BRAID_ERR_INVALID_ARGUMENT
+    assert.equal(compose(null, null, -1), invalid);
+    assert.match(message(), /braid_graph_compose: chains -1 is negative/);
+    assert.equal(compose(null, null, 1), invalid);
+    assert.match(message(), /lengths is NULL/);
+    assert.equal(compose(null, Int32Array.of(2, -1), 2), invalid);
+    assert.match(message(), /chain 1 has length -1/);
+    assert.equal(compose(BigUint64Array.of(12345n), Int32Array.of(1, -1), 2), invalid);
+    assert.match(message(), /chain 1 has length -1/, "the lengths are checked before the parts");
+    assert.equal(compose(null, Int32Array.of(1), 1), invalid);
+    assert.match(message(), /parts is NULL/);
+    assert.equal(raw(ctx, null, null, 0, null), invalid);
+    assert.match(message(), /out_graph is NULL/);
+    const empty = backend.graphCompose(ctx, []);
+    backend.graphDestroy(ctx, empty);
+  } finally {
+    backend.contextDestroy(ctx);
   }
 }
