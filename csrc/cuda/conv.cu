@@ -78,11 +78,13 @@ struct ConvCache {
 };
 
 void conv_cache_destroy(Context* c) {
+  /* The plans first, then the device views some of them were built from. */
+  if (c->conv_cache != nullptr) {
+    for (auto& kv : c->conv_cache->map) delete kv.second;
+    delete c->conv_cache;
+    c->conv_cache = nullptr;
+  }
   engine_device_release(c);
-  if (c->conv_cache == nullptr) return;
-  for (auto& kv : c->conv_cache->map) delete kv.second;
-  delete c->conv_cache;
-  c->conv_cache = nullptr;
 }
 
 static bool algo_allowed(const braid_conv2d_params* p, int algo) {

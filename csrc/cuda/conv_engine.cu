@@ -98,6 +98,13 @@ void pointwise(Builder& b, Desc& mode_desc, Desc& op, cudnnPointwiseMode_t mode,
         "pointwise mode");
   b.set(mode_desc, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec,
         "pointwise precision");
+  if (mode == CUDNN_POINTWISE_RELU_FWD) {
+    /* NaN in, NaN out, as the legacy path's activation (CUDNN_PROPAGATE_NAN) and braid's own
+     * epilogue give: the tuner may pick either. */
+    const cudnnNanPropagation_t nan = CUDNN_PROPAGATE_NAN;
+    b.set(mode_desc, CUDNN_ATTR_POINTWISE_NAN_PROPAGATION, CUDNN_TYPE_NAN_PROPOGATION, 1, &nan,
+          "pointwise NaN propagation");
+  }
   b.finalize(mode_desc, "pointwise");
   b.create(op, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR,
            "pointwise operation");
@@ -222,6 +229,45 @@ void plan_of_config(Builder& b, EnginePlan& ep, EngineDevice dev, bool with_prop
   b.set(ep.plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
         &ep.config.d, "execution plan engine config");
   b.finalize(ep.plan, "execution plan");
+}
+
+/* The heuristic's configurations for `ep`'s graph and an SM target (0: none), into `configs`
+ * (the heuristic kept alive with them); with the device description when `with_properties`.
+ * Returns how many cuDNN handed out. */
+int64_t heuristic_configs(Builder& b, EnginePlan& ep, EngineDevice dev, int32_t target,
+                          bool with_properties, Desc& heuristic, std::vector<Desc>& configs) {
+  const cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
+  b.create(heuristic, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristic");
+  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+        &ep.graph.d, "heuristic operation graph");
+  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode,
+        "heuristic mode");
+#if CUDNN_VERSION >= 90800
+  if (with_properties && dev.properties)
+    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+          &dev.properties, "heuristic device properties");
+#else
+  (void)with_properties;
+  (void)dev;
+#endif
+  if (target > 0)
+    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_SM_COUNT_TARGET, CUDNN_TYPE_INT32, 1, &target,
+          "heuristic SM count target");
+  b.finalize(heuristic, "heuristic");
+  int64_t count = 0;
+  b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
+        nullptr, "heuristic result count");
+  configs = std::vector<Desc>(b.ok() ? (size_t)count : 0);
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (Desc& d : configs) {
+    b.create(d, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
+    raw.push_back(d.d);
+  }
+  int64_t got = 0;
+  if (count > 0)
+    b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
+          raw.data(), "heuristic results");
+  return got;
 }
 
 }  // namespace
@@ -420,35 +466,18 @@ int32_t engine_plan_build(EngineDevice dev, const char* fn, const braid_conv2d_p
         (int64_t)ops.size(), ops.data(), "operation graph ops");
   b.finalize(ep->graph, "operation graph");
   Desc heuristic;
-  const cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
-  const int32_t target = e.sm_target;
-  b.create(heuristic, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristic");
-  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-        &ep->graph.d, "heuristic operation graph");
-  b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode,
-        "heuristic mode");
-#if CUDNN_VERSION >= 90800
-  if (dev.properties)
-    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-          &dev.properties, "heuristic device properties");
-#endif
-  if (target > 0)
-    b.set(heuristic, CUDNN_ATTR_ENGINEHEUR_SM_COUNT_TARGET, CUDNN_TYPE_INT32, 1, &target,
-          "heuristic SM count target");
-  b.finalize(heuristic, "heuristic");
-  int64_t count = 0;
-  b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
-        nullptr, "heuristic result count");
-  std::vector<Desc> configs(b.ok() ? (size_t)count : 0);
-  std::vector<cudnnBackendDescriptor_t> raw;
-  for (Desc& d : configs) {
-    b.create(d, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
-    raw.push_back(d.d);
+  std::vector<Desc> configs;
+  int64_t got = heuristic_configs(b, *ep, dev, e.sm_target, true, heuristic, configs);
+  /* A cuDNN that refuses the device description (a partition's view of the device): the
+   * heuristic on the handle's device alone, which the SM target still narrows. */
+  if (!b.ok() && dev.handle && dev.properties) {
+    Builder again;
+    configs.clear();
+    heuristic.reset();
+    got = heuristic_configs(again, *ep, dev, e.sm_target, false, heuristic, configs);
+    if (again.ok()) b = again;
   }
-  int64_t got = 0;
-  if (count > 0)
-    b.get(heuristic.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
-          raw.data(), "heuristic results");
+  const int64_t count = (int64_t)configs.size();
   int32_t st = b.result(fn);
   if (st) return st;
   int usable = 0;
@@ -464,13 +493,15 @@ int32_t engine_plan_build(EngineDevice dev, const char* fn, const braid_conv2d_p
                 "targeted), but its heuristic has %d usable for this convolution",
                 fn, engine_id(e), e.rank, e.fused ? "fused" : "convolution-only", e.sm_target,
                 usable);
-  plan_of_config(b, *ep, dev, true);
-  /* A cuDNN that takes the heuristic's device description but validates the plan against its
-   * handle alone: the plan once more without it. */
+  /* With a handle, the plan is built for the device it runs on (the SM target travels in the
+   * configuration): a plan built from a description is cuDNN's ahead-of-time form, for a device
+   * with exactly those properties, and a partition's description is not the device's. The
+   * description is the fallback, and the only way without a handle (the probe). */
+  plan_of_config(b, *ep, dev, dev.handle == nullptr);
   if (!b.ok() && dev.handle && dev.properties) {
     Builder again;
     ep->plan.reset();
-    plan_of_config(again, *ep, dev, false);
+    plan_of_config(again, *ep, dev, true);
     if (again.ok()) b = again;
   }
   int64_t workspace = 0;
