@@ -9,7 +9,7 @@ import { Backend } from "../ffi/backend.ts";
 import { inceptionNet, throwsCode } from "./helpers.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
 import { optimize } from "../lib/passes/mod.ts";
-import { Resources, Weights } from "../lib/runtime/executable.ts";
+import { Resources, Weights } from "../lib/runtime/resources.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
 import { stageFloorUs } from "../lib/runtime/stage_plan.ts";
 import {

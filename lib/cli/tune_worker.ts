@@ -11,7 +11,7 @@ import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
 import { graphVariants, prepare } from "../runtime/prepare.ts";
 import { executableOptions, openBackend } from "../runtime/session.ts";
-import { Resources } from "../runtime/executable.ts";
+import { Resources } from "../runtime/resources.ts";
 import { StagePrefetch } from "../runtime/stage_prefetch.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { optimize } from "../passes/mod.ts";

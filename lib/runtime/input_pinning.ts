@@ -10,7 +10,7 @@
  */
 import type { Backend, Handle, HostBuffer } from "../../ffi/backend.ts";
 import { BraidError } from "../errors.ts";
-import type { Resources } from "./executable.ts";
+import type { Resources } from "./resources.ts";
 
 /** One locked array: its registration (in the session's Resources) and the view it covers. */
 interface Locked {

@@ -12,7 +12,7 @@ import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, gpuSuite, hash } from "./gpu.ts";
 import { inferShapes } from "../../lib/ir/validate.ts";
 import { optimize } from "../../lib/passes/mod.ts";
-import { Resources, Weights } from "../../lib/runtime/executable.ts";
+import { Resources, Weights } from "../../lib/runtime/resources.ts";
 import { executableOptions } from "../../lib/runtime/session.ts";
 import { StageTimer } from "../../lib/runtime/stage_timer.ts";
 import { scheduleContext } from "../../lib/schedule/mod.ts";
