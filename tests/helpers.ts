@@ -1,8 +1,9 @@
 /**
  * Shared by the test files: the run's seed and case seeds, failure-message helpers, an assertion
- * on BraidErrors, and small networks.
+ * on BraidErrors, a copy there and back, and small networks.
  */
 import { assert } from "./deps.ts";
+import type { Backend, Handle } from "../ffi/backend.ts";
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
 import type { Graph } from "../lib/ir/graph.ts";
@@ -40,6 +41,20 @@ export async function throwsCode(f: () => unknown, code: BraidErrorCode, mention
     return;
   }
   assert.fail(`expected BraidError ${code}`);
+}
+
+/** Copies `data` to a fresh device buffer and back, and asserts it arrives unchanged. */
+export function assertRoundTrip(backend: Backend, ctx: Handle, data: Float32Array): void {
+  const device = backend.bufferAlloc(ctx, data.byteLength);
+  try {
+    backend.memcpyH2D(ctx, 0n, device, data);
+    const back = new Float32Array(data.length);
+    backend.memcpyD2H(ctx, 0n, back, device);
+    backend.streamSynchronize(ctx, 0n);
+    assert.deepEqual(back, data);
+  } finally {
+    backend.bufferFree(ctx, device);
+  }
 }
 
 /** conv (no bias) → BatchNorm → relu → a 1x1 conv beside a 3x3 max pool → concat → linear. */

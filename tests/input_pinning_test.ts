@@ -6,7 +6,7 @@ import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
 import { Session } from "../mod.ts";
 import { Random } from "../lib/util/random.ts";
-import { smallNet, throwsCode } from "./helpers.ts";
+import { assertRoundTrip, smallNet, throwsCode } from "./helpers.ts";
 import { countLocks, pinningScenario } from "./pinning_scenario.ts";
 
 Deno.test("run() copies reused arrays straight from them, as it computes them copied", async () => {
@@ -78,13 +78,7 @@ Deno.test("braid_host_register: page-locks once, refuses overlaps, and blocks co
     );
     await throwsCode(() => backend.contextDestroy(ctx), "NATIVE_INVALID_ARGUMENT", /registrations/);
     // Copies from it as from any host memory.
-    const device = backend.bufferAlloc(ctx, data.byteLength);
-    backend.memcpyH2D(ctx, 0n, device, data);
-    const back = new Float32Array(4096);
-    backend.memcpyD2H(ctx, 0n, back, device);
-    backend.streamSynchronize(ctx, 0n);
-    assert.deepEqual(back, data);
-    backend.bufferFree(ctx, device);
+    assertRoundTrip(backend, ctx, data);
     await throwsCode(() => backend.hostUnregister(ctx, address + 4n), "NATIVE_INVALID_ARGUMENT");
   } finally {
     backend.hostUnregister(ctx, address);

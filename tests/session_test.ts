@@ -3,7 +3,7 @@ import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
 import { openLibrary } from "../ffi/library.ts";
 import { BraidError } from "../lib/errors.ts";
-import { smallNet, throwsCode } from "./helpers.ts";
+import { assertRoundTrip, smallNet, throwsCode } from "./helpers.ts";
 import { Session } from "../mod.ts";
 import { Random } from "../lib/util/random.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
@@ -118,16 +118,10 @@ Deno.test("native failures surface as BraidErrors and leave the library usable",
       () => backend.captureEnd(ctx, 0n),
       (e: unknown) => e instanceof BraidError && e.code === "NATIVE_CAPTURE",
     );
-    const addr = backend.bufferAlloc(ctx, 1024);
-    const data = input(256);
-    backend.memcpyH2D(ctx, 0n, addr, data);
-    const back = new Float32Array(256);
-    backend.memcpyD2H(ctx, 0n, back, addr);
-    backend.streamSynchronize(ctx, 0n);
-    assert.deepEqual(back, data);
-    backend.bufferFree(ctx, addr);
+    assertRoundTrip(backend, ctx, input(256));
     // Allocations come zero-filled, even where freed memory held data.
     const again = backend.bufferAlloc(ctx, 1024);
+    const back = new Float32Array(256);
     backend.memcpyD2H(ctx, 0n, back, again);
     backend.streamSynchronize(ctx, 0n);
     assert.ok(back.every((x) => x === 0));
