@@ -9,7 +9,8 @@
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
 #   gpu-engines      the cuDNN engine-configuration GPU tests only, after the engine probe's
-#                    tables for the device's own description ($OUT/cudnn-device.json)
+#                    tables for the device's own description ($OUT/cudnn-device.json) and
+#                    cuDNN's description from a 32-SM partition's stream ($OUT/cudnn-device-in-32.json)
 #   zoo-rest         braid alone (sequential, auto) on randwire and bert_base (no PyTorch twin)
 #   compare-b16      the same at batch 16, without torch.compile
 #   nasnet           nasnet_large (no torch.compile: it takes minutes)
@@ -51,6 +52,10 @@ for step in "$@"; do
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
     gpu-engines) # the probe's tables first; the tests run whatever became of them
+      # What cuDNN sees of the device from a partition's stream (its SM count there).
+      ./build/engine_probe --dump-device-in 32 >"$OUT/cudnn-device-in-32.json" &&
+        grep -o -E '"(multiProcessorCount|smCountOrigin)" *: *[0-9]+' \
+          "$OUT/cudnn-device-in-32.json" | sed 's/^/in a 32-SM partition: /'
       { ./build/engine_probe --dump-device >"$OUT/cudnn-device.json" &&
         deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" &&
         deno run --cached-only -A bench/engine_probe.ts --device "$OUT/cudnn-device.json" \
@@ -76,6 +81,7 @@ for step in "$@"; do
   rc=$?
   [ $rc -eq 0 ] || status=1
   echo "== $step: exit $rc in $(($(date +%s) - start)) s"
-  grep -E "^(ok|FAILED) \||FAILED|compute-sanitizer|error:" "$OUT/$step.log" | tail -n 8
+  grep -E "^(ok|FAILED) \||FAILED|compute-sanitizer|error:|^in a 32-SM partition" \
+    "$OUT/$step.log" | tail -n 10
 done
 exit $status

@@ -12,6 +12,11 @@
  *                                         device; --whole-device: budgets seen as the whole
  *                                         device, as by a cuDNN that cannot describe its device)
  *   engine_probe --dump-device                (on a GPU: the device's own JSON, to stdout)
+ *   engine_probe --dump-device-in SMS         (on a GPU: the JSON cuDNN gives for its handle
+ *                                         bound to a green context of SMS SMs, as a braid
+ *                                         context on a partition binds it: whether cuDNN sees
+ *                                         the partition, so that even a whole-device engine
+ *                                         configuration built there is sized for it)
  *
  * stdin: one convolution a line, "name n c h w k oh ow kh kw stride_h stride_w pad_top pad_left
  * dilation_h dilation_w groups activation allow_tf32 has_bias has_residual".
@@ -66,6 +71,39 @@ int dump_device() {
   return 0;
 }
 
+/* The JSON cuDNN gives for a braid context's handle once the context is bound to a partition of
+ * `sms` SMs (its handle then works on the partition's default stream). */
+int dump_device_in(int sms) {
+  uint64_t ctx = 0, partition = 0;
+  int32_t got = 0;
+  int32_t st = braid_context_create(0, &ctx);
+  if (!st) st = braid_partition_create(0, sms, 0, 0, &partition, &got);
+  if (!st) st = braid_context_set_partition(ctx, partition);
+  Context* c = nullptr;
+  if (!st) st = get_context(ctx, "engine_probe", &c);
+  std::string json;
+  if (!st) json = engine_device_json(c->cudnn);
+  if (st) {
+    char message[512];
+    braid_last_error((uint8_t*)message, sizeof message);
+    fprintf(stderr, "engine_probe: %s\n", message);
+  }
+  if (ctx) {
+    (void)braid_context_set_partition(ctx, 0);
+    (void)braid_context_destroy(ctx);
+  }
+  if (partition) (void)braid_partition_destroy(partition);
+  if (st) return 1;
+  if (json.empty()) {
+    fprintf(stderr, "engine_probe: this cuDNN (%zu) cannot describe its device\n",
+            cudnnGetVersion());
+    return 1;
+  }
+  fprintf(stderr, "engine_probe: a partition of %d SMs (asked %d)\n", got, sms);
+  printf("%s\n", json.c_str());
+  return 0;
+}
+
 bool read_conv(const char* line, char* name, braid_conv2d_params* p, bool* bias, bool* res) {
   memset(p, 0, sizeof *p);
   int has_bias = 0, has_res = 0;
@@ -84,9 +122,11 @@ bool read_conv(const char* line, char* name, braid_conv2d_params* p, bool* bias,
 
 int main(int argc, char** argv) {
   if (argc == 2 && strcmp(argv[1], "--dump-device") == 0) return dump_device();
+  if (argc == 3 && strcmp(argv[1], "--dump-device-in") == 0) return dump_device_in(atoi(argv[2]));
   if (argc < 2) {
     fprintf(stderr, "usage: engine_probe DEVICE.json [TARGET...] < convolutions\n"
-                    "       engine_probe --dump-device\n");
+                    "       engine_probe --dump-device\n"
+                    "       engine_probe --dump-device-in SMS\n");
     return 2;
   }
   const std::string json = read_file(argv[1]);
