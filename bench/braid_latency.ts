@@ -48,6 +48,9 @@ for (const name of args.models!.split(",")) {
       batch: Number(args.batch),
       scheduler,
       concatInPlace: variant !== "copy",
+      // profile()'s run() then copies from the caller's arrays (reused): its run() copied is the
+      // default path, through the page-locked io.inputs.
+      pinInputs: true,
     });
     const prepareMs = performance.now() - t;
     const profile = session.profile(randomInputs(session), { runs: Number(args.runs) });

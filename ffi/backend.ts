@@ -79,6 +79,12 @@ export interface PartitionInfo {
 export type Handle = bigint;
 export type HostBuffer = Float32Array | Int32Array | Uint8Array;
 
+/** Caller memory page-locked through hostRegister, by address, in every backend of the process. */
+const callerLocks = new Map<
+  Handle,
+  { backend: Backend; ctx: Handle; data: HostBuffer; unlocked: boolean }
+>();
+
 export class Backend {
   readonly #lib: BraidLibrary;
   readonly #slot = new BigUint64Array(1);
@@ -187,27 +193,57 @@ export class Backend {
 
   /**
    * Page-locks the caller's memory under `data` in place, so copies from it run asynchronously
-   * without a staging copy; returns the registration's address. `data` must stay alive until
-   * hostUnregister. Memory the driver will not lock (already locked, or a page of it) throws
-   * NATIVE_INVALID_ARGUMENT or NATIVE_UNSUPPORTED, and can still be copied from as before.
+   * without a staging copy; returns the registration's address. `data` must stay alive, and
+   * attached, until hostUnregister. Memory the driver will not lock (locked already, or a page of
+   * it; none left) throws NATIVE_INVALID_ARGUMENT, NATIVE_UNSUPPORTED or NATIVE_OUT_OF_MEMORY,
+   * and can still be copied from as before.
    */
   hostRegister(ctx: Handle, data: HostBuffer): Handle {
-    return this.#handle(
+    const address = this.#handle(
       this.#sym.braid_host_register(ctx, data, BigInt(data.byteLength), this.#slot),
       `braid_host_register(${data.byteLength} bytes)`,
     );
+    callerLocks.set(address, { backend: this, ctx, data, unlocked: false });
+    return address;
   }
 
+  /** Unlocks memory hostRegister locked (a no-op once a host copy found its buffer detached). */
   hostUnregister(ctx: Handle, address: Handle): void {
+    const lock = callerLocks.get(address);
+    if (lock?.unlocked && lock.ctx === ctx) {
+      callerLocks.delete(address);
+      return;
+    }
     this.unwrap(this.#sym.braid_host_unregister(ctx, address), "braid_host_unregister");
+    callerLocks.delete(address);
+  }
+
+  /**
+   * Unlocks, at once, caller memory whose buffer was detached since it was locked (transferred,
+   * or a WebAssembly memory grown): its bytes may be freed, and a copy at their addresses would
+   * otherwise read the pages locked before. Runs before every host copy.
+   */
+  static #unlockDetached(): void {
+    for (const [address, lock] of callerLocks) {
+      if (lock.unlocked || lock.data.buffer.byteLength > 0) continue;
+      lock.unlocked = true;
+      try {
+        lock.backend.unwrap(
+          lock.backend.#sym.braid_host_unregister(lock.ctx, address),
+          "braid_host_unregister",
+        );
+      } catch { /* the context is gone or broken: nothing else to do for its lock */ }
+    }
   }
 
   memcpyH2D(ctx: Handle, stream: Handle, dst: Handle, src: HostBuffer): void {
+    if (callerLocks.size > 0) Backend.#unlockDetached();
     const status = this.#sym.braid_memcpy_h2d(ctx, stream, dst, src, BigInt(src.byteLength));
     this.unwrap(status, "braid_memcpy_h2d");
   }
 
   memcpyD2H(ctx: Handle, stream: Handle, dst: HostBuffer, src: Handle): void {
+    if (callerLocks.size > 0) Backend.#unlockDetached();
     const status = this.#sym.braid_memcpy_d2h(ctx, stream, dst, src, BigInt(dst.byteLength));
     this.unwrap(status, "braid_memcpy_d2h");
   }

@@ -424,26 +424,92 @@ int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
   return BRAID_OK;
 }
 
-/* On the CPU, host and device memory are the same: pinned memory is an ordinary allocation. */
-int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
-  return braid_buffer_alloc(ctx, bytes, out_addr);
-}
-
-int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
-  return braid_buffer_free(ctx, addr);
-}
-
-/* Caller memory page-locked in place. On the CPU there is nothing to lock, but the registrations
- * are kept as CUDA keeps them, process-wide and by whole pages, so that registering memory twice,
- * or two ranges sharing a page, is refused here as it is there. */
+/* Page-locked memory. On the CPU there is nothing to lock, but the registrations are kept as CUDA
+ * keeps them, process-wide and by whole pages, so that what CUDA refuses to lock is refused here
+ * too: memory registered twice, a range sharing a page with a registered one, and memory from
+ * braid_host_alloc (page-locked from the start). */
 typedef struct {
   uint64_t addr, first_page, end_page;
   braid_context* owner;
+  int caller; /* braid_host_register's (else braid_host_alloc's) */
 } braid_registration;
 
 static pthread_mutex_t registrations_lock = PTHREAD_MUTEX_INITIALIZER;
 static braid_registration* registrations;
 static size_t registrations_count, registrations_cap;
+
+/* Records [addr, addr + bytes); a caller's range that shares a page with a registered one is
+ * refused (INVALID_ARGUMENT). Counts a caller's registration in its context. */
+static int32_t registration_add(braid_context* c, const char* fn, uint64_t addr, uint64_t bytes,
+                                int caller) {
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  braid_registration r = {addr, addr / page, (addr + bytes + page - 1) / page, c, caller};
+  int32_t st = BRAID_OK;
+  pthread_mutex_lock(&registrations_lock);
+  for (size_t i = 0; caller && i < registrations_count && st == BRAID_OK; i++) {
+    const braid_registration* o = &registrations[i];
+    if (r.first_page < o->end_page && o->first_page < r.end_page)
+      st = braid__fail(BRAID_ERR_INVALID_ARGUMENT,
+                       "%s: cannot page-lock %llu bytes at 0x%llx: a page of it already is", fn,
+                       (unsigned long long)bytes, (unsigned long long)addr);
+  }
+  if (st == BRAID_OK && registrations_count == registrations_cap) {
+    size_t cap = registrations_cap ? 2 * registrations_cap : 16;
+    braid_registration* grown = realloc(registrations, cap * sizeof *grown);
+    if (grown == NULL) st = braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    else {
+      registrations = grown;
+      registrations_cap = cap;
+    }
+  }
+  if (st == BRAID_OK) registrations[registrations_count++] = r;
+  pthread_mutex_unlock(&registrations_lock);
+  if (st == BRAID_OK && caller) {
+    pthread_mutex_lock(&c->lock);
+    c->registered++;
+    pthread_mutex_unlock(&c->lock);
+  }
+  return st;
+}
+
+/* Forgets the registration of `c` at `addr` (a caller's, or an allocation's); 0 when none. */
+static int registration_remove(braid_context* c, uint64_t addr, int caller) {
+  int found = 0;
+  pthread_mutex_lock(&registrations_lock);
+  for (size_t i = 0; i < registrations_count; i++) {
+    const braid_registration* o = &registrations[i];
+    if (o->addr == addr && o->owner == c && o->caller == caller) {
+      registrations[i] = registrations[--registrations_count];
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&registrations_lock);
+  if (found && caller) {
+    pthread_mutex_lock(&c->lock);
+    c->registered--;
+    pthread_mutex_unlock(&c->lock);
+  }
+  return found;
+}
+
+/* On the CPU, host and device memory are the same: pinned memory is an ordinary allocation,
+ * recorded as page-locked. */
+int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
+  static const char fn[] = "braid_host_alloc";
+  int32_t st = braid_buffer_alloc(ctx, bytes, out_addr);
+  if (st) return st;
+  braid_context* c = (braid_context*)(uintptr_t)ctx;
+  st = registration_add(c, fn, *out_addr, bytes == 0 ? 256 : bytes, 0);
+  if (st) (void)braid_buffer_free(ctx, *out_addr);
+  return st;
+}
+
+int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
+  int32_t st = braid_buffer_free(ctx, addr);
+  if (st == BRAID_OK) (void)registration_remove((braid_context*)(uintptr_t)ctx, addr, 0);
+  return st;
+}
 
 int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr) {
   static const char fn[] = "braid_host_register";
@@ -454,34 +520,8 @@ int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint6
   if (ptr == NULL || bytes == 0)
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT, "%s: nothing to page-lock (%llu bytes at %p)",
                        fn, (unsigned long long)bytes, ptr);
-  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
   const uint64_t addr = (uint64_t)(uintptr_t)ptr;
-  braid_registration r = {addr, addr / page, (addr + bytes + page - 1) / page, c};
-  pthread_mutex_lock(&registrations_lock);
-  for (size_t i = 0; i < registrations_count; i++) {
-    const braid_registration* o = &registrations[i];
-    if (r.first_page < o->end_page && o->first_page < r.end_page) {
-      pthread_mutex_unlock(&registrations_lock);
-      return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
-                         "%s: cannot page-lock %llu bytes at %p: a page of it already is", fn,
-                         (unsigned long long)bytes, ptr);
-    }
-  }
-  if (registrations_count == registrations_cap) {
-    size_t cap = registrations_cap ? 2 * registrations_cap : 16;
-    braid_registration* grown = realloc(registrations, cap * sizeof *grown);
-    if (grown == NULL) {
-      pthread_mutex_unlock(&registrations_lock);
-      return braid__fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
-    registrations = grown;
-    registrations_cap = cap;
-  }
-  registrations[registrations_count++] = r;
-  pthread_mutex_unlock(&registrations_lock);
-  pthread_mutex_lock(&c->lock);
-  c->registered++;
-  pthread_mutex_unlock(&c->lock);
+  if ((st = registration_add(c, fn, addr, bytes, 1))) return st;
   *out_addr = addr;
   return BRAID_OK;
 }
@@ -491,24 +531,11 @@ int32_t braid_host_unregister(uint64_t ctx, uint64_t addr) {
   braid_context* c = NULL;
   int32_t st = get_context(ctx, fn, &c);
   if (st) return st;
-  int found = 0;
-  pthread_mutex_lock(&registrations_lock);
-  for (size_t i = 0; i < registrations_count; i++) {
-    if (registrations[i].addr == addr && registrations[i].owner == c) {
-      registrations[i] = registrations[--registrations_count];
-      found = 1;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&registrations_lock);
-  if (!found)
+  if (!registration_remove(c, addr, 1))
     return braid__fail(BRAID_ERR_INVALID_ARGUMENT,
                        "%s: 0x%llx is not the address of a live page-locked registration of this "
                        "context",
                        fn, (unsigned long long)addr);
-  pthread_mutex_lock(&c->lock);
-  c->registered--;
-  pthread_mutex_unlock(&c->lock);
   return BRAID_OK;
 }
 

@@ -203,10 +203,23 @@ int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint6
     e = cudaHostRegister(const_cast<void*>(ptr), (size_t)bytes, cudaHostRegisterPortable);
   }
   if (e != cudaSuccess) {
-    (void)cudaGetLastError(); /* not sticky: the caller copies through its own buffer instead */
-    return fail(e == cudaErrorHostMemoryAlreadyRegistered ? BRAID_ERR_INVALID_ARGUMENT
-                                                          : BRAID_ERR_UNSUPPORTED,
-                "%s: cannot page-lock %llu bytes at %p (cudaHostRegister: %s)", fn,
+    int32_t status;
+    switch (e) {
+      case cudaErrorHostMemoryAlreadyRegistered: /* these bytes, or a page of them, already are */
+      case cudaErrorInvalidValue:                /* memory the driver cannot pin */
+        status = BRAID_ERR_INVALID_ARGUMENT;
+        break;
+      case cudaErrorNotSupported:
+        status = BRAID_ERR_UNSUPPORTED;
+        break;
+      case cudaErrorMemoryAllocation:
+        status = BRAID_ERR_OUT_OF_MEMORY;
+        break;
+      default: /* possibly sticky: a real failure */
+        return cuda_fail(fn, "cudaHostRegister", e);
+    }
+    (void)cudaGetLastError(); /* none of those is sticky: the caller copies as before */
+    return fail(status, "%s: cannot page-lock %llu bytes at %p (cudaHostRegister: %s)", fn,
                 (unsigned long long)bytes, ptr, cudaGetErrorString(e));
   }
   return track(c, c->host_registered, fn, const_cast<void*>(ptr), (size_t)bytes, bytes,

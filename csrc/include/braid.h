@@ -93,11 +93,14 @@ int32_t braid_host_free(uint64_t ctx, uint64_t addr);
 /* Page-locks the caller's host memory [ptr, ptr + bytes) in place (CUDA: cudaHostRegister,
  * portable), so copies from and to it run asynchronously, as from braid_host_alloc's memory, with
  * no copy through a staging buffer. Writes its address to *out_addr, the handle for
- * braid_host_unregister. Memory already page-locked (the same bytes registered twice, or two
- * ranges sharing a page) is BRAID_ERR_INVALID_ARGUMENT; memory the driver cannot lock,
- * BRAID_ERR_UNSUPPORTED; both leave the context usable, and the memory can still be copied from.
- * The memory must stay allocated until it is unregistered, and a context is destroyed only after
- * its registrations. */
+ * braid_host_unregister. Registrations are the process's, not the context's: memory already
+ * page-locked by anyone (the same bytes twice, a range sharing a page with a locked one, memory
+ * from braid_host_alloc) or that the driver cannot pin is BRAID_ERR_INVALID_ARGUMENT; a system
+ * without registration, BRAID_ERR_UNSUPPORTED; no page-locked memory left,
+ * BRAID_ERR_OUT_OF_MEMORY; all three leave the context usable, and the memory can still be copied
+ * from. The memory must stay allocated, at the same pages, until it is unregistered: freed memory
+ * left registered makes later copies at its addresses read the old pages. A context is destroyed
+ * only after its registrations. */
 int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr);
 /* Unlocks memory page-locked by braid_host_register (its address). Work still reading it must have
  * finished. */

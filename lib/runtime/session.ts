@@ -70,10 +70,13 @@ export interface SessionOptions {
    */
   smBudget?: number;
   /**
-   * run() page-locks an input array in place the second time it is given one, so later calls copy
-   * it straight from the caller's memory, as from `io.inputs` (default true). The two most recent
-   * arrays of each input stay locked, and are held (not freed) until the session is disposed or
-   * newer ones replace them. Do not transfer or resize an array a session may hold locked.
+   * run() page-locks an input array in place the second time it is given one, and from then on
+   * copies that input to the device straight from it, as from `io.inputs` (default false). Up to
+   * two arrays of each input stay locked; the session holds them until it is disposed or newer
+   * arrays displace them after they go unused. The arrays stay yours to rewrite between calls,
+   * but must not be resized while the session may hold them; one transferred is unlocked at the
+   * next copy. Dispose such a session before its worker ends (a terminated worker's finalizers
+   * never run, and memory left locked after it is freed would be read stale by later copies).
    */
   pinInputs?: boolean;
 }
@@ -195,6 +198,8 @@ export class Session {
   ) {
     this.#exec = exec;
     this.#pinning = pinInputs ? new InputPinning(exec.resources) : undefined;
+    // Captured now, not in the middle of the first run that copies from a caller's array.
+    if (pinInputs && !info.eager) this.#directGraphHandle = exec.capture("outputs");
     this.#device = device;
     this.#info = info;
     this.#inputs = exec.graph.inputs.map((name) => {
@@ -327,7 +332,7 @@ export class Session {
         trials,
         trialsMs,
         stages,
-      }, options.pinInputs ?? true);
+      }, options.pinInputs ?? false);
       if (!options.eager) session.#graphHandle = exec.capture();
       registry.register(session, { resources, partition }, session);
       return session;
@@ -413,6 +418,8 @@ export class Session {
   /**
    * The page-locked host buffers the captured graph copies from and to. Write `io.inputs`, call
    * launch(), read `io.outputs`: no host copies at all. Valid until the session is disposed.
+   * run() copies the caller's inputs into `io.inputs`, except those it copies straight from arrays
+   * it holds locked (pinInputs): those it leaves as they were.
    */
   get io(): { inputs: Record<string, HostTensor>; outputs: Record<string, HostTensor> } {
     const exec = this.#live();
@@ -472,14 +479,11 @@ export class Session {
     const { backend } = exec;
     const ctx = exec.resources.ctx;
     const timing = this.#replayTiming;
-    const directGraph = direct && this.#graphHandle !== undefined
-      ? this.#directGraphHandle ??= exec.capture("outputs")
-      : undefined;
     if (timing) backend.eventRecord(ctx, timing[0], 0n);
     if (direct) {
       for (const [name, host] of exec.hostInputs) exec.copyInput(name, direct.get(name) ?? host);
-      if (directGraph === undefined) exec.issue("outputs");
-      else backend.graphLaunch(ctx, directGraph, 0n);
+      if (this.#directGraphHandle === undefined) exec.issue("outputs");
+      else backend.graphLaunch(ctx, this.#directGraphHandle, 0n);
     } else if (this.#graphHandle !== undefined) backend.graphLaunch(ctx, this.#graphHandle, 0n);
     else exec.issue();
     if (timing) backend.eventRecord(ctx, timing[1], 0n);
@@ -609,6 +613,7 @@ export class Session {
     if (!exec) return;
     this.#exec = undefined;
     registry.unregister(this);
+    this.#pinning?.release();
     // A launchAsync() still waiting on the device releases the resources when it returns.
     if (!this.#waiting) exec.resources.release();
   }

@@ -7,7 +7,7 @@ import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";
 import { type ScheduleContext, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
-import { type ExecutableOptions } from "./executable.ts";
+import type { ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
 import { budgetTuning, deviceModelOf } from "./prepare.ts";
 import { measureStages, type PlannedStage, plannedStages } from "./stage_plan.ts";

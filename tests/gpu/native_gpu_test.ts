@@ -12,7 +12,7 @@ import { Session } from "../../mod.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
-import { smallNet } from "../helpers.ts";
+import { inceptionNet, smallNet } from "../helpers.ts";
 import { pinningScenario } from "../pinning_scenario.ts";
 import {
   composedBranches,
@@ -202,6 +202,14 @@ gpuTest("caller memory page-locked in place: async copies, refusals, destroy ord
         assert.match(e.message, /cudaHostRegister/);
       }
     }
+    // cudaHostAlloc's memory is page-locked already.
+    const host = d.hostFloats(1024);
+    try {
+      backend.hostUnregister(ctx, backend.hostRegister(ctx, host));
+      assert.fail("page-locked memory from braid_host_alloc was locked again");
+    } catch (e) {
+      assert.ok(e instanceof BraidError && e.code === "NATIVE_INVALID_ARGUMENT", String(e));
+    }
     throwsCode(() => backend.contextDestroy(ctx), "NATIVE_INVALID_ARGUMENT", /registrations/);
     const device = d.alloc(data.length);
     backend.memcpyH2D(ctx, 0n, device, data);
@@ -218,6 +226,9 @@ gpuTest(
   async () => {
     await pinningScenario("cuda", smallNet());
     await pinningScenario("cuda", smallNet(), { eager: true });
+    // Several streams: every one of them must see the inputs copied in ahead of the graph.
+    await pinningScenario("cuda", inceptionNet(), { scheduler: "nimble" });
+    await pinningScenario("cuda", inceptionNet(), { scheduler: "nimble", eager: true });
   },
 );
 

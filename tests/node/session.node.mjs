@@ -43,3 +43,24 @@ for (const run of want.runs) {
     }
   });
 }
+
+test("googlenet with pinInputs: the same array reused, locked in place, gives Deno's output", async () => {
+  const run = want.runs[0];
+  const model = await loadModel(want.model);
+  const session = await Session.create(model, {
+    device: "cpu",
+    scheduler: run.scheduler,
+    pinInputs: true,
+  });
+  try {
+    const input = await readFloats(`${fixtures}/${want.input.file}`);
+    const reference = await readFloats(`${fixtures}/${run.file}`);
+    // The second and third runs copy straight from `input` (koffi passes its bytes in place).
+    for (let i = 0; i < 3; i++) {
+      const got = (await session.run({ [want.input.name]: input }))[run.output];
+      assert.deepEqual(got, reference, `run ${i + 1}`);
+    }
+  } finally {
+    session[Symbol.dispose]();
+  }
+});
