@@ -17,7 +17,8 @@ export class Resources {
   graphs: Handle[] = [];
   /**
    * Caller memory page-locked in place, with the array over it: held until it is unregistered,
-   * so it is never freed while the driver still has it locked (not even by the finalizer).
+   * so the finalizer does not free it while locked (a buffer transferred away is another matter:
+   * Backend unlocks it at the next host copy).
    */
   registrations: { address: Handle; data: HostBuffer }[] = [];
 
