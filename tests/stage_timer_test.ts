@@ -1,8 +1,8 @@
 /**
  * The stage timer on the CPU backend: a pipelined batch measures every stage once, in order,
  * and a stage that cannot be captured fails alone, leaving the timer (and its context) usable;
- * a stage's rounds have as many replays as its floor time asks for; composed stage graphs capture
- * each op once.
+ * a stage's rounds have as many replays as its floor time asks for; a replay failing mid-batch
+ * frees every stage graph in flight; composed stage graphs capture each op once.
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
@@ -22,17 +22,19 @@ import { scheduleContext } from "../lib/schedule/mod.ts";
 
 /**
  * A timer on inception's graph on the CPU backend, with `launches` counting graph replays and
- * `calls` every backend call by name.
+ * `calls` every backend call by name; the replay numbered `failAt` (from 1) throws.
  */
 function countingTimer(options: StageTimerOptions) {
   const native = Backend.open("cpu");
-  const counts = { launches: 0, calls: new Map<string, number>() };
+  const counts = { launches: 0, calls: new Map<string, number>(), failAt: -1 };
   const backend = new Proxy(native, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
-        if (prop === "graphLaunch") counts.launches++;
+        if (prop === "graphLaunch" && ++counts.launches === counts.failAt) {
+          throw new Error("a replay failed");
+        }
         counts.calls.set(String(prop), (counts.calls.get(String(prop)) ?? 0) + 1);
         return value.apply(target, args);
       };
@@ -126,6 +128,26 @@ Deno.test("a stage's floor is its longest group's op times summed", () => {
   assert.equal(stageFloorUs([[0, 1], [2]], us), 30);
   assert.equal(stageFloorUs([[0], [1, 2, 3]], us), 90);
   assert.equal(stageFloorUs([[]], us), 0);
+});
+
+Deno.test("a replay failing mid-batch frees the stages in flight and reports its error", () => {
+  const { timer, counts, dag, close } = countingTimer({ replays: 2, rounds: 3, warmup: 1 });
+  let closed = false;
+  try {
+    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+      timer.launchesKernel(v)
+    );
+    // Stage 0 replays 1 + 3 × 2 = 7 times; the first replay of stage 1 fails.
+    counts.failAt = counts.launches + 8;
+    assert.throws(() => timer.measureMany([[[kernels[0]]], [[kernels[1]]]]), /a replay failed/);
+    counts.failAt = -1;
+    assert.equal(timer.measureMany([[[kernels[0]]]]).length, 1, "the timer goes on");
+    // Destroying the context refuses while any graph of it is left.
+    close();
+    closed = true;
+  } finally {
+    if (!closed) close();
+  }
 });
 
 Deno.test("composed stage graphs capture each op once; captured ones capture every stage", () => {

@@ -159,8 +159,10 @@ export class StageTimer {
     const began = performance.now();
     /** The stage in flight: its graph, its round events and its replays a round. */
     type Flight = { graph: Handle; events: Handle[]; replays: number };
-    let flight: Flight | undefined;
-    const finish = ({ graph, events, replays }: Flight) => {
+    /** Stages launched and not yet read, oldest first (two at most). */
+    const inFlight: Flight[] = [];
+    const finish = () => {
+      const { graph, events, replays } = inFlight.shift()!;
       try {
         backend.eventSynchronize(ctx, events[rounds]);
         const samples = Array.from(
@@ -168,9 +170,9 @@ export class StageTimer {
           (_, r) => backend.eventElapsed(ctx, events[r], events[r + 1]) / replays,
         );
         times.push(stats(samples).medianMs * 1000);
+        this.measured++;
       } finally {
         backend.graphDestroy(ctx, graph);
-        this.measured++;
       }
     };
     try {
@@ -179,32 +181,36 @@ export class StageTimer {
         const graph = this.#options.graphs === "compose"
           ? this.#exec.composeGroups(groups, this.#streams, this.#workspaces)
           : this.#exec.captureGroups(groups, this.#streams, this.#events, this.#workspaces);
-        const previous = flight;
         // Two stages in flight at most: each keeps its own round events until it is read.
-        const replays = this.replaysFor(floorsUs[i]);
-        flight = { graph, events: this.#roundEvents[i % 2], replays };
-        const { events } = flight;
+        const flight = {
+          graph,
+          events: this.#roundEvents[i % 2],
+          replays: this.replaysFor(floorsUs[i]),
+        };
+        inFlight.push(flight);
+        const { events, replays } = flight;
         for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, graph, 0n);
         for (let r = 0; r < rounds; r++) {
           backend.eventRecord(ctx, events[r], 0n);
           for (let k = 0; k < replays; k++) backend.graphLaunch(ctx, graph, 0n);
         }
         backend.eventRecord(ctx, events[rounds], 0n);
-        if (previous) finish(previous);
+        if (inFlight.length === 2) finish();
       });
-      const last = flight;
-      flight = undefined;
-      if (last) finish(last);
+      while (inFlight.length > 0) finish();
+    } catch (e) {
+      // Wait for what is still queued, then free every graph left; the first error is the one thrown.
+      try {
+        if (inFlight.length > 0) backend.streamSynchronize(ctx, 0n);
+      } catch { /* reported by e */ }
+      for (const { graph } of inFlight.splice(0)) {
+        try {
+          backend.graphDestroy(ctx, graph);
+        } catch { /* reported by e */ }
+      }
+      throw e;
     } finally {
       this.spentMs += performance.now() - began;
-      // A failure left a stage in flight: wait for it before its graph goes.
-      if (flight) {
-        try {
-          backend.streamSynchronize(ctx, 0n);
-        } finally {
-          backend.graphDestroy(ctx, flight.graph);
-        }
-      }
     }
     return times;
   }
