@@ -84,6 +84,12 @@ Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fai
       "NATIVE_INVALID_HANDLE",
       /braid_event_synchronize/,
     );
+    // Waiting on an event is refused during a capture (on CUDA it would invalidate the capture).
+    const event = backend.eventCreate(ctx);
+    backend.captureBegin(ctx, 0n);
+    await throwsCode(() => backend.eventSynchronize(ctx, event), "NATIVE_CAPTURE", /capturing/);
+    backend.graphDestroy(ctx, backend.captureEnd(ctx, 0n));
+    backend.eventDestroy(ctx, event);
     const ops = timer.opTimes(dag.size);
     assert.equal(ops.length, dag.size);
     assert.ok(
@@ -118,6 +124,26 @@ Deno.test("a stage's rounds last roundUs by its floor time, between minReplays a
     const times = timer.measureMany(stages, [undefined, 250]);
     assert.equal(counts.launches, 1 + 3 * 5 + 1 + 3 * 2);
     assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${times}`);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("by default a stage that fills a round alone is warmed up once and replayed once a round", () => {
+  const { timer, counts, dag, close } = countingTimer({});
+  try {
+    assert.equal(timer.replaysFor(500), 1);
+    assert.equal(timer.replaysFor(60), 2);
+    assert.deepEqual([timer.warmupFor(500), timer.warmupFor(60), timer.warmupFor(undefined)], [
+      1,
+      2,
+      2,
+    ]);
+    const kernel = Array.from({ length: dag.size }, (_, v) => v).find((v) =>
+      timer.launchesKernel(v)
+    )!;
+    timer.measureMany([[[kernel]]], [500]);
+    assert.equal(counts.launches, 1 + 3 * 1);
   } finally {
     close();
   }

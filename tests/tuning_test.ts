@@ -199,6 +199,13 @@ Deno.test("tuning under a budget: stage costs, op times and auto's choice are ke
     back.merge(other);
     assert.equal(back.size, cache.size + 1);
     assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig")), 7);
+    // Both have the key: theirs win, unless ours are preferred (the tuning pool's parent).
+    const later = new TuningCache();
+    later.setStage(TuningCache.stageKey(h200, 8, "sig"), 9);
+    back.merge(later, "ours");
+    assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig")), 7);
+    back.merge(later);
+    assert.equal(back.getStage(TuningCache.stageKey(h200, 8, "sig")), 9);
     // A hand-edited file with a broken schedule is refused, naming the entry.
     const data = cache.toJSON();
     const key = Object.keys(data.schedules!)[0];

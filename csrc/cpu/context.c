@@ -726,8 +726,13 @@ int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
   static const char fn[] = "braid_event_synchronize";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  /* Work runs as it is issued: nothing to wait for once the handle checks out. */
-  return context_event(ctx, event, fn, &c, &e);
+  /* Work runs as it is issued: nothing to wait for once the handle checks out. Refused during a
+   * capture, as on CUDA. */
+  int32_t st = context_event(ctx, event, fn, &c, &e);
+  if (st) return st;
+  if (braid__capturing(c))
+    return braid__fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
+  return BRAID_OK;
 }
 
 int32_t braid_event_elapsed(uint64_t ctx, uint64_t start, uint64_t end, float* out_ms) {

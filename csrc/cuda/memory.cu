@@ -83,6 +83,21 @@ int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*tab
   return BRAID_OK;
 }
 
+/* Zero-fills new device memory, finished on return. On the context's default stream, so inside its
+ * partition: a memset on the legacy stream runs on every SM, in the middle of other partitions'
+ * timed work. While the context captures, a memset there would be recorded rather than run: then
+ * on the legacy stream, which braid's non-blocking streams do not wait for (hence finished here
+ * either way). */
+cudaError_t zero_fill(Context* c, void* p, size_t size) {
+  if (!context_capturing(c)) {
+    cudaError_t e = cudaMemsetAsync(p, 0, size, c->stream0.s);
+    return e == cudaSuccess ? cudaStreamSynchronize(c->stream0.s) : e;
+  }
+  RelaxedCapture relaxed;
+  cudaError_t e = cudaMemset(p, 0, size);
+  return e == cudaSuccess ? cudaStreamSynchronize(nullptr) : e;
+}
+
 /* True when [p, p+bytes) is page-locked host memory (so a copy of it can be captured). */
 bool page_locked(Context* c, const void* p, uint64_t bytes) {
   uint64_t a = (uint64_t)(uintptr_t)p;
@@ -146,14 +161,14 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   {
     RelaxedCapture relaxed;
     e = cudaMalloc(&p, size);
-    /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
-     * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
-    if (e == cudaSuccess) {
-      /* cudaMemset runs on the legacy stream, asynchronously to the host, and braid's streams do
-       * not wait for that stream: finish it here, before any of them can touch the buffer. */
-      e = cudaMemset(p, 0, size);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
-      if (e != cudaSuccess) cudaFree(p);
+  }
+  /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
+   * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
+  if (e == cudaSuccess) {
+    e = zero_fill(c, p, size);
+    if (e != cudaSuccess) {
+      RelaxedCapture relaxed;
+      cudaFree(p);
     }
   }
   if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);

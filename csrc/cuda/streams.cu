@@ -302,6 +302,9 @@ int32_t braid_event_synchronize(uint64_t ctx, uint64_t event) {
   Event* e = nullptr;
   int32_t st = context_event(ctx, event, fn, &c, &e);
   if (st) return st;
+  /* Waiting is not allowed inside a capture: it would fail and invalidate the capture. */
+  if (context_capturing(c))
+    return fail(BRAID_ERR_CAPTURE, "%s: illegal while the context is capturing", fn);
   CUDA_TRY(fn, cudaEventSynchronize(e->e));
   return BRAID_OK;
 }

@@ -176,7 +176,7 @@ export async function tunePooled(
         failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);
         return;
       }
-      cache.merge(TuningCache.fromJSON(r.cache!, "a tuning worker's entries"));
+      cache.merge(TuningCache.fromJSON(r.cache!, "a tuning worker's entries"), "ours");
       pool.jobs[job.kind]++;
       const measured = r.reply!.measured ?? 0;
       pool.prefetched += measured;
@@ -208,6 +208,9 @@ export async function tunePooled(
     });
     return { results: files.map((f) => counted(results.get(f)!)), pool };
   } finally {
+    // A worker still starting answers its init first: a close sent meanwhile would take that
+    // answer and end the worker before it freed its context and partition.
+    await starting.catch(() => {});
     await Promise.all(workers.map((w) => w.close()));
   }
 }

@@ -58,7 +58,12 @@ async function modelFor(file: string) {
 function openNative(): Resources {
   const backend = partition ? partition.native.backend : openBackend(options.device);
   const resources = new Resources(backend, backend.contextCreate(0));
-  if (partition) backend.contextSetPartition(resources.ctx, partition.native.handle);
+  try {
+    if (partition) backend.contextSetPartition(resources.ctx, partition.native.handle);
+  } catch (e) {
+    resources.release();
+    throw e;
+  }
   return resources;
 }
 

@@ -78,10 +78,12 @@ export class StageTimer {
     weights: Weights,
     timerOptions: StageTimerOptions = {},
   ) {
-    // 100 µs: five replays of a 20 µs stage, the shortest rounds timed before rounds adapted.
+    // 100 µs: five replays of a 20 µs stage, the shortest rounds timed before rounds adapted. A
+    // stage whose one replay fills a round (long ones, as on a small partition) is replayed once a
+    // round: more would only add device time to the same precision.
     this.#options = {
       replays: 5,
-      minReplays: 2,
+      minReplays: 1,
       roundUs: 100,
       rounds: 3,
       warmup: 2,
@@ -144,6 +146,12 @@ export class StageTimer {
     return Math.min(replays, Math.max(minReplays, Math.ceil(roundUs / floorUs)));
   }
 
+  /** Untimed replays before a stage's rounds: one for a stage that fills a round by itself. */
+  warmupFor(floorUs?: number): number {
+    const { warmup, roundUs } = this.#options;
+    return floorUs !== undefined && floorUs >= roundUs ? Math.min(warmup, 1) : warmup;
+  }
+
   /**
    * Each stage's median replay time, µs, measured in a pipeline: while the device replays one
    * stage, the host captures and instantiates the next (the device's timing is by events, so the
@@ -154,7 +162,7 @@ export class StageTimer {
   measureMany(stages: number[][][], floorsUs: (number | undefined)[] = []): number[] {
     const { backend } = this;
     const ctx = this.#resources.ctx;
-    const { rounds, warmup } = this.#options;
+    const { rounds } = this.#options;
     const times: number[] = [];
     const began = performance.now();
     /** The stage in flight: its graph, its round events and its replays a round. */
@@ -175,9 +183,11 @@ export class StageTimer {
         backend.graphDestroy(ctx, graph);
       }
     };
+    // Every stream and workspace the batch needs made first: an allocation zero-fills, which
+    // would otherwise run beside a stage's timed rounds.
+    this.#ensureStreams(stages.reduce((most, groups) => Math.max(most, groups.length), 1));
     try {
       stages.forEach((groups, i) => {
-        this.#ensureStreams(groups.length);
         const graph = this.#options.graphs === "compose"
           ? this.#exec.composeGroups(groups, this.#streams, this.#workspaces)
           : this.#exec.captureGroups(groups, this.#streams, this.#events, this.#workspaces);
@@ -189,6 +199,7 @@ export class StageTimer {
         };
         inFlight.push(flight);
         const { events, replays } = flight;
+        const warmup = this.warmupFor(floorsUs[i]);
         for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, graph, 0n);
         for (let r = 0; r < rounds; r++) {
           backend.eventRecord(ctx, events[r], 0n);

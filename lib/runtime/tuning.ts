@@ -175,13 +175,26 @@ export class TuningCache {
     return count;
   }
 
-  /** Adds another cache's entries (theirs win where both have a key). */
-  merge(other: TuningCache): void {
+  /**
+   * Adds another cache's entries; where both have a key, theirs win, or with `prefer: "ours"`
+   * ours stay (the tuning pool's parent: the first choice of a convolution two workers measured
+   * at once stays the one every later stage time is measured with).
+   */
+  merge(other: TuningCache, prefer: "theirs" | "ours" = "theirs"): void {
     const data = other.toJSON();
-    for (const [k, v] of Object.entries(data.entries)) this.set(k, v);
-    for (const [k, v] of Object.entries(data.stages ?? {})) this.setStage(k, v);
-    for (const [k, v] of Object.entries(data.opTimes ?? {})) this.setOpTimes(k, v);
-    for (const [k, v] of Object.entries(data.schedules ?? {})) this.setSchedule(k, v);
+    const take = <T>(
+      ours: Map<string, T>,
+      theirs: Record<string, T>,
+      set: (k: string, v: T) => void,
+    ) => {
+      for (const [k, v] of Object.entries(theirs)) {
+        if (prefer === "theirs" || !ours.has(k)) set(k, v);
+      }
+    };
+    take(this.#entries, data.entries, (k, v) => this.set(k, v));
+    take(this.#stages, data.stages ?? {}, (k, v) => this.setStage(k, v));
+    take(this.#opTimes, data.opTimes ?? {}, (k, v) => this.setOpTimes(k, v));
+    take(this.#schedules, data.schedules ?? {}, (k, v) => this.setSchedule(k, v));
   }
 
   toJSON(): CacheFile {
