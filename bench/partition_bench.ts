@@ -164,8 +164,14 @@ if (parts.has("c")) {
   );
 }
 
+// (a) starts from both of (c)'s caches. (b) starts from the whole GPU's alone, so every budget's
+// tuning is its own, measured with nothing else on the device: the pool's 32-SM entries were
+// measured beside three other workers (their replays slow each other's; auto chose googlenet's
+// schedule from those times: sequential, 24% slower at 32 SMs than the whole GPU's, in the first
+// run).
 const cache = new TuningCache();
 for (const file of [seqCache, concCache]) cache.merge(await TuningCache.load(file));
+const wholeCache = await TuningCache.load(seqCache);
 
 /** Median replay time of each session, timed in interleaved rounds (CUDA events). */
 function interleaved(sessions: Session[], inputs: Record<string, HostTensor>[]): number[] {
@@ -184,17 +190,17 @@ if (parts.has("b")) {
   const results: Record<string, unknown>[] = [];
   for (const name of compared) {
     const graph = buildZooModel(name);
-    using whole = await Session.create(graph, { device: "cuda", tuning: cache });
+    using whole = await Session.create(graph, { device: "cuda", tuning: wholeCache });
     const wholeMs = interleaved([whole], [randomInputs(whole)])[0];
     for (const sms of budgets) {
       using partition = Partition.create({ sms, device: "cuda" });
       const t0 = performance.now();
-      using atN = await Session.create(graph, { partition, tuning: cache });
+      using atN = await Session.create(graph, { partition, tuning: wholeCache });
       const tuneMs = performance.now() - t0;
       // The whole GPU's tuning (budget = all SMs), run inside the same partition.
       using fromWhole = await Session.create(graph, {
         partition,
-        tuning: cache,
+        tuning: wholeCache,
         smBudget: whole.report().smBudget,
         tune: false,
       });
@@ -263,7 +269,7 @@ if (parts.has("b")) {
     `${out}/partition_b_budget${suffix}.json`,
     JSON.stringify({ results, table: md }, null, 1),
   );
-  await cache.save(`${caches}/partition_tuning_all.json`);
+  await wholeCache.save(`${caches}/partition_tuning_budgets.json`);
 }
 
 // ---------------------------------------------------------------- (a) co-location
