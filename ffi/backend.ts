@@ -214,8 +214,12 @@ export class Backend {
       callerLocks.delete(address);
       return;
     }
-    this.unwrap(this.#sym.braid_host_unregister(ctx, address), "braid_host_unregister");
+    this.#unregister(ctx, address);
     callerLocks.delete(address);
+  }
+
+  #unregister(ctx: Handle, address: Handle): void {
+    this.unwrap(this.#sym.braid_host_unregister(ctx, address), "braid_host_unregister");
   }
 
   /**
@@ -228,10 +232,7 @@ export class Backend {
       if (lock.unlocked || lock.data.buffer.byteLength > 0) continue;
       lock.unlocked = true;
       try {
-        lock.backend.unwrap(
-          lock.backend.#sym.braid_host_unregister(lock.ctx, address),
-          "braid_host_unregister",
-        );
+        lock.backend.#unregister(lock.ctx, address);
       } catch { /* the context is gone or broken: nothing else to do for its lock */ }
     }
   }
