@@ -162,16 +162,17 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
     RelaxedCapture relaxed;
     e = cudaMalloc(&p, size);
   }
+  if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);
   /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
    * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
-  if (e == cudaSuccess) {
-    e = zero_fill(c, p, size);
-    if (e != cudaSuccess) {
+  e = zero_fill(c, p, size);
+  if (e != cudaSuccess) {
+    {
       RelaxedCapture relaxed;
       cudaFree(p);
     }
+    return allocation_failed(fn, "cudaMemsetAsync (zero-fill)", "device memory", bytes, e);
   }
-  if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);
   return track(c, c->bufs, fn, p, size, bytes, cudaFree, out_addr);
 }
 
