@@ -137,9 +137,11 @@ if (parts.has("c")) {
   const pool = concurrent.pool!;
   console.log(
     `(c) pool: ${pool.workers} workers, jobs ${JSON.stringify(pool.jobs)}, ` +
-      `${pool.prefetched} ops/stages measured ahead, busy ` +
-      pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s; worker time in plans " +
-      `${f(pool.kindMs.plan / 1000, 1)} s, stages ${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
+      `${pool.prefetched} ops/stages measured and ${pool.trialsAhead} candidates timed ahead ` +
+      `(${pool.trialsLate} by the chooses), ` +
+      "busy " + pool.busyMs.map((ms) => f(ms / 1000, 1)).join(" / ") + " s; worker time in plans " +
+      `${f(pool.kindMs.plan / 1000, 1)} s, trials ${f(pool.kindMs.trials / 1000, 1)} s, stages ` +
+      `${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
       `${f(pool.kindMs.choose / 1000, 1)} s, tunes ` +
       `${f(pool.kindMs.tune / 1000, 1)} s (of all that, variants set up on workers ` +
       `${f(pool.setupMs / 1000, 1)} s); ran ` +

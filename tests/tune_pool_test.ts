@@ -14,7 +14,8 @@ import { saveModel } from "../lib/runtime/model.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
 import { StagePrefetch } from "../lib/runtime/stage_prefetch.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
-import { autoSearch } from "../lib/schedule/auto.ts";
+import { autoCandidates, autoSearch } from "../lib/schedule/auto.ts";
+import { scheduleStructure } from "../lib/runtime/tuning.ts";
 import type { StageCost } from "../lib/schedule/ios.ts";
 import type { Schedule } from "../lib/schedule/schedule.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
@@ -72,6 +73,36 @@ Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, t
   assert.ok(queue.done);
 });
 
+Deno.test("the tuning pool's queue: a plan's candidate schedules are timed ahead, before stages", () => {
+  const queue = new TuneQueue([{ file: "m", variants: 2 }], 2, 3);
+  const plan0 = queue.next()! as PoolJob & { kind: "plan" };
+  queue.planned(plan0, [stage("s1")], 7);
+  const plan1 = queue.next()! as PoolJob & { kind: "plan" };
+  // Variant 0's seven candidates in jobs of three, ahead of its stage chunk.
+  const trials = [queue.next()!, queue.next()!];
+  queue.planned(plan1, [stage("s2")], 2);
+  // A worker holding variant 1 gets its trials before variant 0's last.
+  const held = queue.next(new Set([variantId("m", 1)]))!;
+  assert.deepEqual(held, { kind: "trials", file: "m", variant: 1, from: 0, to: 2 });
+  trials.push(queue.next()!);
+  assert.deepEqual(
+    trials,
+    [0, 3, 6].map((from) => ({
+      kind: "trials",
+      file: "m",
+      variant: 0,
+      from,
+      to: Math.min(7, from + 3),
+    })),
+  );
+  const chunks = [queue.next()!, queue.next()!];
+  assert.deepEqual(chunks.map((j) => j.kind), ["stages", "stages"]);
+  for (const job of [...trials, ...chunks]) queue.finished(job);
+  assert.equal(queue.next(), undefined, "the chooses wait for every trials job");
+  queue.finished(held);
+  assert.deepEqual(queue.next(), { kind: "choose", file: "m", variant: 0 });
+});
+
 Deno.test("the tuning pool's queue gives a worker the variants it holds first", () => {
   const queue = new TuneQueue([
     { file: "a", variants: 1 },
@@ -97,33 +128,77 @@ Deno.test("the tuning pool's queue gives a worker the variants it holds first", 
   assert.deepEqual(queue.next(), { kind: "choose", file: "b", variant: 0 });
 });
 
+/** Job costs of one measured pool run, seconds, for simulatePool. */
+interface PoolCosts {
+  /** Each model's plan time per variant, its stages per variant, and auto's candidates. */
+  models: { file: string; plans: number[]; stages: number[]; candidates: number }[];
+  stage: number;
+  candidate: number;
+  /** Setting a variant up on a worker that does not hold it yet (weights, stage timer). */
+  setup: number;
+  /** A model's final session. */
+  tune: number;
+}
+
 /**
- * The pool's makespan simulated on job costs measured in T2140 (4 workers on 32-SM partitions):
- * each variant's plan time, 2.4 ms a stage, 80 ms a candidate schedule, 0.35 s to set a variant up
- * on a worker (weights, stage timer), 0.5 s for a model's final session. `affinity`: a worker says
- * which variants it holds.
+ * T2140 (4 workers on 32-SM partitions): each variant's plan time, 2.4 ms a stage, 80 ms a
+ * candidate schedule, 0.35 s to set a variant up on a worker, 0.5 s for a model's final session.
  */
-function simulatePool(affinity: boolean): number {
-  const models = [
+const T2140: PoolCosts = {
+  models: [
     { file: "googlenet", plans: [1.66, 0.27], stages: [3600, 3328], candidates: 19 },
     { file: "inception_v3", plans: [2.03, 0.85], stages: [5800, 4243], candidates: 24 },
     { file: "resnet50", plans: [1.03], stages: [125], candidates: 17 },
     { file: "densenet121", plans: [1.84], stages: [498], candidates: 1 },
-  ];
-  const byFile = new Map(models.map((m) => [m.file, m]));
-  const queue = new TuneQueue(models.map((m) => ({ file: m.file, variants: m.plans.length })));
+  ],
+  stage: 2.4e-3,
+  candidate: 0.08,
+  setup: 0.35,
+  tune: 0.5,
+};
+
+/**
+ * T0150: plans (their convolutions' tuning included), 1.1 ms a stage (19.6 s for 17.6k), 115 ms a
+ * candidate (the chooses: 8.2 s for 2 × 19 + 2 × 24), 30 ms to set a further variant up (the
+ * stage jobs' set-ups), 0.4 s for a final session.
+ */
+const T0150: PoolCosts = {
+  models: [
+    { file: "googlenet", plans: [3.1, 0.5], stages: [3600, 3328], candidates: 19 },
+    { file: "inception_v3", plans: [3.2, 0.7], stages: [5800, 4243], candidates: 24 },
+    { file: "resnet50", plans: [1.7], stages: [125], candidates: 17 },
+    { file: "densenet121", plans: [3.6], stages: [498], candidates: 1 },
+  ],
+  stage: 1.1e-3,
+  candidate: 0.115,
+  setup: 0.03,
+  tune: 0.4,
+};
+
+/**
+ * The pool's makespan simulated on measured job costs, 4 workers. `affinity`: a worker says which
+ * variants it holds; `ahead`: the candidates that need no stage times (all but ios's three) are
+ * timed by trials jobs after each plan, and a choice times the other three and confirms (two).
+ */
+function simulatePool(costs: PoolCosts, affinity: boolean, ahead = false): number {
+  const byFile = new Map(costs.models.map((m) => [m.file, m]));
+  const queue = new TuneQueue(
+    costs.models.map((m) => ({ file: m.file, variants: m.plans.length })),
+  );
   const holds = [0, 1, 2, 3].map(() => new Set<string>());
   const cost = (worker: number, job: PoolJob) => {
     const m = byFile.get(job.file)!;
     let s = 0;
     if (job.kind !== "tune" && !holds[worker].has(variantId(job.file, job.variant))) {
       holds[worker].add(variantId(job.file, job.variant));
-      s += 0.35;
+      s += costs.setup;
     }
     if (job.kind === "plan") s += m.plans[job.variant];
-    if (job.kind === "stages") s += job.stages.length * 2.4e-3;
-    if (job.kind === "choose") s += m.candidates * 0.08;
-    if (job.kind === "tune") s += 0.5 + (m.plans.length === 1 ? m.candidates * 0.08 : 0);
+    if (job.kind === "stages") s += job.stages.length * costs.stage;
+    if (job.kind === "trials") s += (job.to - job.from) * costs.candidate;
+    const chosen = (ahead ? Math.min(m.candidates, 3 + 2) : m.candidates) * costs.candidate;
+    if (job.kind === "choose") s += chosen;
+    if (job.kind === "tune") s += costs.tune + (m.plans.length === 1 ? chosen : 0);
     return s;
   };
   let now = 0, uid = 0;
@@ -142,21 +217,34 @@ function simulatePool(affinity: boolean): number {
     idle.add(done.worker);
     if (done.job.kind !== "plan") queue.finished(done.job);
     else {
-      const count = byFile.get(done.job.file)!.stages[done.job.variant];
-      queue.planned(done.job, Array.from({ length: count }, () => stage(`s${uid++}`)));
+      const m = byFile.get(done.job.file)!;
+      const stages = Array.from({ length: m.stages[done.job.variant] }, () => stage(`s${uid++}`));
+      queue.planned(done.job, stages, ahead ? Math.max(0, m.candidates - 3) : 0);
     }
   }
   return now;
 }
 
 Deno.test("simulated on T2140's job costs, workers keeping to their variants shorten the pool", () => {
-  const [without, kept] = [simulatePool(false), simulatePool(true)];
+  const [without, kept] = [simulatePool(T2140, false), simulatePool(T2140, true)];
   console.log(
     `  pool of 4, simulated: ${without.toFixed(1)} s, with affinity ${kept.toFixed(1)} s`,
   );
   // T2140 measured 17.5 s without affinity (and without the chooses, worth little here).
   assert.ok(without > 15 && without < 20, `the simulation is off: ${without} s`);
   assert.ok(kept < 0.98 * without, `affinity: ${kept} s against ${without} s`);
+});
+
+Deno.test("simulated on T0150's job costs, candidates timed ahead cost the pool nothing", () => {
+  const [after, ahead] = [simulatePool(T0150, true), simulatePool(T0150, true, true)];
+  console.log(
+    `  pool of 4, simulated: ${after.toFixed(1)} s, candidates ahead ${ahead.toFixed(1)} s`,
+  );
+  // T0150 measured 12.8 s from the workers' start to the last job's end.
+  assert.ok(after > 11.5 && after < 14, `the simulation is off: ${after} s`);
+  // Here the pool is bound by its work either way (45.8 s over four workers); on the device the
+  // inception chooses ran 3 s with two workers idle, the tail that timing ahead takes away.
+  assert.ok(ahead <= after, `ahead: ${ahead} s against ${after} s`);
 });
 
 Deno.test("the stages auto asks to time do not depend on their times (so they can be listed ahead)", async () => {
@@ -183,6 +271,30 @@ Deno.test("the stages auto asks to time do not depend on their times (so they ca
   }
 });
 
+Deno.test("the candidates timed ahead are auto's own, whatever the stages measure", () => {
+  for (const name of ["googlenet", "inception_v3"] as const) {
+    const base = optimize(buildZooModel(name));
+    for (const g of [base, mergeSiblingConvs(base)]) {
+      const ctx = scheduleContext(g, inferShapes(g, 1));
+      const random = new Random(11);
+      const opTimeUs = ctx.costs.map(() => 1 + 50 * random.next());
+      const ahead = autoCandidates({ ...ctx, opTimeUs }, {}, false).map(scheduleStructure);
+      assert.ok(ahead.length >= 10, `${name}: ${ahead.length} candidates ahead`);
+      assert.equal(new Set(ahead).size, ahead.length, "each once");
+      // Under two different sets of stage times, auto builds every candidate timed ahead.
+      for (const seed of [1, 2]) {
+        const stageRandom = new Random(seed);
+        const measureStage = () => 1 + 100 * stageRandom.next();
+        const all = new Set(
+          autoCandidates({ ...ctx, opTimeUs, measureStage }).map(scheduleStructure),
+        );
+        assert.ok(ahead.every((k) => all.has(k)), `${name}: a candidate timed ahead is auto's`);
+        assert.ok(all.size - ahead.length <= 3, `${name}: only ios's wait for the stages`);
+      }
+    }
+  }
+});
+
 Deno.test("a stage prefetch lists the stages tuning will time; measured, a second plan lists none", async () => {
   const backend = Backend.open("cpu");
   const ctx = backend.contextCreate(0);
@@ -202,6 +314,15 @@ Deno.test("a stage prefetch lists the stages tuning will time; measured, a secon
     assert.equal(prefetch.measured, opsTimed + planned.length, "and nothing measured again");
     // Only the stages the scheduler itself asks for: opara times ops, not stages.
     assert.deepEqual(await prefetch.plan("opara"), []);
+    // auto's candidates that need no stage times, timed into the cache once.
+    const candidates = prefetch.earlyCandidates().length;
+    assert.ok(candidates >= 5, `${candidates} candidates`);
+    assert.equal(prefetch.timeCandidates(0, 2), 2);
+    assert.equal(prefetch.timeCandidates(0, candidates), candidates - 2, "the first two cached");
+    assert.equal(prefetch.timeCandidates(0, candidates), 0);
+    const trials = cache.keys().filter((k) => k.includes("|trial|"));
+    assert.equal(trials.length, candidates);
+    assert.ok(trials.every((k) => TuningCache.budgetOf(k) === options.smBudget));
   } finally {
     prefetch.release();
     backend.contextDestroy(ctx);
@@ -222,6 +343,7 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
     assert.equal(pool.workers, 2);
     assert.equal(pool.jobs.tune, 3);
     assert.equal(pool.jobs.choose, 6, "each model has a merged variant: chosen apart");
+    assert.ok(pool.jobs.trials >= 6 && pool.trialsAhead >= 6 * 4, JSON.stringify(pool));
     assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
     assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));

@@ -9,9 +9,13 @@ import { BraidError } from "../lib/errors.ts";
 import {
   BudgetTuning,
   graphSignature,
+  scheduleStructure,
   stageStructure,
   TuningCache,
 } from "../lib/runtime/tuning.ts";
+import { cachedTrials } from "../lib/runtime/prepare.ts";
+import { autoCandidates } from "../lib/schedule/auto.ts";
+import type { Schedule } from "../lib/schedule/schedule.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
 import { buildZooModel } from "../lib/models/index.ts";
 import { mergeSiblingConvs, optimize } from "../lib/passes/mod.ts";
@@ -87,6 +91,63 @@ Deno.test("tuning cache round-trips through a file and rejects bad ones", async 
   await Deno.remove(path);
 });
 
+Deno.test("candidate schedules' times are keyed by SM budget and launches, and round-trip", async () => {
+  const graph = branchyNet();
+  const shapes = inferShapes(graph, 1);
+  const [sequential, ...multi] = autoCandidates(scheduleContext(graph, shapes));
+  assert.ok(multi.length >= 2);
+  const cache = new TuningCache();
+  const at = (sms: number) => new BudgetTuning(cache, h200, sms, graph, shapes, "fp32");
+  const [whole, part] = [at(132), at(32)];
+  assert.notEqual(whole.trialKey(sequential), part.trialKey(sequential), "keyed by budget");
+  assert.notEqual(whole.trialKey(sequential), whole.trialKey(multi[0]), "keyed by schedule");
+  // The same launches under another name are the same trial; other priorities are not.
+  assert.equal(
+    whole.trialKey({ ...multi[0], scheduler: "renamed" }),
+    whole.trialKey(multi[0]),
+  );
+  const ranked = { ...multi[0], priorities: multi[0].priorities?.map((p) => p + 1) ?? [1] };
+  assert.notEqual(scheduleStructure(ranked), scheduleStructure(multi[0]));
+  let timed = 0;
+  assert.equal(whole.trialAt(whole.trialKey(sequential), () => (timed++, 0.5)), 0.5);
+  assert.equal(whole.trialAt(whole.trialKey(sequential), () => (timed++, 9)), 0.5, "cached");
+  assert.equal(part.trialAt(part.trialKey(sequential), () => (timed++, 0.9)), 0.9);
+  assert.equal(timed, 2);
+  assert.deepEqual(whole.counts, {
+    stagesCached: 0,
+    stagesMeasured: 0,
+    trialsCached: 1,
+    trialsMeasured: 1,
+    scheduleCached: false,
+  });
+  assert.deepEqual([...cache.budgets()].sort((a, b) => a[0] - b[0]), [[32, 1], [132, 1]]);
+  // What a pool worker sends back, and the file.
+  assert.deepEqual(cache.since(0).toJSON(), cache.toJSON());
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await cache.save(path);
+  assert.equal((await TuningCache.load(path)).getTrial(part.trialKey(sequential)), 0.9);
+  const text = JSON.stringify({ format: "braid-tuning/2", entries: {}, trials: { t: -1 } });
+  await Deno.writeTextFile(path, text);
+  await assert.rejects(() => TuningCache.load(path), /bad entry "t"/);
+  await Deno.remove(path);
+});
+
+Deno.test("auto's measure takes a candidate's first time from the cache, and confirms afresh", () => {
+  const graph = branchyNet();
+  const shapes = inferShapes(graph, 1);
+  const [sequential, other] = autoCandidates(scheduleContext(graph, shapes));
+  const tuned = new BudgetTuning(new TuningCache(), h200, 32, graph, shapes, "fp32");
+  tuned.trialAt(tuned.trialKey(other), () => 0.25); // timed ahead, as by a pool's trials job
+  const measured: string[] = [];
+  const time = cachedTrials(tuned, (s: Schedule) => (measured.push(s.scheduler), 1));
+  assert.equal(time(other), 0.25, "timed ahead: not measured again");
+  assert.equal(time(sequential), 1);
+  assert.equal(time(sequential), 1);
+  assert.equal(time(other), 1, "the confirmation is measured now");
+  assert.deepEqual(measured, [sequential.scheduler, sequential.scheduler, other.scheduler]);
+  assert.equal(tuned.cache.getTrial(tuned.trialKey(other)), 0.25, "the first time stays");
+});
+
 Deno.test("braid_conv2d_tune on the CPU backend reports its one algorithm", () => {
   const backend = Backend.open("cpu");
   const ctx = backend.contextCreate(0);
@@ -158,7 +219,13 @@ Deno.test("tuning under a budget: stage costs, op times and auto's choice are ke
   assert.equal(measured, 2);
   const tuned = at(32);
   assert.equal(tuned.stage([[1], [2]], measure(0)), 40);
-  assert.deepEqual(tuned.counts, { stagesCached: 1, stagesMeasured: 0, scheduleCached: false });
+  assert.deepEqual(tuned.counts, {
+    stagesCached: 1,
+    stagesMeasured: 0,
+    trialsCached: 0,
+    trialsMeasured: 0,
+    scheduleCached: false,
+  });
 
   assert.deepEqual(at(16).opTimes(() => [3, 4, 5]), [3, 4, 5]);
   assert.deepEqual(at(16).opTimes(() => [9, 9, 9]), [3, 4, 5]);

@@ -7,8 +7,9 @@
  * N-SM groups), and its entries are keyed by that budget; a session later created on an N-SM
  * partition with this cache finds them. Without --sms the whole GPU is the budget. Several models
  * are tuned one after another, or with --concurrent by a pool of workers, one per N-SM group of
- * the device's split (tune_pool.ts): each model's stages are measured ahead of its tuning, spread
- * over every partition, and the models' tunings then run on the partitions side by side.
+ * the device's split (tune_pool.ts): each model's stages, and auto's candidate schedules that need
+ * no stage times, are measured ahead of its tuning, spread over every partition, and the models'
+ * tunings then run on the partitions side by side.
  */
 import { BraidError } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
@@ -204,7 +205,8 @@ export async function tune(files: string[], options: TuneOptions): Promise<numbe
   const sum = run.results.reduce((s, r) => s + r.wallMs, 0);
   const how = run.pool
     ? `concurrently by ${run.pool.workers} workers on ${options.sms}-SM partitions ` +
-      `(${run.pool.prefetched} ops/stages measured ahead)`
+      `(${run.pool.prefetched} ops/stages measured and ${run.pool.trialsAhead} candidate ` +
+      "schedules timed ahead)"
     : "one after another";
   console.log(
     `${run.results.length} model${run.results.length === 1 ? "" : "s"} tuned ${how}: ` +

@@ -23,13 +23,17 @@ import type { WorkerMessage } from "./tune_worker.ts";
 export interface PoolReport {
   workers: number;
   /** Jobs run, by kind. */
-  jobs: { plan: number; stages: number; choose: number; tune: number };
+  jobs: Record<PoolJob["kind"], number>;
   /** Ops and stages measured by plan and stage jobs (before the models' tuning). */
   prefetched: number;
+  /** Candidate schedules timed by trials jobs (before the models' choices). */
+  trialsAhead: number;
+  /** Candidate schedules the chooses timed themselves (ios's, and auto's confirmations). */
+  trialsLate: number;
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
   /** Worker time spent in each kind of job, ms. */
-  kindMs: { plan: number; stages: number; choose: number; tune: number };
+  kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
   setupMs: number;
   /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
@@ -47,7 +51,12 @@ export interface PoolReport {
 interface Reply {
   reply?: {
     stages?: PlannedStage[];
+    /** A plan's count of auto's candidates that can be timed ahead. */
+    candidates?: number;
     measured?: number;
+    /** Candidate schedules a trials job timed, or a choose did. */
+    trials?: number;
+    trialsLate?: number;
     result?: TuneResult;
     setupMs?: number;
   };
@@ -105,6 +114,8 @@ const describeJob = (job: PoolJob) =>
     ? `planning ${job.file} (variant ${job.variant})`
     : job.kind === "stages"
     ? `measuring ${job.stages.length} stages of ${job.file}`
+    : job.kind === "trials"
+    ? `timing candidate schedules ${job.from}–${job.to - 1} of ${job.file} (variant ${job.variant})`
     : job.kind === "choose"
     ? `choosing a schedule for ${job.file} (variant ${job.variant})`
     : `tuning ${job.file}`;
@@ -130,10 +141,12 @@ export async function tunePooled(
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {
     workers: workers.length,
-    jobs: { plan: 0, stages: 0, choose: 0, tune: 0 },
+    jobs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     prefetched: 0,
+    trialsAhead: 0,
+    trialsLate: 0,
     busyMs: [],
-    kindMs: { plan: 0, stages: 0, choose: 0, tune: 0 },
+    kindMs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     setupMs: 0,
     timeline: [],
   };
@@ -181,7 +194,9 @@ export async function tunePooled(
       const measured = r.reply!.measured ?? 0;
       pool.prefetched += measured;
       prefetched.set(job.file, (prefetched.get(job.file) ?? 0) + measured);
-      if (job.kind === "plan") queue.planned(job, r.reply!.stages!);
+      pool.trialsAhead += r.reply!.trials ?? 0;
+      pool.trialsLate += r.reply!.trialsLate ?? 0;
+      if (job.kind === "plan") queue.planned(job, r.reply!.stages!, r.reply!.candidates);
       else {
         if (job.kind === "tune") results.set(job.file, r.reply!.result!);
         queue.finished(job);

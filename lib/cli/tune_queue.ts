@@ -3,20 +3,24 @@
  * own partition of the same size:
  *   plan   one graph variant of one model: measure its op times, list the stages its tuning
  *          will time (stage_prefetch.ts);
+ *   trials a few of auto's candidate schedules that need no stage times (all but ios's), timed
+ *          into the tuning cache: ready after the variant's plan, so most of auto's whole-schedule
+ *          timings run beside the stages instead of after them;
  *   stages a chunk of those stages, measured into the tuning cache (any worker: the budget is
  *          the same);
  *   choose one variant of a model with several (auto's graph and its merged form): auto's
- *          whole-schedule timings for it, its choice cached; ready once the model's plans and
- *          stage chunks are done, the variants side by side on different workers;
+ *          choice for it (finding the trials cached, it times ios's candidates and its
+ *          confirmation), cached; ready once the model's plans, trials and stage chunks are done,
+ *          the variants side by side on different workers;
  *   tune   the model's session tuning, which finds every planned stage cached (and each variant's
  *          choice, when they were chosen apart) and keeps the faster variant; ready after that.
  * A stage planned twice (the same structure in two models or variants) is measured once. A
  * model's variants are planned one after another, so the merged variant finds the convolution
  * algorithms the first one measured. The next job is a plan, else a ready choose or tune (they
- * are the long serial tails), else a stage chunk of the model with the most planned stages (its
- * tune can then start early). A worker asking says which variants it already holds (a worker
- * sets a variant up once, weights and timer, a few hundred milliseconds): among ready chooses and
- * stage chunks, those of its variants come first.
+ * are the serial tails), else a trials job, else a stage chunk of the model with the most planned
+ * stages (its tune can then start early). A worker asking says which variants it already holds
+ * (a worker sets a variant up once, weights and timer, a few hundred milliseconds): among ready
+ * chooses, trials and stage chunks, those of its variants come first.
  */
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 
@@ -25,6 +29,7 @@ export const variantId = (file: string, variant: number) => `${file}#${variant}`
 
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
+  | { kind: "trials"; file: string; variant: number; from: number; to: number }
   | { kind: "stages"; file: string; variant: number; stages: PlannedStage[] }
   | { kind: "choose"; file: string; variant: number }
   | { kind: "tune"; file: string };
@@ -44,13 +49,22 @@ export class TuneQueue {
   readonly #plans: PoolJob[] = [];
   /** Chooses and tunes ready to run. */
   readonly #ready: PoolJob[] = [];
+  /** Trials jobs ready to run. */
+  readonly #trials: PoolJob[] = [];
   /** Stage chunks waiting, per model variant (variantId). */
   readonly #chunks = new Map<string, { work: ModelWork; jobs: PoolJob[] }>();
   readonly #keys = new Set<string>();
   #unfinished = 0;
 
-  /** `variants`: how many graph variants each model's plan covers (0: nothing to measure). */
-  constructor(models: { file: string; variants: number }[], readonly chunkSize = 64) {
+  /**
+   * `variants`: how many graph variants each model's plan covers (0: nothing to measure);
+   * `chunkSize` stages a stages job, `trialsSize` candidates a trials job.
+   */
+  constructor(
+    models: { file: string; variants: number }[],
+    readonly chunkSize = 64,
+    readonly trialsSize = 4,
+  ) {
     for (const { file, variants } of models) {
       const work: ModelWork = { file, variants, open: variants, planned: 0, phase: "measure" };
       this.#models.set(file, work);
@@ -73,9 +87,10 @@ export class TuneQueue {
     const plan = this.#plans.shift();
     if (plan) return plan;
     const held = (job: PoolJob) =>
-      job.kind === "choose" && holds.has(variantId(job.file, job.variant));
-    const ready = Math.max(0, this.#ready.findIndex(held));
-    if (this.#ready.length > 0) return this.#ready.splice(ready, 1)[0];
+      job.kind !== "tune" && holds.has(variantId(job.file, job.variant));
+    for (const jobs of [this.#ready, this.#trials]) {
+      if (jobs.length > 0) return jobs.splice(Math.max(0, jobs.findIndex(held)), 1)[0];
+    }
     let best: { id: string; held: boolean; planned: number } | undefined;
     for (const [id, { work, jobs }] of this.#chunks) {
       if (jobs.length === 0) continue;
@@ -87,8 +102,11 @@ export class TuneQueue {
     return best && this.#chunks.get(best.id)!.jobs.shift();
   }
 
-  /** A plan came back with its stages (each with its cache key): they are queued in chunks. */
-  planned(job: PoolJob & { kind: "plan" }, stages: PlannedStage[]): void {
+  /**
+   * A plan came back with its stages (each with its cache key) and how many of auto's candidates
+   * can be timed ahead: they are queued in chunks.
+   */
+  planned(job: PoolJob & { kind: "plan" }, stages: PlannedStage[], candidates = 0): void {
     const work = this.#models.get(job.file)!;
     const fresh = stages.filter(({ key }) => !this.#keys.has(key) && this.#keys.add(key));
     work.planned += fresh.length;
@@ -98,6 +116,11 @@ export class TuneQueue {
     for (let i = 0; i < fresh.length; i += this.chunkSize) {
       const chunk = fresh.slice(i, i + this.chunkSize);
       queue.push({ kind: "stages", file: job.file, variant: job.variant, stages: chunk });
+      work.open++;
+    }
+    for (let from = 0; from < candidates; from += this.trialsSize) {
+      const to = Math.min(candidates, from + this.trialsSize);
+      this.#trials.push({ kind: "trials", file: job.file, variant: job.variant, from, to });
       work.open++;
     }
     const next = job.variant + 1;

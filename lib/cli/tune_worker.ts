@@ -86,24 +86,31 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
 async function run(job: PoolJob): Promise<Record<string, unknown>> {
   if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
   const prefetch = await prefetchFor(job.file, job.variant);
-  if (job.kind === "choose") return { measured: await choose(prefetch, job.variant) };
+  if (job.kind === "choose") return await choose(prefetch, job.variant);
+  if (job.kind === "trials") return { trials: prefetch.timeCandidates(job.from, job.to) };
   const before = prefetch.measured;
-  const stages = job.kind === "plan" ? await prefetch.plan(options.scheduler) : undefined;
-  if (job.kind === "stages") prefetch.measure(job.stages);
-  return { stages, measured: prefetch.measured - before };
+  if (job.kind === "stages") {
+    prefetch.measure(job.stages);
+    return { measured: prefetch.measured - before };
+  }
+  const stages = await prefetch.plan(options.scheduler);
+  // auto's candidates that need no stage times, timed ahead by trials jobs.
+  const candidates = options.scheduler === "auto" ? prefetch.earlyCandidates().length : 0;
+  return { stages, candidates, measured: prefetch.measured - before };
 }
 
 /**
  * Auto's choice for one variant, made as the session would make it (and cached under the same
- * key, which the model's tune then finds); returns the ops and stages it had to time.
+ * key, which the model's tune then finds); returns the ops and stages it had to time, and the
+ * candidate schedules (those the trials jobs could not time ahead, and auto's confirmation).
  */
-async function choose(prefetch: StagePrefetch, variant: number): Promise<number> {
+async function choose(prefetch: StagePrefetch, variant: number) {
   const { backend, ctx } = native!;
   const label = variant === 0 ? "" : "merged:";
   const { graph, batch, options: execOptions } = prefetch;
   const prepared = await prepare(backend, ctx, graph, batch, options.scheduler, execOptions, label);
   prepared.resources.release();
-  return prepared.stages.measured;
+  return { measured: prepared.stages.measured, trialsLate: prepared.trialsTimed };
 }
 
 function close(): void {

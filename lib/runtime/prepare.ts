@@ -39,6 +39,8 @@ export interface Prepared {
   trials: Trial[];
   /** Time spent timing them, ms. */
   trialsMs: number;
+  /** How many of them were timed here (the rest were found in the tuning cache). */
+  trialsTimed: number;
   /** The chosen schedule's measured replay time (0 when nothing was measured). */
   ms: number;
   stages: StageStats;
@@ -57,11 +59,16 @@ export async function prepare(
   const resources = new Resources(backend, ctx, false);
   try {
     const weights = new Weights(backend, resources, graph);
+    const tuned = budgetTuning(options, graph, shapes);
     const trials: Trial[] = [];
-    let trialsMs = 0;
+    let trialsMs = 0, trialsTimed = 0;
+    const time = cachedTrials(tuned, (schedule) => {
+      trialsTimed++;
+      return timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
+    });
     const measure = (schedule: Schedule) => {
       const started = performance.now();
-      const ms = timeSchedule(backend, ctx, graph, shapes, schedule, options, weights);
+      const ms = time(schedule);
       trialsMs += performance.now() - started;
       trials.push({ scheduler: label + schedule.scheduler, streams: schedule.streams, ms });
       return ms;
@@ -73,13 +80,22 @@ export async function prepare(
       { measure },
     );
     // What was tuned for this graph under this SM budget: auto's choice ends the search at once.
-    const tuned = budgetTuning(options, graph, shapes);
     const tunes = backend.kind === "cuda" && scheduler === "auto";
     const cached = tunes ? tuned.schedule(label + "auto") : undefined;
     if (cached) {
       const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
       const { dag } = scheduleCtx;
-      return { graph, shapes, dag, weights, resources, stages, trialsMs: 0, ...cached };
+      return {
+        graph,
+        shapes,
+        dag,
+        weights,
+        resources,
+        stages,
+        trialsMs: 0,
+        trialsTimed: 0,
+        ...cached,
+      };
     }
     // On a GPU, opara orders by measured op times and ios measures its stages (auto runs both).
     const timer = backend.kind === "cuda" && scheduler !== "sequential" && scheduler !== "nimble"
@@ -121,6 +137,7 @@ export async function prepare(
       resources,
       trials,
       trialsMs,
+      trialsTimed,
       ms,
       stages,
     };
@@ -128,6 +145,24 @@ export async function prepare(
     resources.release();
     throw e;
   }
+}
+
+/**
+ * auto's measure of a candidate schedule: its first time from the tuning cache (where a tuning
+ * pool may have timed it ahead), else measured and stored; a second asking for the same schedule
+ * (auto's confirmation of its pick against sequential) is always measured now.
+ */
+export function cachedTrials(
+  tuned: BudgetTuning,
+  measure: (schedule: Schedule) => number,
+): (schedule: Schedule) => number {
+  const asked = new Set<string>();
+  return (schedule) => {
+    const key = tuned.trialKey(schedule);
+    if (asked.has(key)) return measure(schedule);
+    asked.add(key);
+    return tuned.trialAt(key, () => measure(schedule));
+  };
 }
 
 /** Ops and IOS stages timed on the device as captured graphs while scheduling. */
@@ -179,7 +214,7 @@ export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
  * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
  * executable with its own arena and streams, sharing the uploaded weights), then freed.
  */
-function timeSchedule(
+export function timeSchedule(
   backend: Backend,
   ctx: bigint,
   graph: Graph,

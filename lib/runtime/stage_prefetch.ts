@@ -1,15 +1,18 @@
 /**
  * A graph variant's stages measured ahead of its session's tuning, on any context with the same SM
  * budget (braid tune's pool): its op times first, then the stages its scheduler will ask for
- * (stage_plan.ts), measured in batches into the tuning cache.
+ * (stage_plan.ts), measured in batches into the tuning cache; and auto's candidate schedules that
+ * need no stage times, timed into the cache too.
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph } from "../ir/graph.ts";
 import { inferShapes } from "../ir/validate.ts";
 import { type ScheduleContext, scheduleContext, type SchedulerName } from "../schedule/mod.ts";
+import { autoCandidates } from "../schedule/auto.ts";
+import type { Schedule } from "../schedule/schedule.ts";
 import type { ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
-import { budgetTuning, deviceModelOf } from "./prepare.ts";
+import { budgetTuning, deviceModelOf, timeSchedule } from "./prepare.ts";
 import { measureStages, type PlannedStage, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import type { BudgetTuning } from "./tuning.ts";
@@ -17,6 +20,7 @@ import type { BudgetTuning } from "./tuning.ts";
 /** One graph variant on one context: its weights, a stage timer, and its tuning entries. */
 export class StagePrefetch {
   readonly #resources: Resources;
+  readonly #weights: Weights;
   readonly #timer: StageTimer;
   readonly #tuned: BudgetTuning;
   readonly #ctx: ScheduleContext;
@@ -33,8 +37,16 @@ export class StagePrefetch {
     this.#tuned = budgetTuning(options, graph, shapes);
     this.#resources = new Resources(backend, ctx, false);
     try {
-      const weights = new Weights(backend, this.#resources, graph);
-      this.#timer = new StageTimer(backend, ctx, graph, shapes, this.#ctx.dag, options, weights);
+      this.#weights = new Weights(backend, this.#resources, graph);
+      this.#timer = new StageTimer(
+        backend,
+        ctx,
+        graph,
+        shapes,
+        this.#ctx.dag,
+        options,
+        this.#weights,
+      );
     } catch (e) {
       this.#resources.release();
       throw e;
@@ -50,6 +62,41 @@ export class StagePrefetch {
     const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
     const launches = (v: number) => this.#timer.launchesKernel(v);
     return await plannedStages(scheduler, { ...this.#ctx, opTimeUs }, this.#tuned, launches);
+  }
+
+  /**
+   * auto's candidates that need no stage times (autoCandidates without ios), as the session's
+   * auto will build them: from the op times, which plan() measured (or the cache holds).
+   */
+  earlyCandidates(): Schedule[] {
+    const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
+    return autoCandidates({ ...this.#ctx, opTimeUs }, {}, false);
+  }
+
+  /**
+   * Times earlyCandidates() from `from` to `to` (not included) that the cache lacks, each as the
+   * session's auto would (a captured graph's median replay), into the tuning cache; returns how
+   * many it timed.
+   */
+  timeCandidates(from: number, to: number): number {
+    const { backend, ctx } = this.#resources;
+    const shapes = this.#ctx.shapes;
+    let timed = 0;
+    for (const schedule of this.earlyCandidates().slice(from, to)) {
+      this.#tuned.trialAt(this.#tuned.trialKey(schedule), () => {
+        timed++;
+        return timeSchedule(
+          backend,
+          ctx,
+          this.graph,
+          shapes,
+          schedule,
+          this.options,
+          this.#weights,
+        );
+      });
+    }
+    return timed;
   }
 
   /** Ops and stages measured so far. */

@@ -1,12 +1,14 @@
 /**
  * The tuning cache: measured choices, keyed by everything that can change the answer: device
  * name, SM budget (a partition's SMs, or the whole device's), runtime and library versions, and
- * what was measured. Three kinds of entry:
+ * what was measured. Four kinds of entry:
  * - conv2d: a convolution's algorithm and workspace, keyed by its full parameter record;
  * - stage costs: the time of one IOS stage (groups of ops run concurrently), keyed by what it
  *   runs (stageStructure: ops, attributes, shapes, batch, precision), and of every op alone,
  *   keyed by the graph's signature (graphSignature);
- * - schedule choices: the schedule auto measured fastest, with its time and the trials.
+ * - schedule choices: the schedule auto measured fastest, with its time and the trials;
+ * - schedule trials: one candidate schedule's measured time, keyed by the graph's signature and
+ *   the schedule's launches (a tuning pool times auto's candidates ahead of its choice).
  * A session running under an SM budget reads and writes the entries of that budget only, so a
  * model tuned inside a 32-SM partition runs with what was fastest on 32 SMs. Saved to and loaded
  * from a JSON file ("braid-tuning/2"; files of format 1 hold conv entries only and still load).
@@ -39,7 +41,7 @@ export interface ScheduleChoice {
 }
 
 const FORMAT = "braid-tuning/2";
-type Kind = "entries" | "stages" | "opTimes" | "schedules";
+type Kind = "entries" | "stages" | "opTimes" | "schedules" | "trials";
 const FORMATS = ["braid-tuning/1", FORMAT];
 
 interface CacheFile {
@@ -48,6 +50,7 @@ interface CacheFile {
   stages?: Record<string, number>;
   opTimes?: Record<string, number[]>;
   schedules?: Record<string, ScheduleChoice>;
+  trials?: Record<string, number>;
 }
 
 export class TuningCache {
@@ -55,12 +58,14 @@ export class TuningCache {
   readonly #stages = new Map<string, number>();
   readonly #opTimes = new Map<string, number[]>();
   readonly #schedules = new Map<string, ScheduleChoice>();
+  readonly #trials = new Map<string, number>();
   /** Every key set, in order (with repeats): what since() reports. */
   readonly #journal: [Kind, string][] = [];
 
   /** Entries of every kind. */
   get size(): number {
-    return this.#entries.size + this.#stages.size + this.#opTimes.size + this.#schedules.size;
+    return this.#entries.size + this.#stages.size + this.#opTimes.size + this.#schedules.size +
+      this.#trials.size;
   }
 
   /** The key of an op signature on a device under an SM budget. */
@@ -93,6 +98,11 @@ export class TuningCache {
     scheduler: string,
   ): string {
     return TuningCache.key(device, smBudget, "schedule", `${graph}:${scheduler}`);
+  }
+
+  /** The key of one candidate schedule's time for a graph (scheduleStructure). */
+  static trialKey(device: DeviceInfo, smBudget: number, graph: string, schedule: string): string {
+    return TuningCache.key(device, smBudget, "trial", `${graph}:${schedule}`);
   }
 
   /** The SM budget a key was made for. */
@@ -138,6 +148,16 @@ export class TuningCache {
     this.#journal.push(["schedules", key]);
   }
 
+  /** A candidate schedule's measured replay time, ms. */
+  getTrial(key: string): number | undefined {
+    return this.#trials.get(key);
+  }
+
+  setTrial(key: string, ms: number): void {
+    this.#trials.set(key, ms);
+    this.#journal.push(["trials", key]);
+  }
+
   /** A point in this cache's history, for since(). */
   mark(): number {
     return this.#journal.length;
@@ -150,7 +170,8 @@ export class TuningCache {
       if (kind === "entries") out.set(key, this.#entries.get(key)!);
       else if (kind === "stages") out.setStage(key, this.#stages.get(key)!);
       else if (kind === "opTimes") out.setOpTimes(key, this.#opTimes.get(key)!);
-      else out.setSchedule(key, this.#schedules.get(key)!);
+      else if (kind === "schedules") out.setSchedule(key, this.#schedules.get(key)!);
+      else out.setTrial(key, this.#trials.get(key)!);
     }
     return out;
   }
@@ -162,6 +183,7 @@ export class TuningCache {
       ...this.#stages.keys(),
       ...this.#opTimes.keys(),
       ...this.#schedules.keys(),
+      ...this.#trials.keys(),
     ];
   }
 
@@ -195,6 +217,7 @@ export class TuningCache {
     take(this.#stages, data.stages ?? {}, (k, v) => this.setStage(k, v));
     take(this.#opTimes, data.opTimes ?? {}, (k, v) => this.setOpTimes(k, v));
     take(this.#schedules, data.schedules ?? {}, (k, v) => this.setSchedule(k, v));
+    take(this.#trials, data.trials ?? {}, (k, v) => this.setTrial(k, v));
   }
 
   toJSON(): CacheFile {
@@ -204,6 +227,7 @@ export class TuningCache {
       stages: Object.fromEntries(this.#stages),
       opTimes: Object.fromEntries(this.#opTimes),
       schedules: Object.fromEntries(this.#schedules),
+      trials: Object.fromEntries(this.#trials),
     };
   }
 
@@ -239,6 +263,10 @@ export class TuningCache {
     for (const [key, choice] of Object.entries(data.schedules ?? {})) {
       if (!isScheduleChoice(choice)) throw bad(key);
       cache.setSchedule(key, choice);
+    }
+    for (const [key, ms] of Object.entries(data.trials ?? {})) {
+      if (!isTime(ms)) throw bad(key);
+      cache.setTrial(key, ms);
     }
     return cache;
   }
@@ -294,6 +322,11 @@ export function graphSignature(
   ]));
 }
 
+/** A schedule's identity for its trial time: its launches (streams, waits, records) and priorities. */
+export function scheduleStructure(schedule: Schedule): string {
+  return hash64(JSON.stringify([schedule.streams, schedule.launches, schedule.priorities ?? []]));
+}
+
 /**
  * A stage by what it runs rather than where, for its cost's key: per group, each op's type and
  * attributes, its inputs (a shape, or the stage position of the op producing it), its output
@@ -343,7 +376,13 @@ function hash64(text: string): string {
  */
 export class BudgetTuning {
   readonly signature: string;
-  readonly counts = { stagesCached: 0, stagesMeasured: 0, scheduleCached: false };
+  readonly counts = {
+    stagesCached: 0,
+    stagesMeasured: 0,
+    trialsCached: 0,
+    trialsMeasured: 0,
+    scheduleCached: false,
+  };
   readonly #precision: string;
 
   constructor(
@@ -401,6 +440,25 @@ export class BudgetTuning {
     const us = measure();
     this.cache.setOpTimes(key, us);
     return us;
+  }
+
+  /** The cache key of a candidate schedule's time under this budget. */
+  trialKey(schedule: Schedule): string {
+    const structure = scheduleStructure(schedule);
+    return TuningCache.trialKey(this.device, this.smBudget, this.signature, structure);
+  }
+
+  /** A candidate schedule's replay time, ms: cached, or measured now and stored. */
+  trialAt(key: string, measure: () => number): number {
+    const cached = this.cache.getTrial(key);
+    if (cached !== undefined) {
+      this.counts.trialsCached++;
+      return cached;
+    }
+    const ms = measure();
+    this.counts.trialsMeasured++;
+    this.cache.setTrial(key, ms);
+    return ms;
   }
 
   /** The stored choice of a scheduler (e.g. "auto", "merged:auto"), if any. */

@@ -77,9 +77,18 @@ export function prioritizeBySlack(schedule: Schedule, ctx: ScheduleContext): Sch
   return insertEvents(`${schedule.scheduler}+slack`, dag, order, stream, priorities);
 }
 
-export function autoCandidates(ctx: ScheduleContext, options: AutoOptions = {}): Schedule[] {
+/**
+ * auto's candidates, each once. With `withIos` false, ios and the candidates made from it are left
+ * out: the rest depend on the DAG, the cost model and the op times alone, never on stage times, so
+ * a tuning pool can time them while the stages are still being measured.
+ */
+export function autoCandidates(
+  ctx: ScheduleContext,
+  options: AutoOptions = {},
+  withIos = true,
+): Schedule[] {
   const { dag, costs, device } = ctx;
-  const base = [oparaSchedule(ctx), nimbleSchedule(ctx), iosSchedule(ctx)];
+  const base = [oparaSchedule(ctx), nimbleSchedule(ctx), ...(withIos ? [iosSchedule(ctx)] : [])];
   const capped = base.slice(0, 2).flatMap((s) =>
     (options.caps ?? [2, 4, 8]).filter((cap) => s.streams > cap)
       .map((cap) => capStreams(s, cap, dag, costs, device))

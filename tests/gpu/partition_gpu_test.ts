@@ -241,6 +241,9 @@ gpuTest(
       const { results, pool } = await tunePooled(files, options, [0, 1], tuning);
       assert.equal(pool.jobs.tune, 2);
       assert.ok(pool.prefetched > 0 && pool.jobs.stages > 0, JSON.stringify(pool.jobs));
+      // auto's candidates timed ahead: each choose timed only ios's three and its confirmation.
+      assert.ok(pool.jobs.trials > 0 && pool.trialsAhead >= 10, JSON.stringify(pool));
+      assert.ok(pool.trialsLate <= 5 * pool.jobs.choose, `${pool.trialsLate} timed late`);
       for (const r of results) assert.equal(r.smBudget, 32, `${r.model}: tuned for 32 SMs`);
       // The models' own tunings found every op and stage the pool measured.
       const own = pool.timeline.filter((j) => j.kind === "tune");
@@ -256,7 +259,8 @@ gpuTest(
       assert.equal(r.tuning.measured, 0);
       assert.equal(r.scheduler, results[1].scheduler, "and runs the pool's choice");
       console.log(
-        `  pool of 2: ${pool.prefetched} ops/stages ahead, jobs ${JSON.stringify(pool.jobs)}, ` +
+        `  pool of 2: ${pool.prefetched} ops/stages and ${pool.trialsAhead} candidates ahead ` +
+          `(${pool.trialsLate} late), jobs ${JSON.stringify(pool.jobs)}, ` +
           `busy ${pool.busyMs.map((ms) => (ms / 1000).toFixed(1)).join(" / ")} s`,
       );
     } finally {
