@@ -412,14 +412,7 @@ export class BudgetTuning {
   /** The same, for a stage whose key (stageKey) is already known. */
   stageAt(key: string, measure: () => number): number {
     const cached = this.cache.getStage(key);
-    if (cached !== undefined) {
-      this.counts.stagesCached++;
-      return cached;
-    }
-    const us = measure();
-    this.counts.stagesMeasured++;
-    this.cache.setStage(key, us);
-    return us;
+    return this.#counted("stages", cached, measure, (us) => this.cache.setStage(key, us));
   }
 
   /** The cache key of a stage's cost under this budget (by its structure). */
@@ -451,14 +444,24 @@ export class BudgetTuning {
   /** A candidate schedule's replay time, ms: cached, or measured now and stored. */
   trialAt(key: string, measure: () => number): number {
     const cached = this.cache.getTrial(key);
+    return this.#counted("trials", cached, measure, (ms) => this.cache.setTrial(key, ms));
+  }
+
+  /** `cached`, or `measure()` stored; counted as cached or measured. */
+  #counted(
+    kind: "stages" | "trials",
+    cached: number | undefined,
+    measure: () => number,
+    store: (value: number) => void,
+  ): number {
     if (cached !== undefined) {
-      this.counts.trialsCached++;
+      this.counts[`${kind}Cached`]++;
       return cached;
     }
-    const ms = measure();
-    this.counts.trialsMeasured++;
-    this.cache.setTrial(key, ms);
-    return ms;
+    const value = measure();
+    this.counts[`${kind}Measured`]++;
+    store(value);
+    return value;
   }
 
   /** The stored choice of a scheduler (e.g. "auto", "merged:auto"), if any. */
