@@ -11,9 +11,21 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <new>
 
 namespace braid_cuda {
+
+/* ---------------------------------------------------------------- load time */
+
+/* The driver feeds a process's streams to the GPU through CUDA_DEVICE_MAX_CONNECTIONS hardware
+ * work queues, 8 unless set. Streams beyond that share queues, and work queued behind another
+ * stream's waits for it: the streams of a multi-stream schedule, and more so the streams of
+ * several partitions' sessions or tuning workers, serialize where they should overlap. So the
+ * library asks for the most (32) before the driver starts, unless the process set its own. */
+__attribute__((constructor)) static void braid_default_connections() {
+  setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0);
+}
 
 /* ---------------------------------------------------------------- errors */
 

@@ -3,7 +3,7 @@
  * BraidErrors that leave contexts and sessions usable, gather's deferred index check, misaligned
  * and odd-sized operands (the scalar paths beside the 16-byte ones), capture misuse, caller memory
  * page-locked in place (and run() copying from it), and a two-stream fork/join captured into one
- * graph, each against the CPU backend.
+ * graph, each against the CPU backend; and the hardware queues the library asks the driver for.
  */
 import { Backend } from "../../ffi/backend.ts";
 import { BraidError, type BraidErrorCode } from "../../lib/errors.ts";
@@ -57,6 +57,26 @@ gpuTest("device info reports a CUDA device", () => {
     backend.contextDestroy(ctx);
   }
 });
+
+gpuTest(
+  "the library asks the driver for 32 hardware queues, unless the process set its own",
+  async () => {
+    // Set when the library loaded (the GPU tests' processes set none of their own).
+    assert.equal(Deno.env.get("CUDA_DEVICE_MAX_CONNECTIONS"), "32");
+    const backend = new URL("../../ffi/backend.ts", import.meta.url).href;
+    const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--cached-only",
+        `const { Backend } = await import("${backend}"); Backend.open("cuda").deviceCount(); ` +
+        `console.log(Deno.env.get("CUDA_DEVICE_MAX_CONNECTIONS"));`,
+      ],
+      env: { CUDA_DEVICE_MAX_CONNECTIONS: "4" },
+    }).output();
+    assert.equal(code, 0);
+    assert.equal(new TextDecoder().decode(stdout).trim(), "4", "the process's own setting stays");
+  },
+);
 
 gpuTest("out of memory is NATIVE_OUT_OF_MEMORY and contexts and sessions go on", async () => {
   const g = smallNet();
