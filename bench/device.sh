@@ -22,7 +22,8 @@
 #                    composed from op templates, and each thread's set-up of the model
 #                    (JSON $OUT/pool_contention.json)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
-#                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json)
+#                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
+#                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
 # BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:
 # none). BRAID_STAGE_GRAPHS=compose: stage graphs composed from op templates (default: captured).
 # Usage: bash bench/device.sh test-gpu compare-b1
@@ -75,7 +76,8 @@ for step in "$@"; do
     pool-contention) deno run --cached-only -A bench/pool_contention.ts \
       --json "$OUT/pool_contention.json" ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
-      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} ;;
+      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \
+      --pairs "${PARTITION_PAIRS:-1}" ;;
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1
   rc=$?

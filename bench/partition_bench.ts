@@ -15,6 +15,7 @@
  * (c) runs first: its caches (whole GPU and 32 SMs) are the tuning that (b) and (a) start from.
  *
  *   deno run -A bench/partition_bench.ts [--parts c,b,a] [--out bench/results] [--quick]
+ *     [--pairs N]      ((c) N times, the arms' order alternating; the median ratio counts)
  *     [--caches DIR]   (keep the tuning caches there; (b) and (a) alone start from them)
  *     [--tag T]        (name the results partition_*-T.json)
  */
@@ -35,6 +36,7 @@ const args = parseArgs({
     compare: { type: "string", default: "googlenet,inception_v3" },
     seconds: { type: "string", default: "1" },
     rounds: { type: "string", default: "3" },
+    pairs: { type: "string", default: "1" },
     quick: { type: "boolean", default: false },
     caches: { type: "string" },
     tag: { type: "string", default: "" },
@@ -62,7 +64,10 @@ const table = (head: string[], rows: (string | number)[][]) =>
   [head, head.map(() => "---"), ...rows.map((r) => r.map(String))]
     .map((r) => `| ${r.join(" | ")} |`).join("\n");
 
-async function braidTune(extra: string[], json: string): Promise<TuneRun & { processMs: number }> {
+/** A `braid tune` process's report, and its wall time from start to exit. */
+type TunedRun = TuneRun & { processMs: number };
+
+async function braidTune(extra: string[], json: string): Promise<TunedRun> {
   const main = new URL("../lib/cli/main.ts", import.meta.url).pathname;
   const t0 = performance.now();
   const result = await new Deno.Command(Deno.execPath(), {
@@ -83,20 +88,50 @@ if (parts.has("c")) {
     await saveModel(buildZooModel(name), file);
     files.push(file);
   }
-  for (const cache of [seqCache, concCache]) await Deno.remove(cache).catch(() => {});
   // An untimed start of the CLI first, so neither timed process is the one that warms Deno's code
   // cache and the driver's first load.
   await braidTune(
     [files.at(-1)!, "--scheduler", "sequential", "--cache", `${work}/warm.json`],
     `${work}/warm-run.json`,
   );
-  console.log(`(c) tuning ${tunedModels.join(", ")}: one after another on the whole GPU …`);
-  const sequential = await braidTune([...files, "--cache", seqCache], `${work}/seq.json`);
-  console.log(`(c) … and concurrently, each in its own 32-SM partition …`);
-  const concurrent = await braidTune(
-    [...files, "--sms", "32", "--concurrent", "--cache", concCache],
-    `${work}/conc.json`,
-  );
+  const tuneSequential = async () => {
+    await Deno.remove(seqCache).catch(() => {});
+    console.log(`(c) tuning ${tunedModels.join(", ")}: one after another on the whole GPU …`);
+    return await braidTune([...files, "--cache", seqCache], `${work}/seq.json`);
+  };
+  const tuneConcurrent = async () => {
+    await Deno.remove(concCache).catch(() => {});
+    console.log(`(c) … concurrently, each in its own 32-SM partition …`);
+    return await braidTune(
+      [...files, "--sms", "32", "--concurrent", "--cache", concCache],
+      `${work}/conc.json`,
+    );
+  };
+  // Each pair from empty caches; the arms' order alternates, so neither always runs first.
+  const pairs: { sequential: TunedRun; concurrent: TunedRun }[] = [];
+  for (let i = 0; i < Number(args.pairs); i++) {
+    let sequential: TunedRun, concurrent: TunedRun;
+    if (i % 2 === 0) {
+      sequential = await tuneSequential();
+      concurrent = await tuneConcurrent();
+    } else {
+      concurrent = await tuneConcurrent();
+      sequential = await tuneSequential();
+    }
+    pairs.push({ sequential, concurrent });
+    if (Number(args.pairs) > 1) {
+      console.log(
+        `(c) pair ${i + 1}: sequential ${f(sequential.processMs / 1000, 1)} s, concurrent ` +
+          `${f(concurrent.processMs / 1000, 1)} s, ` +
+          `${f(100 * concurrent.processMs / sequential.processMs, 0)}%`,
+      );
+    }
+  }
+  // The table and breakdown of the pair whose ratio is the median.
+  const ratioOf = (p: (typeof pairs)[number]) => p.concurrent.processMs / p.sequential.processMs;
+  const { sequential, concurrent } = [...pairs].sort((a, b) => ratioOf(a) - ratioOf(b))[
+    Math.floor(pairs.length / 2)
+  ];
   const rows = tunedModels.map((name, i) => {
     const s = sequential.results[i], c = concurrent.results[i];
     return [
@@ -162,7 +197,7 @@ if (parts.has("c")) {
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_c_tuning${suffix}.json`,
-    JSON.stringify({ sequential, concurrent, ratio, table: md }, null, 1),
+    JSON.stringify({ sequential, concurrent, ratio, table: md, pairs }, null, 1),
   );
 }
 
