@@ -108,7 +108,9 @@ if (parts.has("c")) {
     );
   };
   // Each pair from empty caches; the arms' order alternates, so neither always runs first.
-  const pairs: { sequential: TunedRun; concurrent: TunedRun }[] = [];
+  type Pair = { sequential: TunedRun; concurrent: TunedRun };
+  const ratioOf = (p: Pair) => p.concurrent.processMs / p.sequential.processMs;
+  const pairs: Pair[] = [];
   for (let i = 0; i < Number(args.pairs); i++) {
     let sequential: TunedRun, concurrent: TunedRun;
     if (i % 2 === 0) {
@@ -123,15 +125,15 @@ if (parts.has("c")) {
       console.log(
         `(c) pair ${i + 1}: sequential ${f(sequential.processMs / 1000, 1)} s, concurrent ` +
           `${f(concurrent.processMs / 1000, 1)} s, ` +
-          `${f(100 * concurrent.processMs / sequential.processMs, 0)}%`,
+          `${f(100 * ratioOf(pairs[i]), 0)}%`,
       );
     }
   }
   // The table and breakdown of the pair whose ratio is the median.
-  const ratioOf = (p: (typeof pairs)[number]) => p.concurrent.processMs / p.sequential.processMs;
-  const { sequential, concurrent } = [...pairs].sort((a, b) => ratioOf(a) - ratioOf(b))[
+  const medianPair = [...pairs].sort((a, b) => ratioOf(a) - ratioOf(b))[
     Math.floor(pairs.length / 2)
   ];
+  const { sequential, concurrent } = medianPair;
   const rows = tunedModels.map((name, i) => {
     const s = sequential.results[i], c = concurrent.results[i];
     return [
@@ -145,7 +147,7 @@ if (parts.has("c")) {
       c.scheduler,
     ];
   });
-  const ratio = concurrent.processMs / sequential.processMs;
+  const ratio = ratioOf(medianPair);
   rows.push([
     "**total wall**",
     f(sequential.processMs / 1000, 1),

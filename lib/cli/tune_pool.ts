@@ -54,8 +54,9 @@ interface Reply {
     /** A plan's count of auto's candidates that can be timed ahead. */
     candidates?: number;
     measured?: number;
-    /** Candidate schedules a trials job timed, or a choose did. */
+    /** Candidate schedules a trials job timed. */
     trials?: number;
+    /** Candidate schedules a choose timed itself. */
     trialsLate?: number;
     result?: TuneResult;
     setupMs?: number;

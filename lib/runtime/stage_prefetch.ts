@@ -24,6 +24,8 @@ export class StagePrefetch {
   readonly #timer: StageTimer;
   readonly #tuned: BudgetTuning;
   readonly #ctx: ScheduleContext;
+  /** earlyCandidates(), built once: a worker runs several trials jobs of one variant. */
+  #early: Schedule[] | undefined;
 
   constructor(
     backend: Backend,
@@ -69,8 +71,11 @@ export class StagePrefetch {
    * auto will build them: from the op times, which plan() measured (or the cache holds).
    */
   earlyCandidates(): Schedule[] {
-    const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
-    return autoCandidates({ ...this.#ctx, opTimeUs }, {}, false);
+    if (!this.#early) {
+      const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
+      this.#early = autoCandidates({ ...this.#ctx, opTimeUs }, {}, false);
+    }
+    return this.#early;
   }
 
   /**
