@@ -21,6 +21,14 @@
 #                    measure stages at once on 32-SM partitions, stage graphs captured and then
 #                    composed from op templates, and each thread's set-up of the model
 #                    (JSON $OUT/pool_contention.json)
+#   tuning-ab        where tuning's time goes, and the switches that may cut it, side by side:
+#                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
+#                    isolated with every executable warmed up, then in rounds warming up once
+#                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP); its convolutions tuned with FindEx, then
+#                    with cuDNN's heuristic ranking (BRAID_CONV_FIND), each tuning traced
+#                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); then (c) in two pairs as the
+#                    defaults are and two with all three switches (tags base, switched); every
+#                    file in $OUT/tuning-ab.tgz
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
 #                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
@@ -75,6 +83,20 @@ for step in "$@"; do
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     pool-contention) deno run --cached-only -A bench/pool_contention.ts \
       --json "$OUT/pool_contention.json" ;;
+    tuning-ab) # its files packed into $OUT/tuning-ab.tgz (a call brings back eight files at most)
+      ab=/tmp/tuning-ab && mkdir -p $ab
+      pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
+      BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials --json $ab/pool_trials-base.json
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials --json $ab/pool_trials-switched.json
+      for find in find heuristic; do
+        BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
+          --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
+      done
+      pb() { deno run --cached-only -A bench/partition_bench.ts --out $ab --parts c --caches /tmp \
+        --pairs 2 "$@"; }
+      pb --tag base
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic pb --tag switched
+      tar czf "$OUT/tuning-ab.tgz" -C $ab . ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
       --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \
       --pairs "${PARTITION_PAIRS:-1}" ;;

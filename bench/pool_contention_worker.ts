@@ -20,15 +20,23 @@ export interface Setup {
   sms: number;
   group: number;
   stages: number;
+  /** What "go" measures: the planned stages, or auto's first `trials` candidate schedules. */
+  work: "stages" | "trials";
+  trials: number;
   /** A primed tuning cache (JSON) to start from. */
   cache?: string;
 }
 
 export interface Figures {
   wallMs: number;
+  /** Stages (or candidate schedules) measured. */
   stages: number;
   /** Host milliseconds spent in each backend call (op calls by op), summed. */
   callMs: Record<string, number>;
+  /** The same for the set-up (its convolutions' tuning, when not primed). */
+  setupCallMs: Record<string, number>;
+  /** Convolutions tuned in the set-up. */
+  convsTuned: number;
   /** The model set up on this thread: weights, executable, conv algorithms (from the cache when
    * primed), ms. */
   setupMs: number;
@@ -64,12 +72,14 @@ function timed(backend: Backend, callMs: Record<string, number>): Backend {
 
 let prefetch: StagePrefetch;
 let planned: PlannedStage[];
+let setup: Setup;
 const callMs: Record<string, number> = {};
-const setupFigures = { setupMs: 0, warmUpMs: 0 };
+const setupFigures = { setupMs: 0, warmUpMs: 0, setupCallMs: {}, convsTuned: 0 };
 
 scope.onmessage = async (e) => {
   const message = e.data;
   if (message.type === "setup") {
+    setup = message;
     const partition = message.sms > 0
       ? Partition.create({ sms: message.sms, group: message.group, device: message.device })
       : undefined;
@@ -83,6 +93,8 @@ scope.onmessage = async (e) => {
     let start = performance.now();
     prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
     setupFigures.setupMs = performance.now() - start;
+    setupFigures.setupCallMs = { ...callMs };
+    setupFigures.convsTuned = options.convTuning.measured.size;
     // The first stage graph runs the model once eagerly first (the executable's warm-up).
     start = performance.now();
     prefetch.measure([{ key: `pool_contention warm-up ${crypto.randomUUID()}`, groups: [[]] }]);
@@ -100,10 +112,12 @@ scope.onmessage = async (e) => {
   }
   for (const key of Object.keys(callMs)) delete callMs[key];
   const start = performance.now();
-  prefetch.measure(planned);
+  const stages = setup.work === "trials"
+    ? prefetch.timeCandidates(0, setup.trials)
+    : (prefetch.measure(planned), planned.length);
   const figures: Figures = {
     wallMs: performance.now() - start,
-    stages: planned.length,
+    stages,
     callMs,
     ...setupFigures,
   };

@@ -11,6 +11,16 @@ import type { Graph } from "../lib/ir/graph.ts";
 /** A seed for this run (BRAID_TEST_SEED reproduces a failure). */
 export const BASE_SEED = Number(Deno.env.get("BRAID_TEST_SEED") ?? Date.now()) >>> 0;
 
+/** A case's seed, from its name: fresh inputs every run, reproducible with BRAID_TEST_SEED. */
+export function caseSeed(name: string): number {
+  return (BASE_SEED ^ hash(name)) >>> 0;
+}
+
+/** What a failure message says so that the case can be rerun with the same inputs. */
+export function rerunHint(name: string): string {
+  return `[case seed ${caseSeed(name)}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
+}
+
 /** FNV-1a of a case's name: its seed is BASE_SEED ^ hash(name). */
 export function hash(text: string): number {
   let h = 2166136261;

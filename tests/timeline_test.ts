@@ -47,6 +47,8 @@ Deno.test("timeline SVG renders in headless Chromium with a visible bar for ever
       "--headless",
       "--no-sandbox",
       "--disable-gpu",
+      // A container's /dev/shm is small (64 MiB by default): Chromium's shared memory goes to /tmp.
+      "--disable-dev-shm-usage",
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",

@@ -54,9 +54,13 @@ Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, t
     ["small", 0, [stage("s1"), stage("s2")]],
   ]);
   assert.equal(queue.next(), undefined);
+  assert.deepEqual(queue.retire(), [], "nothing planned is retired while its jobs remain");
   queue.finished(chunks[0]);
   queue.finished(chunks[2]);
   assert.deepEqual(take(), { kind: "tune", file: "small" });
+  // small's tune needs none of its variants' set-ups: the workers may free them (once told).
+  assert.deepEqual(queue.retire(), ["small"]);
+  assert.deepEqual(queue.retire(), []);
   queue.finished(chunks[1]);
   // Two variants: each chosen apart (on two workers at once), then the model's tune.
   const chooses = [take(), take()];
@@ -66,8 +70,10 @@ Deno.test("the tuning pool's queue: plans first, then ready chooses and tunes, t
   ]);
   queue.finished(chooses[1]);
   assert.equal(queue.next(), undefined, "the tune waits for both");
+  assert.deepEqual(queue.retire(), [], "its chooses still use big's variants");
   queue.finished(chooses[0]);
   assert.deepEqual(take(), { kind: "tune", file: "big" });
+  assert.deepEqual(queue.retire(), ["big"], "none, with nothing to measure, held nothing");
   assert.ok(!queue.done);
   for (const file of ["none", "small", "big"]) queue.finished({ kind: "tune", file });
   assert.ok(queue.done);

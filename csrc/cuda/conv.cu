@@ -27,7 +27,10 @@
 #include "common.cuh"
 #include "conv_engine.cuh"
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -532,6 +535,54 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
  * heuristic query (~0.5 ms). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
+/* BRAID_CONV_FIND=heuristic: braid_conv2d_tune takes the legacy algorithms it times from cuDNN's
+ * heuristic ranking (cudnnGetConvolutionForwardAlgorithm_v7, which runs nothing) instead of
+ * FindEx's measurements (which run every algorithm, the slow ones too, several times each). */
+static bool ranked_by_heuristic() {
+  static const bool on = [] {
+    const char* v = std::getenv("BRAID_CONV_FIND");
+    return v != nullptr && std::strcmp(v, "heuristic") == 0;
+  }();
+  return on;
+}
+
+/* The heuristic's first four algorithms that may run here within the record's workspace, plus
+ * IMPLICIT_PRECOMP_GEMM wherever it ranks (FindEx's rule without its times; context lock held);
+ * the GEMM family if the heuristic fails, as when FindEx does. */
+static void heuristic_algorithms(Context* c, const ConvPlan* pl, const braid_conv2d_params* p,
+                                 std::vector<int>* out) {
+  cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
+  int n = 0;
+  if (cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, pl->xd, pl->wd, pl->cd, pl->yd, ALGO_COUNT,
+                                             &n, perf) != CUDNN_STATUS_SUCCESS) {
+    for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) out->push_back(a);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo)) continue;
+    size_t need_ws = 0;
+    if (cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, pl->xd, pl->wd, pl->cd, pl->yd,
+                                                perf[i].algo, &need_ws) != CUDNN_STATUS_SUCCESS ||
+        need_ws > (size_t)p->workspace_bytes)
+      continue;
+    const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    if (out->size() < 4 || precomp) out->push_back(perf[i].algo);
+  }
+}
+
+/* BRAID_TRACE_CONV_TUNE=1: braid_conv2d_tune writes where each tuning's time went to stderr. */
+static bool trace_conv_tune() {
+  static const bool on = [] {
+    const char* v = std::getenv("BRAID_TRACE_CONV_TUNE");
+    return v != nullptr && v[0] != 0 && !(v[0] == '0' && v[1] == 0);
+  }();
+  return on;
+}
+
+static double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
                                   bool extra, std::vector<int>* out) {
   int fused_tries = ENGINE_FUSED_TRIES, plain_tries = ENGINE_PLAIN_TRIES;
@@ -659,9 +710,10 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   braid_conv2d_params base = p ? *p : braid_conv2d_params();
   if ((st = check_conv2d(fn, p, x, w, y, workspace))) return st;
   base.algorithm = -1;
+  const auto began = std::chrono::steady_clock::now();
 
   /* Candidates: the algorithms cuDNN measures fastest here within the workspace (FindEx, on
-   * these tensors), and for those braid_conv2d would run as cuDNN's fused call, the same
+   * these tensors; or those its heuristic ranks first, with BRAID_CONV_FIND=heuristic), and for those braid_conv2d would run as cuDNN's fused call, the same
    * algorithm as plain conv + braid's epilogue (id 16 + a). Each is timed as a captured CUDA
    * graph of repeated launches: device time only, as the session's graph will see it (cuDNN's
    * legacy calls cost tens of microseconds of host time each, so eager timing measures the
@@ -677,29 +729,34 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
                       ooh == p->oh && oow == p->ow;
     if (fits) {
       if ((st = bind_cudnn(c, fn, s->s))) return st;
-      cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
-      int n = 0;
-      cudnnStatus_t fs = cudnnFindConvolutionForwardAlgorithmEx(
-          c->cudnn, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->yd, FPTR(y), ALGO_COUNT, &n,
-          perf, reinterpret_cast<void*>((uintptr_t)workspace), (size_t)p->workspace_bytes);
-      /* FindEx's device times rank the bare convolutions: keep the few within 4x of the best
-       * (the rest, FFT or GEMM on grouped convolutions, can take milliseconds and cannot win by
-       * fusing), plus IMPLICIT_PRECOMP_GEMM, the only one cuDNN fuses a bias without ReLU into. */
       std::vector<int> algos;
-      if (fs == CUDNN_STATUS_SUCCESS) {
-        float best_find = -1.0f;
-        for (int i = 0; i < n; i++) {
-          if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo) ||
-              perf[i].memory > (size_t)p->workspace_bytes || perf[i].time < 0.0f)
-            continue;
-          if (best_find < 0.0f) best_find = perf[i].time;
-          const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-          const bool near = perf[i].time <= 4.0f * best_find + 0.02f;
-          if ((near && algos.size() < 4) || precomp) algos.push_back(perf[i].algo);
-        }
+      if (ranked_by_heuristic()) {
+        heuristic_algorithms(c, pl, p, &algos);
       } else {
-        (void)cudaGetLastError(); /* no measurements: try the GEMM-family algorithms */
-        for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) algos.push_back(a);
+        cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
+        int n = 0;
+        cudnnStatus_t fs = cudnnFindConvolutionForwardAlgorithmEx(
+            c->cudnn, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->yd, FPTR(y), ALGO_COUNT, &n,
+            perf, reinterpret_cast<void*>((uintptr_t)workspace), (size_t)p->workspace_bytes);
+        /* FindEx's device times rank the bare convolutions: keep the few within 4x of the best
+         * (the rest, FFT or GEMM on grouped convolutions, can take milliseconds and cannot win
+         * by fusing), plus IMPLICIT_PRECOMP_GEMM, the only one cuDNN fuses a bias without ReLU
+         * into. */
+        if (fs == CUDNN_STATUS_SUCCESS) {
+          float best_find = -1.0f;
+          for (int i = 0; i < n; i++) {
+            if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo) ||
+                perf[i].memory > (size_t)p->workspace_bytes || perf[i].time < 0.0f)
+              continue;
+            if (best_find < 0.0f) best_find = perf[i].time;
+            const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+            const bool near = perf[i].time <= 4.0f * best_find + 0.02f;
+            if ((near && algos.size() < 4) || precomp) algos.push_back(perf[i].algo);
+          }
+        } else {
+          (void)cudaGetLastError(); /* no measurements: try the GEMM-family algorithms */
+          for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) algos.push_back(a);
+        }
       }
       const bool extra = bias != 0 || residual != 0;
       for (int a : algos) {
@@ -715,7 +772,10 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
    * where each output reads few input channels: cuDNN's depthwise convolutions at batch 1 are
    * often slower. And it is the only choice when cuDNN has none. */
   if (candidates.empty() || p->c / p->groups <= 4) candidates.push_back(ALGO_DIRECT);
+  const size_t legacy = candidates.size();
   add_engine_candidates(c, s, p, bias != 0 || residual != 0, &candidates);
+  const double find_ms = ms_since(began);
+  double legacy_ms = 0.0;
   const int align = operand_alignment(x, w, bias, residual, y);
 
   cudaEvent_t e0 = nullptr, e1 = nullptr;
@@ -729,7 +789,9 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   size_t best_ws = 0;
   float best_ms = 0.0f;
   int32_t last_error = BRAID_OK;
+  const auto timing = std::chrono::steady_clock::now();
   for (int algo : candidates) {
+    if (candidates.size() > legacy && algo == candidates[legacy]) legacy_ms = ms_since(timing);
     braid_conv2d_params q = base;
     q.algorithm = algo;
     std::lock_guard<std::mutex> g(c->lock);
@@ -751,6 +813,15 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
+  if (trace_conv_tune()) {
+    const double timed_ms = ms_since(timing);
+    if (legacy == candidates.size()) legacy_ms = timed_ms;
+    std::fprintf(stderr,
+                 "braid_conv2d_tune: c %d k %d %dx%d kernel %dx%d on %d SMs: find %.2f ms, %zu "
+                 "algorithms %.2f ms, %zu engines %.2f ms, best %d (%.4f ms)\n",
+                 p->c, p->k, p->h, p->w, p->kh, p->kw, s->sms, find_ms, legacy, legacy_ms,
+                 candidates.size() - legacy, timed_ms - legacy_ms, best, best_ms);
+  }
   if (best < 0) {
     if (last_error) return last_error;
     return fail(BRAID_ERR_INTERNAL, "%s: no algorithm could be timed", fn);

@@ -36,6 +36,8 @@ export interface PoolReport {
   kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
   setupMs: number;
+  /** From the last job's end to every worker closed (what they still held freed), ms. */
+  closeMs: number;
   /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
    * of it spent setting a variant up on the worker. */
   timeline: {
@@ -84,6 +86,11 @@ class PoolWorker {
       e.preventDefault();
       this.#answer?.({ error: { code: "NATIVE_INTERNAL", message: e.message } });
     };
+  }
+
+  /** A message that gets no answer (it runs after the worker's current job). */
+  tell(message: WorkerMessage): void {
+    this.#worker.postMessage(message);
   }
 
   ask(message: WorkerMessage): Promise<Reply> {
@@ -149,6 +156,7 @@ export async function tunePooled(
     busyMs: [],
     kindMs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     setupMs: 0,
+    closeMs: 0,
     timeline: [],
   };
   const origin = performance.now();
@@ -202,6 +210,9 @@ export async function tunePooled(
         if (job.kind === "tune") results.set(job.file, r.reply!.result!);
         queue.finished(job);
       }
+      for (const file of queue.retire()) {
+        for (const w of workers) w.tell({ type: "retire", file });
+      }
       idle.push(worker);
     };
     while (!queue.done && !failure) {
@@ -227,6 +238,8 @@ export async function tunePooled(
     // A worker still starting answers its init first: a close sent meanwhile would take that
     // answer and end the worker before it freed its context and partition.
     await starting.catch(() => {});
+    const closing = performance.now();
     await Promise.all(workers.map((w) => w.close()));
+    pool.closeMs = performance.now() - closing;
   }
 }

@@ -20,7 +20,9 @@
  * are the serial tails), else a trials job, else a stage chunk of the model with the most planned
  * stages (its tune can then start early). A worker asking says which variants it already holds
  * (a worker sets a variant up once, weights and timer, a few hundred milliseconds): among ready
- * chooses, trials and stage chunks, those of its variants come first.
+ * chooses, trials and stage chunks, those of its variants come first. Once a model's tune is
+ * queued, no job needs its variants' set-ups again: the model is retired (retire()), and the
+ * workers free them while the pool's last jobs run rather than all at the end.
  */
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 
@@ -54,6 +56,8 @@ export class TuneQueue {
   /** Stage chunks waiting, per model variant (variantId). */
   readonly #chunks = new Map<string, { work: ModelWork; jobs: PoolJob[] }>();
   readonly #keys = new Set<string>();
+  /** Models whose tune is queued, not yet taken by retire(). */
+  #retired: string[] = [];
   #unfinished = 0;
 
   /**
@@ -128,6 +132,11 @@ export class TuneQueue {
     this.finished(job);
   }
 
+  /** The models retired since the last call: no job but their tune will use their variants. */
+  retire(): string[] {
+    return this.#retired.splice(0);
+  }
+
   /** A job finished (a plan's stages must be given to planned() instead). */
   finished(job: PoolJob): void {
     const work = this.#models.get(job.file)!;
@@ -153,5 +162,6 @@ export class TuneQueue {
     }
     work.phase = "tune";
     this.#ready.push({ kind: "tune", file });
+    if (work.variants > 0) this.#retired.push(file);
   }
 }

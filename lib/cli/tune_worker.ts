@@ -21,6 +21,8 @@ import { type PoolJob, variantId } from "./tune_queue.ts";
 export type WorkerMessage =
   | { type: "init"; group: number; options: TuneOptions }
   | { type: "job"; job: PoolJob; cache: string }
+  /** The model's variants are no longer needed (its tune loads it afresh): freed, no answer. */
+  | { type: "retire"; file: string }
   | { type: "close" };
 
 const scope = self as unknown as {
@@ -113,6 +115,18 @@ async function choose(prefetch: StagePrefetch, variant: number) {
   return { measured: prepared.stages.measured, trialsLate: prepared.trialsTimed };
 }
 
+/** Frees a retired model's variants on this worker (their weights, stage timers) and its graph. */
+function retire(file: string): void {
+  for (const [id, prefetch] of prefetches) {
+    if (id.startsWith(`${file}#`)) {
+      prefetch.release();
+      prefetches.delete(id);
+    }
+  }
+  models.get(file)?.model[Symbol.dispose]();
+  models.delete(file);
+}
+
 function close(): void {
   for (const p of prefetches.values()) p.release();
   native?.release();
@@ -123,6 +137,7 @@ function close(): void {
 
 scope.onmessage = async ({ data }) => {
   if (data.type === "close") return close();
+  if (data.type === "retire") return retire(data.file);
   try {
     if (data.type === "init") {
       options = data.options;

@@ -17,6 +17,21 @@ import { planWorkspaces } from "../memory/workspaces.ts";
 import { type Call, lowerNode, type Precision } from "./lower.ts";
 import { TuningCache } from "./tuning.ts";
 import { Random } from "../util/random.ts";
+import { env } from "../platform.ts";
+
+/**
+ * Which executables run their schedule eagerly before their first capture (#warmUp): each one,
+ * or only the first of a graph's weights on their context (BRAID_WARM_UP=once; default each).
+ * The later ones of a tuning (auto's trial executables) issue the same ops with the same
+ * algorithms, whose plans the first one's warm-up built.
+ */
+export function warmUpFromEnv(): "each" | "once" {
+  const value = env("BRAID_WARM_UP") || "each";
+  if (value !== "each" && value !== "once") {
+    throw new BraidError("BAD_OPTION", `BRAID_WARM_UP is "${value}"; use each or once`);
+  }
+  return value;
+}
 
 /** The most scratch one conv algorithm may use while it is being tuned. */
 const TUNING_WORKSPACE = 256 * 2 ** 20;
@@ -83,6 +98,7 @@ export class Executable {
   readonly #valueAddress: (v: string) => bigint;
   /** Whether the schedule has run once outside a capture (see #warmUp). */
   #warmed = false;
+  readonly #weights: Weights;
   /** Page-locked host buffers of the graph inputs and outputs, as typed arrays. */
   readonly hostInputs = new Map<string, Float32Array | Int32Array>();
   readonly hostOutputs = new Map<string, Float32Array | Int32Array>();
@@ -100,6 +116,7 @@ export class Executable {
   ) {
     const { ctx } = resources;
     this.weightBytes = weights.bytes;
+    this.#weights = weights;
     for (const [name, at] of weights.address) this.#address.set(name, at);
     const arena = this.#alloc(Math.max(plan.arenaBytes, ALIGN));
 
@@ -281,13 +298,16 @@ export class Executable {
    * On a GPU, runs the schedule once eagerly before its first capture, so each operator's library
    * plan (cuDNN execution plans, cuBLASLt heuristics) is built, and its kernels loaded, outside
    * the capture: the capture then only records launches. The arena's contents are whatever it
-   * holds (zero-filled when allocated).
+   * holds (zero-filled when allocated). With BRAID_WARM_UP=once, an executable whose weights
+   * another one has warmed up already skips it (warmUpFromEnv).
    */
   #warmUp(): void {
     if (this.#warmed || this.backend.kind === "cpu") return;
     this.#warmed = true;
+    if (this.#weights.warmed && warmUpFromEnv() === "once") return;
     this.issue("none");
     this.backend.streamSynchronize(this.resources.ctx, 0n);
+    this.#weights.warmed = true;
   }
 
   /** Captures the schedule, with the copies `copies` names (issue), into one graph; its handle. */

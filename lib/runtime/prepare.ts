@@ -15,7 +15,9 @@ import { type Schedule, verify } from "../schedule/schedule.ts";
 import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, type ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
-import { replayStats } from "./profiler.ts";
+import { replayStats, roundStats } from "./profiler.ts";
+import { env } from "../platform.ts";
+import { BraidError } from "../errors.ts";
 import { measureStages, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import { BudgetTuning } from "./tuning.ts";
@@ -211,6 +213,20 @@ export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
 }
 
 /**
+ * How auto's trials replay a candidate's graph: each replay alone (the host waits for it), or
+ * back to back in rounds (roundStats). BRAID_TRIAL_TIMING, else isolated.
+ */
+export type TrialTiming = "isolated" | "rounds";
+
+export function trialTimingFromEnv(): TrialTiming {
+  const value = env("BRAID_TRIAL_TIMING") || "isolated";
+  if (value !== "isolated" && value !== "rounds") {
+    throw new BraidError("BAD_OPTION", `BRAID_TRIAL_TIMING is "${value}"; use isolated or rounds`);
+  }
+  return value;
+}
+
+/**
  * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
  * executable with its own arena and streams, sharing the uploaded weights), then freed.
  */
@@ -229,7 +245,10 @@ export function timeSchedule(
   const trial = new Resources(backend, ctx, false);
   try {
     const exec = new Executable(backend, trial, graph, shapes, schedule, plan, options, weights);
-    return replayStats(backend, ctx, exec.capture(), { warmup, runs }).medianMs;
+    const graphHandle = exec.capture();
+    return trialTimingFromEnv() === "rounds"
+      ? roundStats(backend, ctx, graphHandle).medianMs
+      : replayStats(backend, ctx, graphHandle, { warmup, runs }).medianMs;
   } finally {
     trial.release();
   }

@@ -69,3 +69,52 @@ export function replayStats(
     backend.eventDestroy(ctx, end);
   }
 }
+
+/** How roundStats() replays a graph. */
+export interface RoundOptions {
+  /** Untimed replays first; together they also size the rounds. */
+  warmup?: number;
+  /** Timed rounds; the median round counts. */
+  rounds?: number;
+  /** How long a round should last, ms (its replays: at least one, at most maxReplays). */
+  roundMs?: number;
+  maxReplays?: number;
+}
+
+/**
+ * A captured graph's replay time from back-to-back replays: `rounds` rounds between device
+ * events, each the mean of its replays, as many as make a round last about `roundMs` (sized by
+ * the warm-up's replays); the stats of the rounds. The host never waits between replays, so the
+ * device is never idle inside a round and the host's own delays (its launch calls, a thread
+ * woken late, other threads holding the driver's locks) are not in the time; a long graph is
+ * replayed fewer times for the same device time per round.
+ */
+export function roundStats(
+  backend: Backend,
+  ctx: Handle,
+  graph: Handle,
+  { warmup = 2, rounds = 9, roundMs = 1, maxReplays = 5 }: RoundOptions = {},
+): Stats & { replays: number } {
+  const events = Array.from({ length: rounds + 1 }, () => backend.eventCreate(ctx));
+  try {
+    backend.eventRecord(ctx, events[0], 0n);
+    for (let i = 0; i < Math.max(1, warmup); i++) backend.graphLaunch(ctx, graph, 0n);
+    backend.eventRecord(ctx, events[1], 0n);
+    backend.eventSynchronize(ctx, events[1]);
+    const warmMs = backend.eventElapsed(ctx, events[0], events[1]) / Math.max(1, warmup);
+    const replays = Math.min(maxReplays, Math.max(1, Math.ceil(roundMs / warmMs)));
+    backend.eventRecord(ctx, events[0], 0n);
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < replays; k++) backend.graphLaunch(ctx, graph, 0n);
+      backend.eventRecord(ctx, events[r + 1], 0n);
+    }
+    backend.eventSynchronize(ctx, events[rounds]);
+    const samples = Array.from(
+      { length: rounds },
+      (_, r) => backend.eventElapsed(ctx, events[r], events[r + 1]) / replays,
+    );
+    return { ...stats(samples), replays };
+  } finally {
+    for (const e of events) backend.eventDestroy(ctx, e);
+  }
+}

@@ -82,6 +82,11 @@ export class Resources {
 export class Weights {
   readonly address = new Map<string, bigint>();
   readonly bytes: number;
+  /**
+   * Whether an executable of these weights has run every op once eagerly on their context, so
+   * each op's library plan is built there and its kernels are loaded (Executable's warm-up).
+   */
+  warmed = false;
 
   constructor(backend: Backend, resources: Resources, graph: Graph) {
     const offsets = new Map<string, number>();
