@@ -27,7 +27,8 @@
 #                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP); its convolutions tuned with FindEx, then
 #                    with cuDNN's heuristic ranking (BRAID_CONV_FIND), each tuning traced
 #                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); then (c) in two pairs as the
-#                    defaults are and two with all three switches (tags base, switched); every
+#                    defaults are and two with all three switches (tags base, switched), and
+#                    the sessions each tuning chose run side by side (bench/cache_ab.ts); every
 #                    file in $OUT/tuning-ab.tgz
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
@@ -92,10 +93,17 @@ for step in "$@"; do
         BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
           --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
       done
-      pb() { deno run --cached-only -A bench/partition_bench.ts --out $ab --parts c --caches /tmp \
-        --pairs 2 "$@"; }
-      pb --tag base
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic pb --tag switched
+      pb() { deno run --cached-only -A bench/partition_bench.ts --out $ab --parts c --pairs 2 "$@"; }
+      mkdir -p /tmp/base /tmp/switched
+      pb --tag base --caches /tmp/base
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic \
+        pb --tag switched --caches /tmp/switched
+      # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
+      for f in 32 whole; do
+        deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
+          --caches /tmp/base/partition_tuning_$f.json,/tmp/switched/partition_tuning_$f.json \
+          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $ab/cache_ab-$f.json
+      done
       tar czf "$OUT/tuning-ab.tgz" -C $ab . ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
       --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \

@@ -25,6 +25,7 @@ import { saveModel } from "../lib/runtime/model.ts";
 import { randomInputs } from "../lib/cli/run.ts";
 import type { TuneRun } from "../lib/cli/tune.ts";
 import type { HostTensor } from "../lib/runtime/session.ts";
+import { interleavedMs } from "./interleaved.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -212,17 +213,6 @@ const cache = new TuningCache();
 for (const file of [seqCache, concCache]) cache.merge(await TuningCache.load(file));
 const wholeCache = await TuningCache.load(seqCache);
 
-/** Median replay time of each session, timed in interleaved rounds (CUDA events). */
-function interleaved(sessions: Session[], inputs: Record<string, HostTensor>[]): number[] {
-  const samples = sessions.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) {
-    sessions.forEach((s, i) => {
-      samples[i].push(s.profile(inputs[i], { warmup: 10, runs: 100 }).gpu.medianMs);
-    });
-  }
-  return samples.map(median);
-}
-
 // ---------------------------------------------------------------- (b) tuned at N vs whole GPU
 if (parts.has("b")) {
   const rows: (string | number)[][] = [];
@@ -230,7 +220,7 @@ if (parts.has("b")) {
   for (const name of compared) {
     const graph = buildZooModel(name);
     using whole = await Session.create(graph, { device: "cuda", tuning: wholeCache });
-    const wholeMs = interleaved([whole], [randomInputs(whole)])[0];
+    const wholeMs = interleavedMs([whole], [randomInputs(whole)], rounds)[0];
     for (const sms of budgets) {
       using partition = Partition.create({ sms, device: "cuda" });
       const t0 = performance.now();
@@ -244,7 +234,7 @@ if (parts.has("b")) {
         tune: false,
       });
       const inputs = randomInputs(atN);
-      const [tunedMs, wholeTunedMs] = interleaved([atN, fromWhole], [inputs, inputs]);
+      const [tunedMs, wholeTunedMs] = interleavedMs([atN, fromWhole], [inputs, inputs], rounds);
       const gain = wholeTunedMs / tunedMs - 1;
       const a = atN.report(), w = fromWhole.report();
       rows.push([
