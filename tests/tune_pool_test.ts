@@ -109,6 +109,22 @@ Deno.test("the tuning pool's queue: a plan's candidate schedules are timed ahead
   assert.deepEqual(queue.next(), { kind: "choose", file: "m", variant: 0 });
 });
 
+Deno.test("the tuning pool's queue learns a model's variants from its first plan", () => {
+  const queue = new TuneQueue([{ file: "m", variants: 1 }], 4, 4);
+  const plan0 = queue.next()! as PoolJob & { kind: "plan" };
+  queue.planned(plan0, [stage("s1")], 0, 2);
+  const plan1 = queue.next()!;
+  assert.deepEqual(plan1, { kind: "plan", file: "m", variant: 1 }, "the merged variant follows");
+  const chunk = queue.next()!;
+  queue.finished(chunk);
+  assert.equal(queue.next(), undefined, "the choice waits for the second plan");
+  queue.planned(plan1 as PoolJob & { kind: "plan" }, [], 0, 2);
+  const chooses = [queue.next()!, queue.next()!];
+  assert.deepEqual(chooses.map((j) => j.kind), ["choose", "choose"]);
+  for (const job of chooses) queue.finished(job);
+  assert.deepEqual(queue.next(), { kind: "tune", file: "m" });
+});
+
 Deno.test("the tuning pool's queue gives a worker the variants it holds first", () => {
   const queue = new TuneQueue([
     { file: "a", variants: 1 },

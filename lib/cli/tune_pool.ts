@@ -10,11 +10,8 @@
  * slower than tuning one model after another (measured: 141%).
  */
 import { BraidError, type BraidErrorCode } from "../errors.ts";
-import { loadModel } from "../runtime/model.ts";
-import { graphVariants } from "../runtime/prepare.ts";
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { TuningCache } from "../runtime/tuning.ts";
-import { optimize } from "../passes/mod.ts";
 import type { TuneOptions, TuneResult } from "./tune.ts";
 import { type PoolJob, TuneQueue, variantId } from "./tune_queue.ts";
 import type { WorkerMessage } from "./tune_worker.ts";
@@ -55,6 +52,8 @@ interface Reply {
     stages?: PlannedStage[];
     /** A plan's count of auto's candidates that can be timed ahead. */
     candidates?: number;
+    /** A plan's count of the model's graph variants. */
+    variants?: number;
     measured?: number;
     /** Candidate schedules a trials job timed. */
     trials?: number;
@@ -110,11 +109,12 @@ class PoolWorker {
   }
 }
 
-/** How many graph variants a model's plan covers (none for schedulers that measure nothing). */
-async function variantsOf(file: string, options: TuneOptions): Promise<number> {
-  if (options.scheduler === "sequential" || options.scheduler === "nimble") return 0;
-  using model = await loadModel(file);
-  return graphVariants(optimize(model.graph), "auto", options.scheduler === "auto").length;
+/**
+ * How many graph variants a model's plan is known to cover before its first plan: none for the
+ * schedulers that measure nothing, else one (its first plan says whether there are more).
+ */
+function variantsKnown(options: TuneOptions): number {
+  return options.scheduler === "sequential" || options.scheduler === "nimble" ? 0 : 1;
 }
 
 const describeJob = (job: PoolJob) =>
@@ -139,12 +139,12 @@ export async function tunePooled(
   groups: number[],
   cache: TuningCache,
 ): Promise<{ results: TuneResult[]; pool: PoolReport }> {
-  // The workers start (thread, CUDA context, partition) while the models are read here.
+  // The workers start (thread, CUDA context, partition); each reads the models it plans.
   const workers = groups.map(() => new PoolWorker());
   const starting = Promise.all(
     workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
   );
-  let queue: TuneQueue;
+  const queue = new TuneQueue(files.map((file) => ({ file, variants: variantsKnown(options) })));
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {
@@ -161,10 +161,6 @@ export async function tunePooled(
   };
   const origin = performance.now();
   try {
-    const models = await Promise.all(
-      files.map(async (file) => ({ file, variants: await variantsOf(file, options) })),
-    );
-    queue = new TuneQueue(models);
     const failed = (await starting).find((r) => r.error);
     if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
 
@@ -205,8 +201,9 @@ export async function tunePooled(
       prefetched.set(job.file, (prefetched.get(job.file) ?? 0) + measured);
       pool.trialsAhead += r.reply!.trials ?? 0;
       pool.trialsLate += r.reply!.trialsLate ?? 0;
-      if (job.kind === "plan") queue.planned(job, r.reply!.stages!, r.reply!.candidates);
-      else {
+      if (job.kind === "plan") {
+        queue.planned(job, r.reply!.stages!, r.reply!.candidates, r.reply!.variants);
+      } else {
         if (job.kind === "tune") results.set(job.file, r.reply!.result!);
         queue.finished(job);
       }

@@ -61,8 +61,9 @@ export class TuneQueue {
   #unfinished = 0;
 
   /**
-   * `variants`: how many graph variants each model's plan covers (0: nothing to measure);
-   * `chunkSize` stages a stages job, `trialsSize` candidates a trials job.
+   * `variants`: how many graph variants each model's plan covers (0: nothing to measure; a first
+   * plan may reveal more, see planned()); `chunkSize` stages a stages job, `trialsSize`
+   * candidates a trials job.
    */
   constructor(
     models: { file: string; variants: number }[],
@@ -108,10 +109,21 @@ export class TuneQueue {
 
   /**
    * A plan came back with its stages (each with its cache key) and how many of auto's candidates
-   * can be timed ahead: they are queued in chunks.
+   * can be timed ahead: they are queued in chunks. A model's first plan may say how many graph
+   * variants it has (`variants`; the worker derives them as it reads the model, so the parent
+   * need not read every model before the first plan starts): its other variants' plans follow.
    */
-  planned(job: PoolJob & { kind: "plan" }, stages: PlannedStage[], candidates = 0): void {
+  planned(
+    job: PoolJob & { kind: "plan" },
+    stages: PlannedStage[],
+    candidates = 0,
+    variants?: number,
+  ): void {
     const work = this.#models.get(job.file)!;
+    if (job.variant === 0 && variants !== undefined && variants > work.variants) {
+      work.open += variants - work.variants;
+      work.variants = variants;
+    }
     const fresh = stages.filter(({ key }) => !this.#keys.has(key) && this.#keys.add(key));
     work.planned += fresh.length;
     const id = variantId(job.file, job.variant);

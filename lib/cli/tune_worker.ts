@@ -98,7 +98,9 @@ async function run(job: PoolJob): Promise<Record<string, unknown>> {
   const stages = await prefetch.plan(options.scheduler);
   // auto's candidates that need no stage times, timed ahead by trials jobs.
   const candidates = options.scheduler === "auto" ? prefetch.earlyCandidates().length : 0;
-  return { stages, candidates, measured: prefetch.measured - before };
+  // How many graph variants the model has: the parent learns it from the first plan.
+  const { variants } = await modelFor(job.file);
+  return { stages, candidates, variants: variants.length, measured: prefetch.measured - before };
 }
 
 /**
