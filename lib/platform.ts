@@ -6,6 +6,7 @@
  * unchanged on either runtime.
  */
 import * as node from "./platform_node.ts";
+import { BraidError } from "./errors.ts";
 
 export type Runtime = "deno" | "node";
 
@@ -21,4 +22,16 @@ export function writeFile(path: string, bytes: Uint8Array): Promise<void> {
 
 export function env(name: string): string | undefined {
   return RUNTIME === "deno" ? Deno.env.get(name) : node.env(name);
+}
+
+/**
+ * A switch set in the environment: one of `values`, the first when unset or empty; any other
+ * value is a BAD_OPTION naming the variable and the values it takes.
+ */
+export function envChoice<T extends string>(name: string, values: readonly [T, ...T[]]): T {
+  const value = env(name) || values[0];
+  if (!(values as readonly string[]).includes(value)) {
+    throw new BraidError("BAD_OPTION", `${name} is "${value}"; use ${values.join(" or ")}`);
+  }
+  return value as T;
 }

@@ -17,7 +17,7 @@ import { planWorkspaces } from "../memory/workspaces.ts";
 import { type Call, lowerNode, type Precision } from "./lower.ts";
 import { TuningCache } from "./tuning.ts";
 import { Random } from "../util/random.ts";
-import { env } from "../platform.ts";
+import { envChoice } from "../platform.ts";
 
 /**
  * Which executables run their schedule eagerly before their first capture (#warmUp): each one,
@@ -26,11 +26,7 @@ import { env } from "../platform.ts";
  * algorithms, whose plans the first one's warm-up built.
  */
 export function warmUpFromEnv(): "each" | "once" {
-  const value = env("BRAID_WARM_UP") || "each";
-  if (value !== "each" && value !== "once") {
-    throw new BraidError("BAD_OPTION", `BRAID_WARM_UP is "${value}"; use each or once`);
-  }
-  return value;
+  return envChoice("BRAID_WARM_UP", ["each", "once"]);
 }
 
 /** The most scratch one conv algorithm may use while it is being tuned. */

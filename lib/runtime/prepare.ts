@@ -16,8 +16,7 @@ import { sequentialSchedule } from "../schedule/sequential.ts";
 import { Executable, type ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
 import { replayStats, roundStats } from "./profiler.ts";
-import { env } from "../platform.ts";
-import { BraidError } from "../errors.ts";
+import { envChoice } from "../platform.ts";
 import { measureStages, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import { BudgetTuning } from "./tuning.ts";
@@ -219,11 +218,7 @@ export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
 export type TrialTiming = "isolated" | "rounds";
 
 export function trialTimingFromEnv(): TrialTiming {
-  const value = env("BRAID_TRIAL_TIMING") || "isolated";
-  if (value !== "isolated" && value !== "rounds") {
-    throw new BraidError("BAD_OPTION", `BRAID_TRIAL_TIMING is "${value}"; use isolated or rounds`);
-  }
-  return value;
+  return envChoice("BRAID_TRIAL_TIMING", ["isolated", "rounds"]);
 }
 
 /**

@@ -25,19 +25,14 @@ import type { Dag } from "../analysis/dag.ts";
 import { Executable, type ExecutableOptions } from "./executable.ts";
 import { Resources, type Weights } from "./resources.ts";
 import { stats } from "./profiler.ts";
-import { BraidError } from "../errors.ts";
-import { env } from "../platform.ts";
+import { envChoice } from "../platform.ts";
 
 /** How a stage's graph is made: captured, or composed from op templates. */
 export type StageGraphs = "capture" | "compose";
 
 /** BRAID_STAGE_GRAPHS, else capture. */
 export function stageGraphsFromEnv(): StageGraphs {
-  const value = env("BRAID_STAGE_GRAPHS") || "capture";
-  if (value !== "capture" && value !== "compose") {
-    throw new BraidError("BAD_OPTION", `BRAID_STAGE_GRAPHS is "${value}"; use capture or compose`);
-  }
-  return value;
+  return envChoice("BRAID_STAGE_GRAPHS", ["capture", "compose"]);
 }
 
 export interface StageTimerOptions {
