@@ -8,6 +8,8 @@
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
+#   gpu-switched     the schedulers' and partitions' GPU tests with the three tuning switches
+#                    of tuning-ab on
 #   gpu-engines      the cuDNN engine-configuration GPU tests only, after the engine probe's
 #                    tables for the device's own description ($OUT/cudnn-device.json) and
 #                    cuDNN's description from a 32-SM partition's stream ($OUT/cudnn-device-in-32.json)
@@ -61,6 +63,9 @@ for step in "$@"; do
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
+    gpu-switched) BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic \
+      BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/schedulers_gpu_test.ts \
+      tests/gpu/partition_gpu_test.ts ;;
     gpu-engines) # the probe's tables first; the tests run whatever became of them
       # What cuDNN sees of the device from a partition's stream (its SM count there).
       ./build/engine_probe --dump-device-in 32 >"$OUT/cudnn-device-in-32.json" &&
