@@ -570,6 +570,35 @@ static void heuristic_algorithms(Context* c, const ConvPlan* pl, const braid_con
   }
 }
 
+/* The algorithms FindEx measures fastest on these tensors within the record's workspace: the few
+ * within 4x of the best (the rest, FFT or GEMM on grouped convolutions, can take milliseconds and
+ * cannot win by fusing), plus IMPLICIT_PRECOMP_GEMM, the only one cuDNN fuses a bias without ReLU
+ * into; the GEMM family if FindEx fails (context lock held, cuDNN bound to the stream). */
+static void found_algorithms(Context* c, const ConvPlan* pl, const braid_conv2d_params* p,
+                             uint64_t x, uint64_t w, uint64_t y, uint64_t workspace,
+                             std::vector<int>* out) {
+  cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
+  int n = 0;
+  cudnnStatus_t fs = cudnnFindConvolutionForwardAlgorithmEx(
+      c->cudnn, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->yd, FPTR(y), ALGO_COUNT, &n, perf,
+      reinterpret_cast<void*>((uintptr_t)workspace), (size_t)p->workspace_bytes);
+  if (fs != CUDNN_STATUS_SUCCESS) {
+    (void)cudaGetLastError(); /* no measurements: try the GEMM-family algorithms */
+    for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) out->push_back(a);
+    return;
+  }
+  float best_find = -1.0f;
+  for (int i = 0; i < n; i++) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo) ||
+        perf[i].memory > (size_t)p->workspace_bytes || perf[i].time < 0.0f)
+      continue;
+    if (best_find < 0.0f) best_find = perf[i].time;
+    const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    const bool near = perf[i].time <= 4.0f * best_find + 0.02f;
+    if ((near && out->size() < 4) || precomp) out->push_back(perf[i].algo);
+  }
+}
+
 /* BRAID_TRACE_CONV_TUNE=1: braid_conv2d_tune writes where each tuning's time went to stderr. */
 static bool trace_conv_tune() {
   static const bool on = [] {
@@ -713,11 +742,11 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   const auto began = std::chrono::steady_clock::now();
 
   /* Candidates: the algorithms cuDNN measures fastest here within the workspace (FindEx, on
-   * these tensors; or those its heuristic ranks first, with BRAID_CONV_FIND=heuristic), and for those braid_conv2d would run as cuDNN's fused call, the same
-   * algorithm as plain conv + braid's epilogue (id 16 + a). Each is timed as a captured CUDA
-   * graph of repeated launches: device time only, as the session's graph will see it (cuDNN's
-   * legacy calls cost tens of microseconds of host time each, so eager timing measures the
-   * host). */
+   * these tensors; or those its heuristic ranks first, with BRAID_CONV_FIND=heuristic), and for
+   * those braid_conv2d would run as cuDNN's fused call, the same algorithm as plain conv +
+   * braid's epilogue (id 16 + a). Each is timed as a captured CUDA graph of repeated launches:
+   * device time only, as the session's graph will see it (cuDNN's legacy calls cost tens of
+   * microseconds of host time each, so eager timing measures the host). */
   std::vector<int> candidates;
   {
     std::lock_guard<std::mutex> g(c->lock);
@@ -730,34 +759,10 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     if (fits) {
       if ((st = bind_cudnn(c, fn, s->s))) return st;
       std::vector<int> algos;
-      if (ranked_by_heuristic()) {
+      if (ranked_by_heuristic())
         heuristic_algorithms(c, pl, p, &algos);
-      } else {
-        cudnnConvolutionFwdAlgoPerf_t perf[ALGO_COUNT];
-        int n = 0;
-        cudnnStatus_t fs = cudnnFindConvolutionForwardAlgorithmEx(
-            c->cudnn, pl->xd, CFPTR(x), pl->wd, CFPTR(w), pl->cd, pl->yd, FPTR(y), ALGO_COUNT, &n,
-            perf, reinterpret_cast<void*>((uintptr_t)workspace), (size_t)p->workspace_bytes);
-        /* FindEx's device times rank the bare convolutions: keep the few within 4x of the best
-         * (the rest, FFT or GEMM on grouped convolutions, can take milliseconds and cannot win
-         * by fusing), plus IMPLICIT_PRECOMP_GEMM, the only one cuDNN fuses a bias without ReLU
-         * into. */
-        if (fs == CUDNN_STATUS_SUCCESS) {
-          float best_find = -1.0f;
-          for (int i = 0; i < n; i++) {
-            if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(p, perf[i].algo) ||
-                perf[i].memory > (size_t)p->workspace_bytes || perf[i].time < 0.0f)
-              continue;
-            if (best_find < 0.0f) best_find = perf[i].time;
-            const bool precomp = perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-            const bool near = perf[i].time <= 4.0f * best_find + 0.02f;
-            if ((near && algos.size() < 4) || precomp) algos.push_back(perf[i].algo);
-          }
-        } else {
-          (void)cudaGetLastError(); /* no measurements: try the GEMM-family algorithms */
-          for (int a = 0; a <= (int)CUDNN_CONVOLUTION_FWD_ALGO_GEMM; a++) algos.push_back(a);
-        }
-      }
+      else
+        found_algorithms(c, pl, p, x, w, y, workspace, &algos);
       const bool extra = bias != 0 || residual != 0;
       for (int a : algos) {
         candidates.push_back(a);
@@ -774,7 +779,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   if (candidates.empty() || p->c / p->groups <= 4) candidates.push_back(ALGO_DIRECT);
   const size_t legacy = candidates.size();
   add_engine_candidates(c, s, p, bias != 0 || residual != 0, &candidates);
-  const double find_ms = ms_since(began);
+  const double ranking_ms = ms_since(began);
   double legacy_ms = 0.0;
   const int align = operand_alignment(x, w, bias, residual, y);
 
@@ -817,9 +822,9 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     const double timed_ms = ms_since(timing);
     if (legacy == candidates.size()) legacy_ms = timed_ms;
     std::fprintf(stderr,
-                 "braid_conv2d_tune: c %d k %d %dx%d kernel %dx%d on %d SMs: find %.2f ms, %zu "
+                 "braid_conv2d_tune: c %d k %d %dx%d kernel %dx%d on %d SMs: ranking %.2f ms, %zu "
                  "algorithms %.2f ms, %zu engines %.2f ms, best %d (%.4f ms)\n",
-                 p->c, p->k, p->h, p->w, p->kh, p->kw, s->sms, find_ms, legacy, legacy_ms,
+                 p->c, p->k, p->h, p->w, p->kh, p->kw, s->sms, ranking_ms, legacy, legacy_ms,
                  candidates.size() - legacy, timed_ms - legacy_ms, best, best_ms);
   }
   if (best < 0) {
