@@ -368,6 +368,7 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
     assert.ok(pool.jobs.trials >= 6 && pool.trialsAhead >= 6 * 4, JSON.stringify(pool));
     assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
     assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
+    assert.equal(pool.retired, 3, "every model's variants freed once its tune was queued");
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));
     // Every planned stage reached the parent's cache: a fresh plan here finds them all.
     const backend = Backend.open("cpu");

@@ -33,6 +33,9 @@ export interface PoolReport {
   kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
   setupMs: number;
+  /** Models whose variants the workers were told to free before the end (once their tunes were
+   * queued). */
+  retired: number;
   /** From the last job's end to every worker closed (what they still held freed), ms. */
   closeMs: number;
   /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
@@ -156,6 +159,7 @@ export async function tunePooled(
     busyMs: [],
     kindMs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     setupMs: 0,
+    retired: 0,
     closeMs: 0,
     timeline: [],
   };
@@ -209,6 +213,7 @@ export async function tunePooled(
       }
       for (const file of queue.retire()) {
         for (const w of workers) w.tell({ type: "retire", file });
+        pool.retired++;
       }
       idle.push(worker);
     };
