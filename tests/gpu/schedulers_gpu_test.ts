@@ -3,7 +3,8 @@
  * graph on the same device: with the operator merge off, the same kernels run with the same
  * algorithms (one tuning cache), so the outputs must be bit-identical. opara and ios time ops and stages on the device while scheduling, and the report says how many (auto
  * then reuses them from the tuning cache the sessions share). Stage graphs composed from op
- * templates time what captured ones do.
+ * templates time what captured ones do, and auto's trials timed in rounds what isolated replays
+ * time.
  */
 import { Session, TuningCache } from "../../mod.ts";
 import { buildZooModel } from "../../lib/models/index.ts";
@@ -16,6 +17,9 @@ import { Resources, Weights } from "../../lib/runtime/resources.ts";
 import { executableOptions } from "../../lib/runtime/session.ts";
 import { StageTimer } from "../../lib/runtime/stage_timer.ts";
 import { scheduleContext } from "../../lib/schedule/mod.ts";
+import { timeSchedule } from "../../lib/runtime/prepare.ts";
+import { sequentialSchedule } from "../../lib/schedule/sequential.ts";
+import { oparaSchedule } from "../../lib/schedule/opara.ts";
 
 const gpuTest = gpuSuite("schedulers_gpu_test.ts");
 
@@ -104,3 +108,49 @@ gpuTest("googlenet: composed stage graphs time what captured ones time", () => {
     resources.release();
   }
 });
+
+gpuTest(
+  "googlenet: trials in rounds time what isolated replays time, warmed up once or each",
+  () => {
+    const backend = cuda();
+    const ctx = backend.contextCreate(0);
+    const resources = new Resources(backend, ctx);
+    const before = ["BRAID_TRIAL_TIMING", "BRAID_WARM_UP"].map((k) => [k, Deno.env.get(k)]);
+    try {
+      const graph = optimize(buildZooModel("googlenet"));
+      const shapes = inferShapes(graph, 1);
+      const sctx = scheduleContext(graph, shapes);
+      const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
+      const weights = new Weights(backend, resources, graph);
+      const schedules = [sequentialSchedule(sctx.dag), oparaSchedule(sctx)];
+      const time = (timing: string, warmUp: string) => {
+        Deno.env.set("BRAID_TRIAL_TIMING", timing);
+        Deno.env.set("BRAID_WARM_UP", warmUp);
+        return schedules.map((s) => timeSchedule(backend, ctx, graph, shapes, s, options, weights));
+      };
+      time("isolated", "each"); // conv algorithms tuned, plans built, kernels loaded
+      // Each way twice, interleaved; the lower of each pair counts (a drift hits both alike).
+      const runs = [0, 1].map(() => ({
+        isolated: time("isolated", "each"),
+        rounds: time("rounds", "once"),
+      }));
+      const best = (key: "isolated" | "rounds") =>
+        schedules.map((_, i) => Math.min(...runs.map((r) => r[key][i])));
+      const [isolated, rounds] = [best("isolated"), best("rounds")];
+      schedules.forEach((s, i) => {
+        const ratio = rounds[i] / isolated[i];
+        console.log(
+          `  ${s.scheduler}: isolated ${isolated[i].toFixed(3)} ms, rounds ${
+            rounds[i].toFixed(3)
+          } ms (${ratio.toFixed(3)})`,
+        );
+        // Back to back, a replay's launch overlaps the previous one: a little faster, never slower.
+        assert.ok(ratio > 0.8 && ratio < 1.05, `${s.scheduler}: rounds / isolated ${ratio}`);
+      });
+      assert.ok(weights.warmed, "the first trial executable warmed the weights up");
+    } finally {
+      for (const [k, v] of before) v === undefined ? Deno.env.delete(k!) : Deno.env.set(k!, v);
+      resources.release();
+    }
+  },
+);
