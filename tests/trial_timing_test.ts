@@ -69,6 +69,9 @@ Deno.test("roundStats: rounds of back-to-back replays, as many as fill a round, 
   // A very short one: at most maxReplays.
   const tiny = roundStats(clockedDevice([0.01]).backend, 1n, 7n, { maxReplays: 4 });
   assert.equal(tiny.replays, 4);
+  // One too short for the device's clock to see: the most, too.
+  const zero = roundStats(clockedDevice([0]).backend, 1n, 7n, { maxReplays: 4 });
+  assert.deepEqual([zero.replays, zero.medianMs], [4, 0]);
 });
 
 Deno.test("roundStats: the median round counts, not a slow one", () => {

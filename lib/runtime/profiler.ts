@@ -102,7 +102,10 @@ export function roundStats(
     backend.eventRecord(ctx, events[1], 0n);
     backend.eventSynchronize(ctx, events[1]);
     const warmMs = backend.eventElapsed(ctx, events[0], events[1]) / Math.max(1, warmup);
-    const replays = Math.min(maxReplays, Math.max(1, Math.ceil(roundMs / warmMs)));
+    // A warm-up too short to time (0 ms) fills a round with the most replays.
+    const replays = warmMs > 0
+      ? Math.min(maxReplays, Math.max(1, Math.ceil(roundMs / warmMs)))
+      : maxReplays;
     backend.eventRecord(ctx, events[0], 0n);
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < replays; k++) backend.graphLaunch(ctx, graph, 0n);
