@@ -21,6 +21,21 @@ export function rerunHint(name: string): string {
   return `[case seed ${caseSeed(name)}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
 }
 
+/**
+ * Runs `f` with environment variables set (undefined: unset), then puts back what was there.
+ */
+export async function withEnv(vars: Record<string, string | undefined>, f: () => unknown) {
+  const before = Object.keys(vars).map((name) => [name, Deno.env.get(name)] as const);
+  const put = (name: string, value: string | undefined) =>
+    value === undefined ? Deno.env.delete(name) : Deno.env.set(name, value);
+  try {
+    for (const [name, value] of Object.entries(vars)) put(name, value);
+    await f();
+  } finally {
+    for (const [name, value] of before) put(name, value);
+  }
+}
+
 /** FNV-1a of a case's name: its seed is BASE_SEED ^ hash(name). */
 export function hash(text: string): number {
   let h = 2166136261;

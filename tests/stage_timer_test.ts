@@ -6,7 +6,7 @@
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
-import { inceptionNet, throwsCode } from "./helpers.ts";
+import { inceptionNet, throwsCode, withEnv } from "./helpers.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
 import { optimize } from "../lib/passes/mod.ts";
 import { Resources, Weights } from "../lib/runtime/resources.ts";
@@ -223,16 +223,16 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
 });
 
 Deno.test("BRAID_STAGE_GRAPHS picks how stage graphs are made", async () => {
-  const before = Deno.env.get("BRAID_STAGE_GRAPHS");
-  try {
-    Deno.env.delete("BRAID_STAGE_GRAPHS");
-    assert.equal(stageGraphsFromEnv(), "capture");
-    Deno.env.set("BRAID_STAGE_GRAPHS", "compose");
-    assert.equal(stageGraphsFromEnv(), "compose");
-    Deno.env.set("BRAID_STAGE_GRAPHS", "splice");
-    await throwsCode(() => stageGraphsFromEnv(), "BAD_OPTION", /BRAID_STAGE_GRAPHS is "splice"/);
-  } finally {
-    if (before === undefined) Deno.env.delete("BRAID_STAGE_GRAPHS");
-    else Deno.env.set("BRAID_STAGE_GRAPHS", before);
-  }
+  await withEnv(
+    { BRAID_STAGE_GRAPHS: undefined },
+    () => assert.equal(stageGraphsFromEnv(), "capture"),
+  );
+  await withEnv(
+    { BRAID_STAGE_GRAPHS: "compose" },
+    () => assert.equal(stageGraphsFromEnv(), "compose"),
+  );
+  await withEnv(
+    { BRAID_STAGE_GRAPHS: "splice" },
+    () => throwsCode(() => stageGraphsFromEnv(), "BAD_OPTION", /BRAID_STAGE_GRAPHS is "splice"/),
+  );
 });

@@ -5,7 +5,7 @@
  */
 import { assert } from "./deps.ts";
 import { Backend, type Handle } from "../ffi/backend.ts";
-import { throwsCode } from "./helpers.ts";
+import { throwsCode, withEnv } from "./helpers.ts";
 import { roundStats } from "../lib/runtime/profiler.ts";
 import { timeSchedule, trialTimingFromEnv } from "../lib/runtime/prepare.ts";
 import { Executable, warmUpFromEnv } from "../lib/runtime/executable.ts";
@@ -83,38 +83,20 @@ Deno.test("roundStats: the median round counts, not a slow one", () => {
   assert.equal(stats.p90Ms, 3);
 });
 
-/** Runs `f` with the environment variable set (or deleted, for undefined), then restores it. */
-async function withEnv(name: string, value: string | undefined, f: () => unknown) {
-  const before = Deno.env.get(name);
-  try {
-    if (value === undefined) Deno.env.delete(name);
-    else Deno.env.set(name, value);
-    await f();
-  } finally {
-    if (before === undefined) Deno.env.delete(name);
-    else Deno.env.set(name, before);
-  }
-}
-
 Deno.test("BRAID_TRIAL_TIMING and BRAID_WARM_UP: defaults, values, and a clear error", async () => {
-  await withEnv(
-    "BRAID_TRIAL_TIMING",
-    undefined,
-    () => assert.equal(trialTimingFromEnv(), "isolated"),
-  );
-  await withEnv("BRAID_TRIAL_TIMING", "rounds", () => assert.equal(trialTimingFromEnv(), "rounds"));
-  await withEnv(
-    "BRAID_TRIAL_TIMING",
-    "fast",
-    () => throwsCode(() => trialTimingFromEnv(), "BAD_OPTION", /BRAID_TRIAL_TIMING is "fast"/),
-  );
-  await withEnv("BRAID_WARM_UP", undefined, () => assert.equal(warmUpFromEnv(), "each"));
-  await withEnv("BRAID_WARM_UP", "once", () => assert.equal(warmUpFromEnv(), "once"));
-  await withEnv(
-    "BRAID_WARM_UP",
-    "never",
-    () => throwsCode(() => warmUpFromEnv(), "BAD_OPTION", /BRAID_WARM_UP is "never"/),
-  );
+  const unset = { BRAID_TRIAL_TIMING: undefined, BRAID_WARM_UP: undefined };
+  await withEnv(unset, () => {
+    assert.equal(trialTimingFromEnv(), "isolated");
+    assert.equal(warmUpFromEnv(), "each");
+  });
+  await withEnv({ BRAID_TRIAL_TIMING: "rounds", BRAID_WARM_UP: "once" }, () => {
+    assert.equal(trialTimingFromEnv(), "rounds");
+    assert.equal(warmUpFromEnv(), "once");
+  });
+  await withEnv({ BRAID_TRIAL_TIMING: "fast", BRAID_WARM_UP: "never" }, async () => {
+    await throwsCode(() => trialTimingFromEnv(), "BAD_OPTION", /BRAID_TRIAL_TIMING is "fast"/);
+    await throwsCode(() => warmUpFromEnv(), "BAD_OPTION", /BRAID_WARM_UP is "never"/);
+  });
 });
 
 Deno.test("a trial times a schedule either way on the CPU backend, freeing what it made", async () => {
@@ -156,7 +138,7 @@ Deno.test("a trial times a schedule either way on the CPU backend, freeing what 
     const schedule = sequentialSchedule(scheduleContext(graph, shapes).dag);
     counting = true;
     for (const timing of ["isolated", "rounds"]) {
-      await withEnv("BRAID_TRIAL_TIMING", timing, () => {
+      await withEnv({ BRAID_TRIAL_TIMING: timing }, () => {
         const ms = timeSchedule(backend, resources.ctx, graph, shapes, schedule, options, weights, {
           warmup: 1,
           runs: 3,
@@ -205,7 +187,7 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
       new Executable(backend, resources, graph, shapes, schedule, plan, options, weights).capture();
       return eager - before;
     };
-    await withEnv("BRAID_WARM_UP", "once", () => {
+    await withEnv({ BRAID_WARM_UP: "once" }, () => {
       const weights = new Weights(backend, resources, graph);
       assert.equal(weights.warmed, false);
       assert.equal(eagerOps(weights), 3, "the first warms up: its three ops run eagerly");
@@ -213,7 +195,7 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
       assert.equal(eagerOps(weights), 0, "the second captures at once");
       assert.equal(eagerOps(new Weights(backend, resources, graph)), 3, "other weights: again");
     });
-    await withEnv("BRAID_WARM_UP", undefined, () => {
+    await withEnv({ BRAID_WARM_UP: undefined }, () => {
       const weights = new Weights(backend, resources, graph);
       assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 3], "each, by default");
     });

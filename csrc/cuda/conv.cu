@@ -795,8 +795,9 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   float best_ms = 0.0f;
   int32_t last_error = BRAID_OK;
   const auto timing = std::chrono::steady_clock::now();
-  for (int algo : candidates) {
-    if (candidates.size() > legacy && algo == candidates[legacy]) legacy_ms = ms_since(timing);
+  for (size_t i = 0; i < candidates.size(); i++) {
+    if (i == legacy) legacy_ms = ms_since(timing); /* the engine configurations begin */
+    const int algo = candidates[i];
     braid_conv2d_params q = base;
     q.algorithm = algo;
     std::lock_guard<std::mutex> g(c->lock);

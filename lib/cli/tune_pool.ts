@@ -36,7 +36,7 @@ export interface PoolReport {
   /** Models whose variants the workers were told to free before the end (once their tunes were
    * queued). */
   retired: number;
-  /** From the last job's end to every worker closed (what they still held freed), ms. */
+  /** Closing the workers once the jobs are done (each freeing what it still held), ms. */
   closeMs: number;
   /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
    * of it spent setting a variant up on the worker. */

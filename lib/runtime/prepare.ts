@@ -223,7 +223,8 @@ export function trialTimingFromEnv(): TrialTiming {
 
 /**
  * Median time of one replay of `schedule`, captured as a graph on the session's context (a trial
- * executable with its own arena and streams, sharing the uploaded weights), then freed.
+ * executable with its own arena and streams, sharing the uploaded weights), then freed. `warmup`
+ * and `runs` are the isolated replays' (trialTimingFromEnv); rounds size themselves.
  */
 export function timeSchedule(
   backend: Backend,

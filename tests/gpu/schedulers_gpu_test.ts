@@ -11,12 +11,16 @@ import { buildZooModel } from "../../lib/models/index.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
 import { BASE_SEED, cuda, gpuSuite, hash } from "./gpu.ts";
+import { withEnv } from "../helpers.ts";
 import { inferShapes } from "../../lib/ir/validate.ts";
 import { optimize } from "../../lib/passes/mod.ts";
 import { Resources, Weights } from "../../lib/runtime/resources.ts";
 import { executableOptions } from "../../lib/runtime/session.ts";
 import { StageTimer } from "../../lib/runtime/stage_timer.ts";
-import { scheduleContext } from "../../lib/schedule/mod.ts";
+import { type ScheduleContext, scheduleContext } from "../../lib/schedule/mod.ts";
+import type { Backend, Handle } from "../../ffi/backend.ts";
+import type { Graph, Value } from "../../lib/ir/graph.ts";
+import type { ExecutableOptions } from "../../lib/runtime/executable.ts";
 import { timeSchedule } from "../../lib/runtime/prepare.ts";
 import { sequentialSchedule } from "../../lib/schedule/sequential.ts";
 import { oparaSchedule } from "../../lib/schedule/opara.ts";
@@ -66,16 +70,37 @@ for (const model of ["googlenet", "inception_v3"]) {
   );
 }
 
-gpuTest("googlenet: composed stage graphs time what captured ones time", () => {
+/** googlenet's weights uploaded on a context of its own, for `f`; the context freed after. */
+async function onGooglenet(
+  f: (
+    on: {
+      backend: Backend;
+      ctx: Handle;
+      graph: Graph;
+      shapes: Map<string, Value>;
+      sctx: ScheduleContext;
+      options: ExecutableOptions;
+      weights: Weights;
+    },
+  ) => unknown,
+) {
   const backend = cuda();
   const ctx = backend.contextCreate(0);
   const resources = new Resources(backend, ctx);
   try {
     const graph = optimize(buildZooModel("googlenet"));
     const shapes = inferShapes(graph, 1);
-    const { dag } = scheduleContext(graph, shapes);
+    const sctx = scheduleContext(graph, shapes);
     const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
     const weights = new Weights(backend, resources, graph);
+    await f({ backend, ctx, graph, shapes, sctx, options, weights });
+  } finally {
+    resources.release();
+  }
+}
+
+gpuTest("googlenet: composed stage graphs time what captured ones time", async () => {
+  await onGooglenet(({ backend, ctx, graph, shapes, sctx: { dag }, options, weights }) => {
     // Stages of one to four kernels, side by side (a group each), in topological order.
     const kernels = dag.order.filter((v) => dag.preds[v].length > 0).slice(0, 120);
     const stages = Array.from({ length: 30 }, (_, i) => {
@@ -104,36 +129,30 @@ gpuTest("googlenet: composed stage graphs time what captured ones time", () => {
         `composed ${sum(composed.us).toFixed(0)} µs in ${composed.hostMs.toFixed(0)} ms`,
     );
     assert.ok(ratio > 0.85 && ratio < 1.15, `composed / captured stage time ${ratio.toFixed(3)}`);
-  } finally {
-    resources.release();
-  }
+  });
 });
 
 gpuTest(
   "googlenet: trials in rounds time what isolated replays time, warmed up once or each",
-  () => {
-    const backend = cuda();
-    const ctx = backend.contextCreate(0);
-    const resources = new Resources(backend, ctx);
-    const before = ["BRAID_TRIAL_TIMING", "BRAID_WARM_UP"].map((k) => [k, Deno.env.get(k)]);
-    try {
-      const graph = optimize(buildZooModel("googlenet"));
-      const shapes = inferShapes(graph, 1);
-      const sctx = scheduleContext(graph, shapes);
-      const options = executableOptions(backend.deviceInfo(ctx), { tuning: new TuningCache() });
-      const weights = new Weights(backend, resources, graph);
+  async () => {
+    await onGooglenet(async ({ backend, ctx, graph, shapes, sctx, options, weights }) => {
       const schedules = [sequentialSchedule(sctx.dag), oparaSchedule(sctx)];
-      const time = (timing: string, warmUp: string) => {
-        Deno.env.set("BRAID_TRIAL_TIMING", timing);
-        Deno.env.set("BRAID_WARM_UP", warmUp);
-        return schedules.map((s) => timeSchedule(backend, ctx, graph, shapes, s, options, weights));
+      const time = async (timing: string, warmUp: string) => {
+        let ms: number[] = [];
+        await withEnv({ BRAID_TRIAL_TIMING: timing, BRAID_WARM_UP: warmUp }, () => {
+          ms = schedules.map((s) => timeSchedule(backend, ctx, graph, shapes, s, options, weights));
+        });
+        return ms;
       };
-      time("isolated", "each"); // conv algorithms tuned, plans built, kernels loaded
+      await time("isolated", "each"); // conv algorithms tuned, plans built, kernels loaded
       // Each way twice, interleaved; the lower of each pair counts (a drift hits both alike).
-      const runs = [0, 1].map(() => ({
-        isolated: time("isolated", "each"),
-        rounds: time("rounds", "once"),
-      }));
+      const runs: { isolated: number[]; rounds: number[] }[] = [];
+      for (let i = 0; i < 2; i++) {
+        runs.push({
+          isolated: await time("isolated", "each"),
+          rounds: await time("rounds", "once"),
+        });
+      }
       const best = (key: "isolated" | "rounds") =>
         schedules.map((_, i) => Math.min(...runs.map((r) => r[key][i])));
       const [isolated, rounds] = [best("isolated"), best("rounds")];
@@ -148,9 +167,6 @@ gpuTest(
         assert.ok(ratio > 0.8 && ratio < 1.05, `${s.scheduler}: rounds / isolated ${ratio}`);
       });
       assert.ok(weights.warmed, "the first trial executable warmed the weights up");
-    } finally {
-      for (const [k, v] of before) v === undefined ? Deno.env.delete(k!) : Deno.env.set(k!, v);
-      resources.release();
-    }
+    });
   },
 );
