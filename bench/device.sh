@@ -8,7 +8,7 @@
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
-#   gpu-switched     the schedulers' and partitions' GPU tests with the three tuning switches
+#   gpu-switched     the native, schedulers' and partitions' GPU tests with the four switches
 #                    of tuning-ab on
 #   gpu-engines      the cuDNN engine-configuration GPU tests only, after the engine probe's
 #                    tables for the device's own description ($OUT/cudnn-device.json) and
@@ -26,10 +26,11 @@
 #   tuning-ab        where tuning's time goes, and the switches that may cut it, side by side:
 #                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
 #                    isolated with every executable warmed up, then in rounds warming up once
-#                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP); its convolutions tuned with FindEx, then
+#                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP), then so with buffers from memory pools
+#                    (BRAID_ALLOC=pool); its convolutions tuned with FindEx, then
 #                    with cuDNN's heuristic ranking (BRAID_CONV_FIND), each tuning traced
 #                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); then (c) in two pairs as the
-#                    defaults are and two with all three switches (tags base, switched), and
+#                    defaults are and two with all four switches (tags base, switched), and
 #                    the sessions each tuning chose run side by side (bench/cache_ab.ts); every
 #                    file in $OUT/tuning-ab.tgz
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
@@ -64,8 +65,8 @@ for step in "$@"; do
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
     gpu-switched) BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic \
-      BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/schedulers_gpu_test.ts \
-      tests/gpu/partition_gpu_test.ts ;;
+      BRAID_ALLOC=pool BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
+      tests/gpu/schedulers_gpu_test.ts tests/gpu/partition_gpu_test.ts ;;
     gpu-engines) # the probe's tables first; the tests run whatever became of them
       # What cuDNN sees of the device from a partition's stream (its SM count there).
       ./build/engine_probe --dump-device-in 32 >"$OUT/cudnn-device-in-32.json" &&
@@ -94,14 +95,16 @@ for step in "$@"; do
       pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
       BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials --json $ab/pool_trials-base.json
       BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials --json $ab/pool_trials-switched.json
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_ALLOC=pool pc --work trials \
+        --json $ab/pool_trials-switched-pool.json
       for find in find heuristic; do
         BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
           --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
       done
       pb() { deno run --cached-only -A bench/partition_bench.ts --out $ab --parts c --pairs 2 "$@"; }
       mkdir -p /tmp/base /tmp/switched
-      pb --tag base --caches /tmp/base
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic \
+      BRAID_ALLOC=direct pb --tag base --caches /tmp/base
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool \
         pb --tag switched --caches /tmp/switched
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do

@@ -11,6 +11,12 @@
  */
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
+import { envChoice } from "../lib/platform.ts";
+
+/** How a CUDA context allocates device buffers: BRAID_ALLOC, else direct (cudaMalloc). */
+export function allocationFromEnv(): "direct" | "pool" {
+  return envChoice("BRAID_ALLOC", ["direct", "pool"]);
+}
 
 export const ABI_VERSION = 6;
 
@@ -140,7 +146,13 @@ export class Backend {
     return this.#i32[0];
   }
 
+  /**
+   * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`: the
+   * context's device buffers come from a stream-ordered memory pool of its own; `direct`, the
+   * default, cudaMalloc); its value is checked here on every backend.
+   */
   contextCreate(device = 0): Handle {
+    allocationFromEnv();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }
 

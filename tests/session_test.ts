@@ -3,7 +3,7 @@ import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
 import { openLibrary } from "../ffi/library.ts";
 import { BraidError } from "../lib/errors.ts";
-import { assertRoundTrip, BASE_SEED, caseSeed, smallNet, throwsCode } from "./helpers.ts";
+import { assertRoundTrip, BASE_SEED, caseSeed, smallNet, throwsCode, withEnv } from "./helpers.ts";
 import { Session } from "../mod.ts";
 import { Random } from "../lib/util/random.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
@@ -91,6 +91,27 @@ Deno.test("bad options are BraidErrors before anything is allocated", async () =
   await throwsCode(() => Session.create(g, { device: "tpu" as any }), "BAD_OPTION", /tpu/);
   // deno-lint-ignore no-explicit-any
   await throwsCode(() => Session.create(g, { scheduler: "magic" as any }), "BAD_OPTION", /magic/);
+});
+
+Deno.test("BRAID_ALLOC: pool or direct (CUDA's allocation; the CPU backend's the same), else a clear error", async () => {
+  const g = smallNet();
+  const x = input(3 * 16 * 16);
+  const outputs: Float32Array[] = [];
+  for (const value of ["pool", "direct", undefined]) {
+    await withEnv({ BRAID_ALLOC: value }, async () => {
+      using session = await Session.create(g, { device: "cpu" });
+      outputs.push((await session.run({ x }))[g.outputs[0]] as Float32Array);
+    });
+  }
+  assert.deepEqual(outputs[0], outputs[1]);
+  assert.deepEqual(outputs[1], outputs[2]);
+  await withEnv({ BRAID_ALLOC: "caching" }, async () => {
+    await throwsCode(
+      () => Session.create(g, { device: "cpu" }),
+      "BAD_OPTION",
+      /BRAID_ALLOC is "caching"; use direct or pool/,
+    );
+  });
 });
 
 Deno.test("a missing shared library is a BraidError listing the paths tried", async () => {

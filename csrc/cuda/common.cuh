@@ -26,6 +26,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "braid.h"
 
@@ -156,6 +157,14 @@ struct Context {
   /* The partition this context is bound to (braid_context_set_partition): its default stream and
    * every stream it creates run there. NULL: the whole device. */
   Partition* partition;
+  /* BRAID_ALLOC=pool when the context was made: device buffers come from a memory pool of its
+   * own, allocated and freed in order on its default stream (memory.cu). NULL: cudaMalloc and
+   * cudaFree. pool_usable turns false if the pool refuses an allocation for a reason other than
+   * memory (its buffers are still freed to it). */
+  cudaMemPool_t pool;
+  bool pool_usable;
+  std::unordered_set<uint64_t> pooled; /* live buffers (base addresses) from the pool */
+  std::vector<void*> deferred_frees;   /* pooled buffers freed while the context captured */
 };
 
 /* Validates a context handle (and makes its device current). */
@@ -194,6 +203,13 @@ BRAID_HIDDEN int32_t partition_stream_create(Partition* p, int cuda_priority, co
 BRAID_HIDDEN int partition_sms(const Partition* p);
 BRAID_HIDDEN void partition_retain(Partition* p);
 BRAID_HIDDEN void partition_release(Partition* p);
+
+/* The context's memory pool (memory.cu): made when the context is (BRAID_ALLOC=pool; none where
+ * the device has no memory pools, noted once on stderr); its deferred frees issued (before the
+ * context's last synchronization); destroyed with the context. */
+BRAID_HIDDEN void memory_pool_open(Context* c);
+BRAID_HIDDEN void memory_pool_flush(Context* c);
+BRAID_HIDDEN void memory_pool_close(Context* c);
 
 /* Caches, created on first use and destroyed with the context (conv.cu, gemm.cu). */
 BRAID_HIDDEN void conv_cache_destroy(Context* c);

@@ -269,6 +269,7 @@ static void context_free(Context* c) {
   if (c->stream0.lt_ws) cudaFree(c->stream0.lt_ws);
   if (c->zeros) cudaFree(c->zeros);
   if (c->err_host) cudaFreeHost(c->err_host);
+  memory_pool_close(c);
   if (c->stream0.s) cudaStreamDestroy(c->stream0.s);
   if (c->partition) partition_release(c->partition);
   (void)cudaGetLastError();
@@ -355,6 +356,7 @@ int32_t braid_context_create(int32_t device, uint64_t* out_ctx) {
     context_free(c);
     return cuda_fail(fn, "cudaHostAlloc(error slot)", e);
   }
+  memory_pool_open(c);
   c->magic = MAGIC_CONTEXT;
   *out_ctx = (uint64_t)(uintptr_t)c;
   return BRAID_OK;
@@ -384,6 +386,7 @@ int32_t braid_context_destroy(uint64_t ctx) {
                 "%s: destroy its children first (%lld streams, %lld events, %lld graphs, %zu "
                 "buffers, %zu host buffers or registrations still alive)",
                 fn, (long long)streams, (long long)events, (long long)graphs, bufs, host_bufs);
+  memory_pool_flush(c);
   cudaError_t e = cudaStreamSynchronize(c->stream0.s);
   context_free(c);
   if (e != cudaSuccess) return cuda_fail(fn, "cudaStreamSynchronize", e);

@@ -4,9 +4,19 @@
  * Every allocation is zero-filled and recorded in its context (base → bytes), so a free checks
  * the address it is given and a capture can tell page-locked host memory from pageable. Caller
  * memory page-locked in place (braid_host_register) is recorded the same way.
+ *
+ * With BRAID_ALLOC=pool a context's device buffers come from a memory pool of its own, allocated
+ * and freed in order on its default stream (cudaMallocFromPoolAsync, cudaFreeAsync): a free
+ * returns at once, and the pool keeps the memory for the context's next buffers. cudaFree may
+ * wait for the device's outstanding work, other partitions' included, and a tuning pool's
+ * workers free an executable's buffers after every trial. Without a pool, or while the context
+ * captures, buffers come from cudaMalloc.
  */
 #include "common.cuh"
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 
 namespace braid_cuda {
@@ -83,6 +93,62 @@ int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*tab
   return BRAID_OK;
 }
 
+/* Freed memory a context's pool keeps for its next buffers rather than hand back to the device at
+ * the next synchronization. */
+constexpr uint64_t POOL_HOLD_BYTES = (uint64_t)1 << 30;
+
+bool pool_wanted() {
+  const char* v = std::getenv("BRAID_ALLOC");
+  return v != nullptr && std::strcmp(v, "pool") == 0;
+}
+
+/* Why a context allocates with cudaMalloc although BRAID_ALLOC=pool, said once a process. */
+void note_no_pool(const char* why, cudaError_t e) {
+  static std::atomic<bool> said{false};
+  if (said.exchange(true)) return;
+  std::fprintf(stderr, "braid: BRAID_ALLOC=pool: %s (%s); buffers come from cudaMalloc\n", why,
+               cudaGetErrorString(e));
+}
+
+/* A pooled allocation would be recorded into the graph while the context, or its default stream,
+ * captures. */
+bool capturing_now(Context* c) { return context_capturing(c) || stream_capturing(&c->stream0); }
+
+/* Frees, in order on the default stream, the pooled buffers freed while the context captured
+ * (not capturing now). */
+void release_deferred(Context* c) {
+  std::vector<void*> due;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    due.swap(c->deferred_frees);
+  }
+  for (void* p : due) (void)cudaFreeAsync(p, c->stream0.s);
+  (void)cudaGetLastError();
+}
+
+/* A buffer from the context's pool, allocated in order on its default stream (the zero-fill that
+ * follows there finishes it). False where the context has no usable pool, is capturing, or the
+ * pool cannot serve the size even after handing its held memory back: cudaMalloc then decides. */
+bool pool_alloc(Context* c, size_t size, void** out) {
+  if (c->pool == nullptr || !c->pool_usable || capturing_now(c)) return false;
+  RelaxedCapture relaxed; /* another thread's capture does not make this call unsafe */
+  release_deferred(c);
+  cudaError_t e = cudaMallocFromPoolAsync(out, size, c->pool, c->stream0.s);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    if (cudaStreamSynchronize(c->stream0.s) == cudaSuccess &&
+        cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess)
+      e = cudaMallocFromPoolAsync(out, size, c->pool, c->stream0.s);
+  }
+  if (e == cudaSuccess) return true;
+  (void)cudaGetLastError();
+  if (e != cudaErrorMemoryAllocation) {
+    c->pool_usable = false;
+    note_no_pool("cudaMallocFromPoolAsync failed", e);
+  }
+  return false;
+}
+
 /* Zero-fills new device memory, finished on return. On the context's default stream, so inside its
  * partition: a memset on the legacy stream runs on every SM, in the middle of other partitions'
  * timed work. While the context captures, a memset there would be recorded rather than run: then
@@ -145,6 +211,41 @@ int32_t issue_copy(uint64_t ctx, uint64_t stream, const char* fn, void* dst, con
 }
 
 }  // namespace
+
+void memory_pool_open(Context* c) {
+  if (!pool_wanted()) return;
+  int supported = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, c->device);
+  if (e == cudaSuccess && !supported) e = cudaErrorNotSupported;
+  cudaMemPoolProps props = {};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.handleTypes = cudaMemHandleTypeNone;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = c->device;
+  if (e == cudaSuccess) e = cudaMemPoolCreate(&c->pool, &props);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    c->pool = nullptr;
+    note_no_pool("no memory pool on this device", e);
+    return;
+  }
+  uint64_t hold = POOL_HOLD_BYTES;
+  (void)cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &hold);
+  c->pool_usable = true;
+}
+
+void memory_pool_flush(Context* c) {
+  if (c->pool != nullptr) release_deferred(c);
+}
+
+void memory_pool_close(Context* c) {
+  if (c->pool == nullptr) return;
+  /* Frees still in flight complete first; the pool's memory then goes back to the device. */
+  (void)cudaMemPoolDestroy(c->pool);
+  (void)cudaGetLastError();
+  c->pool = nullptr;
+}
+
 }  // namespace braid_cuda
 
 using namespace braid_cuda;
@@ -157,28 +258,75 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   size_t size = 0;
   if (int32_t st = begin_allocation(ctx, fn, bytes, out_addr, &c, &size)) return st;
   void* p = nullptr;
-  cudaError_t e;
-  {
+  cudaError_t e = cudaSuccess;
+  const bool pooled = pool_alloc(c, size, &p);
+  if (!pooled) {
     RelaxedCapture relaxed;
     e = cudaMalloc(&p, size);
   }
   if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);
   /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
-   * previous session's activations (as token ids, those are gather errors; as floats, NaNs). */
+   * previous session's activations (as token ids, those are gather errors; as floats, NaNs). A
+   * pooled buffer's memory may have been another buffer of the context's a moment ago. */
   e = zero_fill(c, p, size);
   if (e != cudaSuccess) {
     {
       RelaxedCapture relaxed;
-      cudaFree(p);
+      cudaFree(p); /* a pooled one too: nothing else has touched it */
     }
     return allocation_failed(fn, "cudaMemsetAsync (zero-fill)", "device memory", bytes, e);
   }
-  return track(c, c->bufs, fn, p, size, bytes, cudaFree, out_addr);
+  if (pooled) {
+    std::lock_guard<std::mutex> g(c->lock);
+    try {
+      c->pooled.insert((uint64_t)(uintptr_t)p);
+    } catch (...) {
+      cudaFree(p);
+      return fail(BRAID_ERR_OUT_OF_MEMORY, "%s: out of memory tracking %llu bytes", fn,
+                  (unsigned long long)bytes);
+    }
+  }
+  const int32_t st = track(c, c->bufs, fn, p, size, bytes, cudaFree, out_addr);
+  if (st && pooled) {
+    std::lock_guard<std::mutex> g(c->lock);
+    c->pooled.erase((uint64_t)(uintptr_t)p);
+  }
+  return st;
 }
 
 int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
-  return untrack(ctx, "braid_buffer_free", addr, &Context::bufs, "allocation", cudaFree,
-                 "cudaFree");
+  static const char fn[] = "braid_buffer_free";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  bool pooled;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    pooled = c->pooled.count(addr) != 0;
+  }
+  if (!pooled) return untrack(ctx, fn, addr, &Context::bufs, "allocation", cudaFree, "cudaFree");
+  void* p = reinterpret_cast<void*>((uintptr_t)addr);
+  const bool capturing = capturing_now(c);
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    c->pooled.erase(addr);
+    c->bufs.erase(addr);
+    /* A free issued now would be recorded into the graph: it waits for the capture's end. */
+    if (capturing) {
+      try {
+        c->deferred_frees.push_back(p);
+        return BRAID_OK;
+      } catch (...) {
+        /* no room to defer it: the synchronous free below (cudaFree does not record) */
+      }
+    }
+  }
+  RelaxedCapture relaxed;
+  /* In order after the default stream's work: every executable joins its streams there, and a
+   * stream is synchronized before it is destroyed. */
+  const cudaError_t e = capturing ? cudaFree(p) : cudaFreeAsync(p, c->stream0.s);
+  if (e != cudaSuccess) return cuda_fail(fn, capturing ? "cudaFree" : "cudaFreeAsync", e);
+  return BRAID_OK;
 }
 
 int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {

@@ -3,10 +3,13 @@
  * error paths (sizes, groups, a driver without green contexts), confinement measured with the SM
  * probe (a partition's work runs on its SMs only, two groups never share one), zoo models inside
  * partitions against the CPU backend, concurrent launches, caller arrays page-locked for a
- * partition's session, the tuning cache's budgets, and a pooled tune.
+ * partition's session, the tuning cache's budgets, a pooled tune, and a context's buffers from a
+ * memory pool (BRAID_ALLOC=pool) beside another partition's work.
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
-import { smallNet, throwsCode } from "../helpers.ts";
+import { smallNet, throwsCode, withEnv } from "../helpers.ts";
+import { encodeRecord } from "../../ffi/params.ts";
+import { Device, GEMM } from "./scenario.ts";
 import { pinningScenario } from "../pinning_scenario.ts";
 import { saveModel } from "../../lib/runtime/model.ts";
 import { tunePooled } from "../../lib/cli/tune_pool.ts";
@@ -265,6 +268,98 @@ gpuTest(
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "BRAID_ALLOC=pool: buffers come back zero-filled, a free while capturing waits for its end, " +
+    "and an allocation and free do not wait for another partition's work",
+  async () => {
+    const backend = cuda();
+    const [busyPart, ownPart] = Partition.split(2, { sms: 32, device: "cuda" });
+    const busy = new Device(backend);
+    try {
+      // Work that keeps one partition busy: strict-fp32 products of 4096² matrices.
+      backend.contextSetPartition(busy.ctx, busyPart.native.handle);
+      const n = 4096;
+      const [a, b, y] = [busy.alloc(n * n), busy.alloc(n * n), busy.alloc(n * n)];
+      const gemm = () => busy.op("braid_gemm", "gemm", { ...GEMM, m: n, n, k: n }, [a, b, 0n, y]);
+      gemm();
+      backend.streamSynchronize(busy.ctx, 0n);
+      const started = performance.now();
+      gemm();
+      backend.streamSynchronize(busy.ctx, 0n);
+      const reps = Math.max(4, Math.ceil(150 / (performance.now() - started)));
+      /** ms an allocation and free of 1 MiB take on `ctx` while the other partition is busy. */
+      const whileBusy = (ctx: bigint) => {
+        for (let i = 0; i < reps; i++) gemm();
+        const t0 = performance.now();
+        backend.bufferFree(ctx, backend.bufferAlloc(ctx, 2 ** 20));
+        const ms = performance.now() - t0;
+        const t1 = performance.now();
+        backend.streamSynchronize(busy.ctx, 0n);
+        return { ms, busyMs: ms + performance.now() - t1 };
+      };
+      const timed = async (alloc: "direct" | "pool") => {
+        let result = { ms: 0, busyMs: 0 };
+        await withEnv({ BRAID_ALLOC: alloc }, () => {
+          const ctx = backend.contextCreate(0);
+          try {
+            backend.contextSetPartition(ctx, ownPart.native.handle);
+            whileBusy(ctx); // the first allocation of a context reserves memory
+            result = whileBusy(ctx);
+            if (alloc === "pool") pooledChecks(ctx);
+          } finally {
+            backend.contextDestroy(ctx);
+          }
+        });
+        return result;
+      };
+      /** Reuse comes back zero-filled; a free during a capture is issued after it. */
+      const pooledChecks = (ctx: bigint) => {
+        const count = 4096;
+        const first = backend.bufferAlloc(ctx, 4 * count);
+        backend.memcpyH2D(ctx, 0n, first, new Float32Array(count).fill(7));
+        backend.streamSynchronize(ctx, 0n);
+        backend.bufferFree(ctx, first);
+        const again = backend.bufferAlloc(ctx, 4 * count);
+        const back = new Float32Array(count);
+        backend.memcpyD2H(ctx, 0n, back, again);
+        backend.streamSynchronize(ctx, 0n);
+        assert.ok(back.every((v) => v === 0), "a reused buffer is zero-filled");
+        console.log(
+          `  pooled: the freed buffer's memory ${again === first ? "was" : "was not"} reused`,
+        );
+        const out = backend.bufferAlloc(ctx, 4 * count);
+        backend.captureBegin(ctx, 0n);
+        backend.op(
+          "braid_unary",
+          ctx,
+          0n,
+          encodeRecord("unary", { count, kind: 1, act_min: 0, act_max: 0 }),
+          [again, out],
+        );
+        backend.bufferFree(ctx, again); // deferred: the capture would record it
+        const graph = backend.captureEnd(ctx, 0n);
+        backend.graphDestroy(ctx, graph);
+        backend.bufferFree(ctx, out);
+      };
+      const direct = await timed("direct");
+      const pooled = await timed("pool");
+      console.log(
+        `  1 MiB allocated and freed beside ${reps} GEMMs on another partition ` +
+          `(${direct.busyMs.toFixed(0)} ms): cudaMalloc/cudaFree ${direct.ms.toFixed(2)} ms, ` +
+          `pool ${pooled.ms.toFixed(2)} ms`,
+      );
+      assert.ok(
+        pooled.ms < pooled.busyMs / 4,
+        `pooled: ${pooled.ms.toFixed(1)} of ${pooled.busyMs.toFixed(0)} ms`,
+      );
+    } finally {
+      busy.close();
+      busyPart[Symbol.dispose]();
+      ownPart[Symbol.dispose]();
     }
   },
 );
