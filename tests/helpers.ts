@@ -1,6 +1,6 @@
 /**
  * Shared by the test files: the run's seed and case seeds, failure-message helpers, an assertion
- * on BraidErrors, a copy there and back, and small networks.
+ * on BraidErrors, a copy there and back, the CPU backend presented as CUDA, and small networks.
  */
 import { assert } from "./deps.ts";
 import type { Backend, Handle } from "../ffi/backend.ts";
@@ -19,6 +19,24 @@ export function caseSeed(name: string): number {
 /** What a failure message says so that the case can be rerun with the same inputs. */
 export function rerunHint(name: string): string {
   return `[case seed ${caseSeed(name)}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
+}
+
+/**
+ * The CPU backend under the name "cuda", so that the runtime's GPU paths (stage timers, auto's
+ * trials, warm-ups) run on it; every call is shown to `seen` (its method name) before it runs.
+ */
+export function cpuAsCuda(native: Backend, seen: (call: string) => void = () => {}): Backend {
+  return new Proxy(native, {
+    get(target, prop) {
+      if (prop === "kind") return "cuda";
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        seen(String(prop));
+        return value.apply(target, args);
+      };
+    },
+  });
 }
 
 /**

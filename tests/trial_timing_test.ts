@@ -5,7 +5,7 @@
  */
 import { assert } from "./deps.ts";
 import { Backend, type Handle } from "../ffi/backend.ts";
-import { throwsCode, withEnv } from "./helpers.ts";
+import { cpuAsCuda, throwsCode, withEnv } from "./helpers.ts";
 import { roundStats } from "../lib/runtime/profiler.ts";
 import { timeSchedule, trialTimingFromEnv } from "../lib/runtime/prepare.ts";
 import { Executable, warmUpFromEnv } from "../lib/runtime/executable.ts";
@@ -162,18 +162,10 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
   // issued outside a capture: a warm-up's.
   let capturing = false, eager = 0;
   const native = Backend.open("cpu");
-  const backend = new Proxy(native, {
-    get(target, prop) {
-      if (prop === "kind") return "cuda";
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        if (prop === "captureBegin") capturing = true;
-        if (prop === "captureEnd") capturing = false;
-        if (prop === "op" && !capturing) eager++;
-        return value.apply(target, args);
-      };
-    },
+  const backend = cpuAsCuda(native, (call) => {
+    if (call === "captureBegin") capturing = true;
+    if (call === "captureEnd") capturing = false;
+    if (call === "op" && !capturing) eager++;
   });
   const resources = new Resources(backend, backend.contextCreate(0));
   try {

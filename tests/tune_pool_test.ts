@@ -5,7 +5,8 @@
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
-import { branchyNet, inceptionNet, throwsCode } from "./helpers.ts";
+import { branchyNet, cpuAsCuda, inceptionNet, throwsCode } from "./helpers.ts";
+import { prepare } from "../lib/runtime/prepare.ts";
 import { simulateStage } from "../lib/analysis/device_model.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
 import { buildZooModel } from "../lib/models/index.ts";
@@ -348,6 +349,49 @@ Deno.test("a stage prefetch lists the stages tuning will time; measured, a secon
   } finally {
     prefetch.release();
     backend.contextDestroy(ctx);
+  }
+});
+
+Deno.test("a prefetch prepares its variant on its own weights and stage timer, as a choose does", async () => {
+  const native = Backend.open("cpu");
+  let allocations = 0;
+  const backend = cpuAsCuda(native, (call) => void (call === "bufferAlloc" && allocations++));
+  const ctx = backend.contextCreate(0);
+  const cache = new TuningCache();
+  const graph = optimize(inceptionNet());
+  const options = executableOptions(native.deviceInfo(ctx), { tuning: cache });
+  const prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+  try {
+    prefetch.measure(await prefetch.plan("auto"));
+    prefetch.timeCandidates(0, prefetch.earlyCandidates().length);
+    const measuredAhead = prefetch.measured;
+    assert.ok(measuredAhead > 0);
+    const before = allocations;
+    const prepared = await prefetch.prepare("auto", "");
+    try {
+      assert.equal(prepared.weights, prefetch.weights, "the prefetch's weights, not a new upload");
+      assert.equal(prepared.stages.measured, 0, "every op and stage was cached");
+      assert.equal(prefetch.measured, measuredAhead, "its timer measured nothing more");
+      assert.ok(prepared.trialsTimed > 0, "ios's candidates and the confirmation were timed");
+      assert.ok(prepared.schedule.scheduler.startsWith("auto:"), prepared.schedule.scheduler);
+    } finally {
+      prepared.resources.release();
+    }
+    // A fresh preparation on the same context uploads the weights and makes a timer again.
+    const fresh = allocations;
+    const again = await prepare(backend, ctx, graph, 1, "ios", options, "");
+    again.resources.release();
+    assert.ok(
+      allocations - fresh >= 2,
+      `a fresh prepare allocated ${allocations - fresh} buffers, the prefetch's ${fresh - before}`,
+    );
+    // The prefetch is intact: its timer still measures, and everything it made is freed below.
+    assert.deepEqual(await prefetch.plan("auto"), []);
+    prefetch.measure([{ key: "extra", groups: [[0]] }]);
+    assert.equal(prefetch.measured, measuredAhead + 1);
+  } finally {
+    prefetch.release();
+    backend.contextDestroy(ctx); // fails if anything was left alive
   }
 });
 

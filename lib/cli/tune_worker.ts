@@ -9,7 +9,7 @@ import { BraidError } from "../errors.ts";
 import { batchOf, type Graph } from "../ir/graph.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
-import { graphVariants, prepare } from "../runtime/prepare.ts";
+import { graphVariants } from "../runtime/prepare.ts";
 import { executableOptions, openBackend } from "../runtime/session.ts";
 import { Resources } from "../runtime/resources.ts";
 import { StagePrefetch } from "../runtime/stage_prefetch.ts";
@@ -105,14 +105,13 @@ async function run(job: PoolJob): Promise<Record<string, unknown>> {
 
 /**
  * Auto's choice for one variant, made as the session would make it (and cached under the same
- * key, which the model's tune then finds); returns the ops and stages it had to time, and the
- * candidate schedules (those the trials jobs could not time ahead, and auto's confirmation).
+ * key, which the model's tune then finds), on the worker's weights and stage timer of the
+ * variant; returns the ops and stages it had to time, and the candidate schedules (those the
+ * trials jobs could not time ahead, and auto's confirmation).
  */
 async function choose(prefetch: StagePrefetch, variant: number) {
-  const { backend, ctx } = native!;
   const label = variant === 0 ? "" : "merged:";
-  const { graph, batch, options: execOptions } = prefetch;
-  const prepared = await prepare(backend, ctx, graph, batch, options.scheduler, execOptions, label);
+  const prepared = await prefetch.prepare(options.scheduler, label);
   prepared.resources.release();
   return { measured: prepared.stages.measured, trialsLate: prepared.trialsTimed };
 }

@@ -47,6 +47,16 @@ export interface Prepared {
   stages: StageStats;
 }
 
+/**
+ * What a caller already holds for this graph on this context (a tuning pool's prefetch of the
+ * variant): its weights, and a stage timer over them. prepare() uses them instead of making its
+ * own, and leaves them to the caller.
+ */
+export interface Reused {
+  weights: Weights;
+  timer: StageTimer;
+}
+
 export async function prepare(
   backend: Backend,
   ctx: bigint,
@@ -55,11 +65,12 @@ export async function prepare(
   scheduler: SchedulerName,
   options: ExecutableOptions,
   label: string,
+  reused?: Reused,
 ): Promise<Prepared> {
   const shapes = inferShapes(graph, batch);
   const resources = new Resources(backend, ctx, false);
   try {
-    const weights = new Weights(backend, resources, graph);
+    const weights = reused?.weights ?? new Weights(backend, resources, graph);
     const tuned = budgetTuning(options, graph, shapes);
     const trials: Trial[] = [];
     let trialsMs = 0, trialsTimed = 0;
@@ -100,8 +111,11 @@ export async function prepare(
     }
     // On a GPU, opara orders by measured op times and ios measures its stages (auto runs both).
     const timer = backend.kind === "cuda" && scheduler !== "sequential" && scheduler !== "nimble"
-      ? new StageTimer(backend, ctx, graph, shapes, scheduleCtx.dag, options, weights)
+      ? reused?.timer ??
+        new StageTimer(backend, ctx, graph, shapes, scheduleCtx.dag, options, weights)
       : undefined;
+    // A reused timer has measured before: only what it measures here counts.
+    const [measuredBefore, spentBefore] = [timer?.measured ?? 0, timer?.spentMs ?? 0];
     let schedule: Schedule;
     const stages = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
     try {
@@ -122,9 +136,9 @@ export async function prepare(
         ? { ...sequentialSchedule(scheduleCtx.dag), scheduler: "auto:sequential" }
         : await makeSchedule(scheduler, scheduleCtx);
     } finally {
-      stages.measured = timer?.measured ?? 0;
-      stages.ms = timer?.spentMs ?? 0;
-      timer?.release();
+      stages.measured = (timer?.measured ?? 0) - measuredBefore;
+      stages.ms = (timer?.spentMs ?? 0) - spentBefore;
+      if (timer !== reused?.timer) timer?.release();
     }
     const name = label + schedule.scheduler.replace(/^auto:/, "");
     const ms = trials.filter((t) => t.scheduler === name).at(-1)?.ms ?? 0;

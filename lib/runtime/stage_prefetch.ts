@@ -12,7 +12,7 @@ import { autoCandidates } from "../schedule/auto.ts";
 import type { Schedule } from "../schedule/schedule.ts";
 import type { ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
-import { budgetTuning, deviceModelOf, timeSchedule } from "./prepare.ts";
+import { budgetTuning, deviceModelOf, prepare, type Prepared, timeSchedule } from "./prepare.ts";
 import { measureStages, type PlannedStage, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import type { BudgetTuning } from "./tuning.ts";
@@ -102,6 +102,23 @@ export class StagePrefetch {
       });
     }
     return timed;
+  }
+
+  /**
+   * The variant prepared as a session prepares it (auto's choice made, and cached under the same
+   * key), on this prefetch's weights and stage timer: nothing is set up again, and only what the
+   * cache lacks is measured. The caller releases the result's resources (none of them this
+   * prefetch's).
+   */
+  prepare(scheduler: SchedulerName, label: string): Promise<Prepared> {
+    const { backend, ctx } = this.#resources;
+    const reused = { weights: this.#weights, timer: this.#timer };
+    return prepare(backend, ctx, this.graph, this.batch, scheduler, this.options, label, reused);
+  }
+
+  /** The variant's weights on the device (shared by every executable this prefetch makes). */
+  get weights(): Weights {
+    return this.#weights;
   }
 
   /** Ops and stages measured so far. */
