@@ -5,6 +5,7 @@ import { openLibrary } from "../ffi/library.ts";
 import { BraidError } from "../lib/errors.ts";
 import { assertRoundTrip, BASE_SEED, caseSeed, smallNet, throwsCode, withEnv } from "./helpers.ts";
 import { Session } from "../mod.ts";
+import { ON_CONTEXT } from "../lib/runtime/session.ts";
 import { Random } from "../lib/util/random.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
 
@@ -112,6 +113,24 @@ Deno.test("BRAID_ALLOC: pool or direct (CUDA's allocation; the CPU backend's the
       /BRAID_ALLOC is "caching"; use direct or pool/,
     );
   });
+});
+
+Deno.test("a session on a context it does not own frees what it made there, not the context", async () => {
+  const g = smallNet();
+  const x = input(3 * 16 * 16);
+  const backend = Backend.open("cpu");
+  const ctx = backend.contextCreate(0);
+  try {
+    for (let i = 0; i < 2; i++) {
+      using session = await Session.create(g, { device: "cpu", [ON_CONTEXT]: { backend, ctx } });
+      using own = await Session.create(g, { device: "cpu" });
+      assert.deepEqual(await session.run({ x }), await own.run({ x }));
+    }
+    // The context outlived both sessions and holds nothing of theirs: it is destroyed cleanly.
+    backend.bufferFree(ctx, backend.bufferAlloc(ctx, 1024));
+  } finally {
+    backend.contextDestroy(ctx);
+  }
 });
 
 Deno.test("a missing shared library is a BraidError listing the paths tried", async () => {

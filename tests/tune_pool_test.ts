@@ -151,6 +151,15 @@ Deno.test("the tuning pool's queue gives a worker the variants it holds first", 
   assert.deepEqual(queue.next(), { kind: "choose", file: "b", variant: 0 });
 });
 
+Deno.test("the tuning pool's queue gives a model's tune to a worker that has held its variants", () => {
+  const queue = new TuneQueue([{ file: "a", variants: 1 }, { file: "b", variants: 1 }]);
+  const plans = [queue.next()!, queue.next()!];
+  for (const plan of plans) queue.planned(plan as PoolJob & { kind: "plan" }, []);
+  // Both tunes ready, a's first; a worker that held b's variant (retired since) takes b's.
+  assert.deepEqual(queue.next(new Set([variantId("b", 0)])), { kind: "tune", file: "b" });
+  assert.deepEqual(queue.next(new Set([variantId("c", 0)])), { kind: "tune", file: "a" });
+});
+
 /** Job costs of one measured pool run, seconds, for simulatePool. */
 interface PoolCosts {
   /** Each model's plan time per variant, its stages per variant, and auto's candidates. */

@@ -14,7 +14,8 @@
 import { BraidError } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
 import { Partition } from "../runtime/partition.ts";
-import { type DeviceOption, Session } from "../runtime/session.ts";
+import type { Backend, Handle } from "../../ffi/backend.ts";
+import { type DeviceOption, ON_CONTEXT, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
@@ -89,13 +90,16 @@ export function tuningPartition(options: TuneOptions, group = options.group ?? 0
 
 /**
  * Tunes one model with `cache`: inside `partition` when given (it stays the caller's), else
- * inside the partition options.sms asks for.
+ * inside the partition options.sms asks for. `context`: a context already bound to `partition`
+ * to tune on (a pool worker's, whose library plans the model's convolutions may already have),
+ * instead of a context of the session's own.
  */
 export async function tuneOne(
   file: string,
   options: TuneOptions,
   cache: TuningCache,
   partition?: Partition,
+  context?: { backend: Backend; ctx: Handle },
 ): Promise<TuneResult> {
   const start = performance.now();
   using model = await loadModel(file);
@@ -108,6 +112,7 @@ export async function tuneOne(
       tuning: cache,
       scheduler: options.scheduler,
       batch: options.batch,
+      [ON_CONTEXT]: context,
     });
     const report = session.report();
     const name = report.scheduler.replace(/^auto:/, "");

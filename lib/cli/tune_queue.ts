@@ -20,7 +20,9 @@
  * are the serial tails), else a trials job, else a stage chunk of the model with the most planned
  * stages (its tune can then start early). A worker asking says which variants it already holds
  * (a worker sets a variant up once, weights and timer, a few hundred milliseconds): among ready
- * chooses, trials and stage chunks, those of its variants come first. Once a model's tune is
+ * chooses, trials and stage chunks, those of its variants come first, and a model's tune goes
+ * first to a worker that has held one of its variants (the tune's session runs on the worker's
+ * context, where their jobs built the convolutions' library plans). Once a model's tune is
  * queued, no job needs its variants' set-ups again: the model is retired (retire()), and the
  * workers free them while the pool's last jobs run rather than all at the end.
  */
@@ -91,8 +93,12 @@ export class TuneQueue {
   next(holds: ReadonlySet<string> = new Set()): PoolJob | undefined {
     const plan = this.#plans.shift();
     if (plan) return plan;
+    // A tune counts as held by a worker that has held any of the model's variants: its context
+    // keeps the library plans their jobs built there, which the model's session then finds.
     const held = (job: PoolJob) =>
-      job.kind !== "tune" && holds.has(variantId(job.file, job.variant));
+      job.kind === "tune"
+        ? [...holds].some((id) => id.startsWith(`${job.file}#`))
+        : holds.has(variantId(job.file, job.variant));
     for (const jobs of [this.#ready, this.#trials]) {
       if (jobs.length > 0) return jobs.splice(Math.max(0, jobs.findIndex(held)), 1)[0];
     }

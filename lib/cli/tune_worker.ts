@@ -86,7 +86,10 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
 
 /** A job's reply; `measured`: ops and stages the job timed ahead of a model's tuning. */
 async function run(job: PoolJob): Promise<Record<string, unknown>> {
-  if (job.kind === "tune") return { result: await tuneOne(job.file, options, cache, partition) };
+  // The model's session on this worker's context: plans its trials built here are found.
+  if (job.kind === "tune") {
+    return { result: await tuneOne(job.file, options, cache, partition, native) };
+  }
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return await choose(prefetch, job.variant);
   if (job.kind === "trials") return { trials: prefetch.timeCandidates(job.from, job.to) };

@@ -27,7 +27,16 @@ export type DeviceOption = "auto" | "cpu" | "cuda";
 export type SchedulerOption = SchedulerName;
 export type { StageStats, Trial };
 
+/**
+ * Internal (not exported by mod.ts): an option key for a context the session runs on without
+ * owning it, already bound to the session's partition (a tuning worker's). The session frees what
+ * it made there when it goes, never the context.
+ */
+export const ON_CONTEXT: unique symbol = Symbol("braid.onContext");
+
 export interface SessionOptions {
+  /** Internal: see ON_CONTEXT. */
+  [ON_CONTEXT]?: { backend: Backend; ctx: Handle };
   /** "auto" picks CUDA when its library loads and a GPU is present, else the CPU. */
   device?: DeviceOption;
   scheduler?: SchedulerOption;
@@ -256,11 +265,13 @@ export class Session {
       "BAD_OPTION",
       () => `smBudget must be a positive integer, got ${options.smBudget}`,
     );
-    const backend = partition ? partition.native.backend : openBackend(device);
-    const ctx = backend.contextCreate(options.deviceIndex ?? 0);
-    const resources = new Resources(backend, ctx);
+    const borrowed = options[ON_CONTEXT];
+    const backend = borrowed?.backend ??
+      (partition ? partition.native.backend : openBackend(device));
+    const ctx = borrowed?.ctx ?? backend.contextCreate(options.deviceIndex ?? 0);
+    const resources = new Resources(backend, ctx, borrowed === undefined);
     try {
-      if (partition) backend.contextSetPartition(ctx, partition.native.handle);
+      if (partition && !borrowed) backend.contextSetPartition(ctx, partition.native.handle);
       const deviceInfo = backend.deviceInfo(ctx);
       const execOptions = executableOptions(deviceInfo, options);
       const measuring = schedulerName === "auto" && backend.kind === "cuda";
