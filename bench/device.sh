@@ -30,7 +30,8 @@
 #                    (BRAID_ALLOC=pool); its convolutions tuned with FindEx, then
 #                    with cuDNN's heuristic ranking (BRAID_CONV_FIND), each tuning traced
 #                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); then (c) in two pairs as the
-#                    defaults are and two with all four switches (tags base, switched), and
+#                    defaults are and two with all four switches (tags base, switched), one
+#                    more switched with every backend call timed (BRAID_PROFILE_CALLS), and
 #                    the sessions each tuning chose run side by side (bench/cache_ab.ts); every
 #                    file in $OUT/tuning-ab.tgz
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
@@ -106,6 +107,10 @@ for step in "$@"; do
       BRAID_ALLOC=direct pb --tag base --caches /tmp/base
       BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool \
         pb --tag switched --caches /tmp/switched
+      # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).
+      mkdir -p /tmp/profiled
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool \
+        BRAID_PROFILE_CALLS=1 pb --tag profiled --caches /tmp/profiled --pairs 1
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do
         deno run --cached-only -A bench/cache_ab.ts --labels base,switched \

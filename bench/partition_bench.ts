@@ -26,6 +26,7 @@ import { randomInputs } from "../lib/cli/run.ts";
 import type { TuneRun } from "../lib/cli/tune.ts";
 import type { HostTensor } from "../lib/runtime/session.ts";
 import { interleavedMs } from "./interleaved.ts";
+import { addCallTimes } from "../ffi/call_profile.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -197,6 +198,18 @@ if (parts.has("c")) {
     `(c) sequential arm: ${spent("convs")} s measuring convolutions, ${spent("stages")} s ops ` +
       `and stages, ${spent("trials")} s auto's candidates`,
   );
+  // With BRAID_PROFILE_CALLS=1: where each arm's host time went, by backend call.
+  const top = (times: Record<string, number>) =>
+    Object.entries(times).sort((a, b) => b[1] - a[1]).slice(0, 8)
+      .map(([name, ms]) => `${name} ${f(ms / 1000, 2)}`).join(", ");
+  if (sequential.results.every((r) => r.callMs)) {
+    const total: Record<string, number> = {};
+    for (const r of sequential.results) addCallTimes(total, r.callMs!);
+    console.log(`(c) sequential arm's backend calls (s): ${top(total)}`);
+  }
+  for (const [kind, times] of Object.entries(pool.callMs ?? {})) {
+    console.log(`(c) pool's backend calls in ${kind} (s, all workers): ${top(times!)}`);
+  }
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_c_tuning${suffix}.json`,

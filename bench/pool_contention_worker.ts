@@ -5,7 +5,7 @@
  * or found in the given cache, stages listed; the cache when none was given); {type: "go"} → the
  * measurement's figures.
  */
-import type { Backend } from "../ffi/backend.ts";
+import { profiled } from "../ffi/call_profile.ts";
 import { buildZooModel, Partition, TuningCache } from "../mod.ts";
 import { optimize } from "../lib/passes/mod.ts";
 import { graphVariants } from "../lib/runtime/prepare.ts";
@@ -51,25 +51,6 @@ const scope = self as unknown as {
   postMessage(message: unknown): void;
 };
 
-/** The backend with every method's host time added to `callMs` (by name, ops by op). */
-function timed(backend: Backend, callMs: Record<string, number>): Backend {
-  return new Proxy(backend, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        const start = performance.now();
-        try {
-          return value.apply(target, args);
-        } finally {
-          const name = prop === "op" ? `op ${String(args[0])}` : String(prop);
-          callMs[name] = (callMs[name] ?? 0) + performance.now() - start;
-        }
-      };
-    },
-  });
-}
-
 let prefetch: StagePrefetch;
 let planned: PlannedStage[];
 let setup: Setup;
@@ -84,7 +65,7 @@ scope.onmessage = async (e) => {
       ? Partition.create({ sms: message.sms, group: message.group, device: message.device })
       : undefined;
     const native = partition ? partition.native.backend : openBackend(message.device);
-    const backend = timed(native, callMs);
+    const backend = profiled(native, callMs);
     const ctx = backend.contextCreate(0);
     if (partition) backend.contextSetPartition(ctx, partition.native.handle);
     const graph = graphVariants(optimize(buildZooModel(message.model)), false, true)[0];

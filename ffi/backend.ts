@@ -12,6 +12,7 @@
 import { BraidError, type BraidErrorCode } from "../lib/errors.ts";
 import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 import { envChoice } from "../lib/platform.ts";
+import { profiled, profilingCalls } from "./call_profile.ts";
 
 /** How a CUDA context allocates device buffers: BRAID_ALLOC, else direct (cudaMalloc). */
 export function allocationFromEnv(): "direct" | "pool" {
@@ -103,6 +104,7 @@ export class Backend {
   }
 
   /** Opens a backend's library (in Deno or Node: see ffi/library.ts) and checks its ABI version. */
+  /** The backend of `kind`; with BRAID_PROFILE_CALLS=1, one that times its calls. */
   static open(kind: BackendKind): Backend {
     const backend = new Backend(kind, openLibrary(kind));
     const version = backend.abiVersion();
@@ -112,7 +114,7 @@ export class Backend {
         `libbraid_${kind}.so has ABI version ${version}; this braid needs ${ABI_VERSION}. Rebuild it.`,
       );
     }
-    return backend;
+    return profilingCalls() ? profiled(backend) : backend;
   }
 
   /** Throws the library's last error unless `status` is 0. */

@@ -5,7 +5,8 @@
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
-import { branchyNet, cpuAsCuda, inceptionNet, throwsCode } from "./helpers.ts";
+import { branchyNet, cpuAsCuda, inceptionNet, throwsCode, withEnv } from "./helpers.ts";
+import { tuneModels } from "../lib/cli/tune.ts";
 import { prepare } from "../lib/runtime/prepare.ts";
 import { simulateStage } from "../lib/analysis/device_model.ts";
 import { inferShapes } from "../lib/ir/validate.ts";
@@ -158,6 +159,34 @@ Deno.test("the tuning pool's queue gives a model's tune to a worker that has hel
   // Both tunes ready, a's first; a worker that held b's variant (retired since) takes b's.
   assert.deepEqual(queue.next(new Set([variantId("b", 0)])), { kind: "tune", file: "b" });
   assert.deepEqual(queue.next(new Set([variantId("c", 0)])), { kind: "tune", file: "a" });
+});
+
+Deno.test("BRAID_PROFILE_CALLS=1: a tune reports its backend calls' host time, pooled by kind of job", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/a.braid`;
+    await saveModel(branchyNet("a"), file);
+    const options = { cache: `${dir}/c.json`, scheduler: "auto", device: "cpu" } as const;
+    await withEnv({ BRAID_PROFILE_CALLS: "1" }, async () => {
+      // Each call's time is recorded under its name (≥ 0: a CPU call can take under a tick).
+      const made = (times: Record<string, number> | undefined, ...names: string[]) =>
+        names.every((name) => times !== undefined && times[name] >= 0);
+      const [one] = (await tuneModels([file], { ...options, quiet: true })).results;
+      assert.ok(made(one.callMs, "contextCreate", "bufferAlloc"), JSON.stringify(one.callMs));
+      assert.ok(Object.keys(one.callMs!).some((name) => name.startsWith("op braid_")));
+      const { pool } = await tunePooled([file], options, [0], new TuningCache());
+      const calls = pool.callMs!;
+      assert.ok(made(calls.init, "contextCreate"), "the worker's start made its context");
+      assert.ok(made(calls.plan, "bufferAlloc") && made(calls.tune, "bufferAlloc"));
+    });
+    const [quiet] = (await tuneModels([file], { ...options, quiet: true })).results;
+    assert.equal(quiet.callMs, undefined, "off by default");
+    await withEnv({ BRAID_PROFILE_CALLS: "yes" }, async () => {
+      await throwsCode(() => Backend.open("cpu"), "BAD_OPTION", /BRAID_PROFILE_CALLS is "yes"/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /** Job costs of one measured pool run, seconds, for simulatePool. */

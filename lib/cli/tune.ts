@@ -15,6 +15,7 @@ import { BraidError } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
 import { Partition } from "../runtime/partition.ts";
 import type { Backend, Handle } from "../../ffi/backend.ts";
+import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
 import { type DeviceOption, ON_CONTEXT, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
@@ -64,6 +65,8 @@ export interface TuneResult {
   /** Where the tuning's time went, ms: measuring conv algorithms, ops and stages, and auto's
    * candidate schedules (the rest: loading, set-up, the final capture). */
   timeMs: { convs: number; stages: number; trials: number };
+  /** With BRAID_PROFILE_CALLS=1 (one after another): the backend calls' host time, ms, by call. */
+  callMs?: CallTimes;
 }
 
 export interface TuneRun {
@@ -183,7 +186,9 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
     const cache = await TuningCache.load(options.cache);
     results = [];
     for (const file of files) {
+      takeCallTimes();
       const result = await tuneOne(file, options, cache);
+      if (profilingCalls()) result.callMs = takeCallTimes();
       if (!options.quiet) console.log(describe(result));
       results.push(result);
     }

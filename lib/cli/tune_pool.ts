@@ -9,6 +9,7 @@
  * processes' CUDA contexts time-slice the GPU (no MPS here), so one process per partition ran
  * slower than tuning one model after another (measured: 141%).
  */
+import { addCallTimes, type CallTimes } from "../../ffi/call_profile.ts";
 import { BraidError, type BraidErrorCode } from "../errors.ts";
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { TuningCache } from "../runtime/tuning.ts";
@@ -38,6 +39,9 @@ export interface PoolReport {
   retired: number;
   /** Closing the workers once the jobs are done (each freeing what it still held), ms. */
   closeMs: number;
+  /** With BRAID_PROFILE_CALLS=1: the workers' backend calls' host time, ms, by kind of job (init:
+   * the workers' start), by call. */
+  callMs?: Partial<Record<PoolJob["kind"] | "init", CallTimes>>;
   /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
    * of it spent setting a variant up on the worker. */
   timeline: {
@@ -64,11 +68,14 @@ interface Reply {
     trialsLate?: number;
     result?: TuneResult;
     setupMs?: number;
+    callMs?: CallTimes;
   };
   closed?: boolean;
   cache?: string;
   error?: { code: BraidErrorCode; message: string };
   ready?: boolean;
+  /** An init's backend call times (BRAID_PROFILE_CALLS=1). */
+  callMs?: CallTimes;
 }
 
 /** One worker thread and the mark of the parent's cache it has been sent up to. */
@@ -165,8 +172,13 @@ export async function tunePooled(
   };
   const origin = performance.now();
   try {
-    const failed = (await starting).find((r) => r.error);
+    const started = await starting;
+    const failed = started.find((r) => r.error);
     if (failed) throw new BraidError(failed.error!.code, failed.error!.message);
+    const profile = (kind: PoolJob["kind"] | "init", times: CallTimes | undefined) => {
+      if (times) addCallTimes((pool.callMs ??= {})[kind] ??= {}, times);
+    };
+    for (const r of started) profile("init", r.callMs);
 
     // Each idle worker takes the next ready job; a finished job may make more ready.
     let failure: BraidError | undefined;
@@ -194,6 +206,7 @@ export async function tunePooled(
         setupMs: r.reply?.setupMs ?? 0,
       });
       pool.setupMs += r.reply?.setupMs ?? 0;
+      profile(job.kind, r.reply?.callMs);
       if (r.error) {
         failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);
         return;

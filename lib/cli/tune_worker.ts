@@ -5,6 +5,7 @@
  * the entries the parent has gathered since this worker's last job, so what one worker measured
  * (conv algorithms, op times, stages) is found by the others.
  */
+import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
 import { BraidError } from "../errors.ts";
 import { batchOf, type Graph } from "../ir/graph.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
@@ -131,6 +132,11 @@ function retire(file: string): void {
   models.delete(file);
 }
 
+/** With BRAID_PROFILE_CALLS=1, the backend calls' host times since the last reply. */
+function profile(): { callMs?: CallTimes } {
+  return profilingCalls() ? { callMs: takeCallTimes() } : {};
+}
+
 function close(): void {
   for (const p of prefetches.values()) p.release();
   native?.release();
@@ -147,12 +153,12 @@ scope.onmessage = async ({ data }) => {
       options = data.options;
       partition = tuningPartition(options, data.group);
       native = openNative();
-      return scope.postMessage({ ready: true });
+      return scope.postMessage({ ready: true, ...profile() });
     }
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
     const mark = cache.mark();
     setupMs = 0;
-    const reply = { ...await run(data.job), setupMs };
+    const reply = { ...await run(data.job), setupMs, ...profile() };
     scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
   } catch (e) {
     const code = e instanceof BraidError ? e.code : "NATIVE_INTERNAL";
