@@ -27,13 +27,14 @@
 #                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
 #                    isolated with every executable warmed up, then in rounds warming up once
 #                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP), then so with buffers from memory pools
-#                    (BRAID_ALLOC=pool); its convolutions tuned with FindEx, then
-#                    with cuDNN's heuristic ranking (BRAID_CONV_FIND), each tuning traced
-#                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); then (c) in two pairs as the
-#                    defaults are and two with all four switches (tags base, switched), one
-#                    more switched with every backend call timed (BRAID_PROFILE_CALLS), and
-#                    the sessions each tuning chose run side by side (bench/cache_ab.ts); every
-#                    file in $OUT/tuning-ab.tgz
+#                    (BRAID_ALLOC=pool); its convolutions tuned with FindEx, then with cuDNN's
+#                    heuristic ranking (BRAID_CONV_FIND), each tuning traced
+#                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); every file in
+#                    $OUT/tuning-ab.tgz (~4 minutes)
+#   tuning-c         (c) in two pairs as the defaults are and two with all four switches (tags
+#                    base, switched), the sessions each tuning chose run side by side
+#                    (bench/cache_ab.ts), then one more switched pair with every backend call
+#                    timed (BRAID_PROFILE_CALLS); every file in $OUT/tuning-c.tgz (~5 minutes)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
 #                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
@@ -91,33 +92,41 @@ for step in "$@"; do
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     pool-contention) deno run --cached-only -A bench/pool_contention.ts \
       --json "$OUT/pool_contention.json" ;;
-    tuning-ab) # its files packed into $OUT/tuning-ab.tgz (a call brings back eight files at most)
+    tuning-ab) # its files packed into $OUT/tuning-ab.tgz after each part (eight files come back)
       ab=/tmp/tuning-ab && mkdir -p $ab
+      pack() { tar czf "$OUT/tuning-ab.tgz" -C $ab .; }
       pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
       BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials --json $ab/pool_trials-base.json
       BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials --json $ab/pool_trials-switched.json
       BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_ALLOC=pool pc --work trials \
         --json $ab/pool_trials-switched-pool.json
+      pack
       for find in find heuristic; do
         BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
           --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
-      done
-      pb() { deno run --cached-only -A bench/partition_bench.ts --out $ab --parts c --pairs 2 "$@"; }
-      mkdir -p /tmp/base /tmp/switched
-      BRAID_ALLOC=direct pb --tag base --caches /tmp/base
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool \
-        pb --tag switched --caches /tmp/switched
-      # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).
-      mkdir -p /tmp/profiled
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool \
-        BRAID_PROFILE_CALLS=1 pb --tag profiled --caches /tmp/profiled --pairs 1
+        pack
+      done ;;
+    tuning-c) # its files packed into $OUT/tuning-c.tgz after each part
+      tc=/tmp/tuning-c && mkdir -p $tc
+      pack() { tar czf "$OUT/tuning-c.tgz" -C $tc .; }
+      pb() { deno run --cached-only -A bench/partition_bench.ts --out $tc --parts c --pairs 2 "$@"; }
+      switched() {
+        BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool "$@"
+      }
+      mkdir -p /tmp/base /tmp/switched /tmp/profiled
+      BRAID_ALLOC=direct pb --tag base --caches /tmp/base && pack
+      switched pb --tag switched --caches /tmp/switched && pack
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do
         deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
           --caches /tmp/base/partition_tuning_$f.json,/tmp/switched/partition_tuning_$f.json \
-          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $ab/cache_ab-$f.json
+          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $tc/cache_ab-$f.json
       done
-      tar czf "$OUT/tuning-ab.tgz" -C $ab . ;;
+      pack
+      # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).
+      switched env BRAID_PROFILE_CALLS=1 deno run --cached-only -A bench/partition_bench.ts \
+        --out $tc --parts c --pairs 1 --tag profiled --caches /tmp/profiled
+      pack ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
       --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \
       --pairs "${PARTITION_PAIRS:-1}" ;;
