@@ -94,6 +94,7 @@ struct Stream {
   cudaStream_t s;
   void* lt_ws; /* cuBLASLt workspace of this stream */
   size_t lt_ws_bytes;
+  bool lt_ws_pooled; /* from the context's memory pool (freed in order on the stream) */
   /* SM budget of the work issued here: the partition's SMs for a stream inside a partition (a
    * green-context stream), else the device's. Grids are sized from it, cuBLASLt targets it. */
   int sms;
@@ -208,6 +209,11 @@ BRAID_HIDDEN void partition_release(Partition* p);
  * the device has no memory pools, noted once on stderr); its deferred frees issued (before the
  * context's last synchronization); destroyed with the context. */
 BRAID_HIDDEN void memory_pool_open(Context* c);
+/* `size` bytes from the context's pool, in order on stream `s` (work issued there next may use
+ * them). False where the context has no usable pool, it or `s` is capturing, or the pool cannot
+ * serve the size even after handing its held memory back: cudaMalloc then decides. `locked`:
+ * the caller holds the context's lock. */
+BRAID_HIDDEN bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked);
 BRAID_HIDDEN void memory_pool_flush(Context* c);
 BRAID_HIDDEN void memory_pool_close(Context* c);
 

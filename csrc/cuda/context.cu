@@ -206,6 +206,7 @@ int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn) {
   s->s = cs;
   s->lt_ws = nullptr;
   s->lt_ws_bytes = 0;
+  s->lt_ws_pooled = false;
   s->sms = c->sms;
   s->part = nullptr;
   return BRAID_OK;
@@ -213,11 +214,17 @@ int32_t stream_init(Context* c, Stream* s, cudaStream_t cs, const char* fn) {
 
 int32_t stream_scratch(Stream* s, const char* fn, void** out) {
   if (s->lt_ws == nullptr) {
-    RelaxedCapture relaxed; /* cudaMalloc is legal, if not captured, during a capture */
-    cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
-    if (e != cudaSuccess) {
-      s->lt_ws = nullptr;
-      return cuda_fail(fn, "cudaMalloc(stream scratch)", e);
+    /* From the context's pool where it has one (BRAID_ALLOC=pool), in order on this stream, where
+     * the op asking for it runs next: its free at the stream's end then waits for nothing else.
+     * The ops that ask hold the context's lock. */
+    s->lt_ws_pooled = pool_alloc_on(s->ctx, s, LT_WORKSPACE_BYTES, &s->lt_ws, true);
+    if (!s->lt_ws_pooled) {
+      RelaxedCapture relaxed; /* cudaMalloc is legal, if not captured, during a capture */
+      cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
+      if (e != cudaSuccess) {
+        s->lt_ws = nullptr;
+        return cuda_fail(fn, "cudaMalloc(stream scratch)", e);
+      }
     }
     s->lt_ws_bytes = LT_WORKSPACE_BYTES;
   }
@@ -266,7 +273,7 @@ static void context_free(Context* c) {
   gemm_cache_destroy(c);
   if (c->cudnn) cudnnDestroy(c->cudnn);
   if (c->lt) cublasLtDestroy(c->lt);
-  if (c->stream0.lt_ws) cudaFree(c->stream0.lt_ws);
+  if (c->stream0.lt_ws) cudaFree(c->stream0.lt_ws); /* a pooled one too: the stream is idle */
   if (c->zeros) cudaFree(c->zeros);
   if (c->err_host) cudaFreeHost(c->err_host);
   memory_pool_close(c);

@@ -126,19 +126,20 @@ void release_deferred(Context* c) {
   (void)cudaGetLastError();
 }
 
-/* A buffer from the context's pool, allocated in order on its default stream (the zero-fill that
- * follows there finishes it). False where the context has no usable pool, is capturing, or the
- * pool cannot serve the size even after handing its held memory back: cudaMalloc then decides. */
-bool pool_alloc(Context* c, size_t size, void** out) {
-  if (c->pool == nullptr || !c->pool_usable || capturing_now(c)) return false;
+}  // namespace
+
+bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked) {
+  if (c->pool == nullptr || !c->pool_usable) return false;
+  const bool capturing = locked ? c->capturing != 0 : capturing_now(c);
+  if (capturing || stream_capturing(s)) return false;
   RelaxedCapture relaxed; /* another thread's capture does not make this call unsafe */
-  release_deferred(c);
-  cudaError_t e = cudaMallocFromPoolAsync(out, size, c->pool, c->stream0.s);
+  if (!locked) release_deferred(c);
+  cudaError_t e = cudaMallocFromPoolAsync(out, size, c->pool, s->s);
   if (e == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
     if (cudaStreamSynchronize(c->stream0.s) == cudaSuccess &&
-        cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess)
-      e = cudaMallocFromPoolAsync(out, size, c->pool, c->stream0.s);
+        cudaStreamSynchronize(s->s) == cudaSuccess && cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess)
+      e = cudaMallocFromPoolAsync(out, size, c->pool, s->s);
   }
   if (e == cudaSuccess) return true;
   (void)cudaGetLastError();
@@ -148,6 +149,8 @@ bool pool_alloc(Context* c, size_t size, void** out) {
   }
   return false;
 }
+
+namespace {
 
 /* Zero-fills new device memory, finished on return. On the context's default stream, so inside its
  * partition: a memset on the legacy stream runs on every SM, in the middle of other partitions'
@@ -259,7 +262,7 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   if (int32_t st = begin_allocation(ctx, fn, bytes, out_addr, &c, &size)) return st;
   void* p = nullptr;
   cudaError_t e = cudaSuccess;
-  const bool pooled = pool_alloc(c, size, &p);
+  const bool pooled = pool_alloc_on(c, &c->stream0, size, &p, false);
   if (!pooled) {
     RelaxedCapture relaxed;
     e = cudaMalloc(&p, size);

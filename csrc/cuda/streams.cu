@@ -192,7 +192,10 @@ int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
       c->cudnn_stream = c->stream0.s;
     }
   }
-  if (s->lt_ws) cudaFree(s->lt_ws);
+  if (s->lt_ws && s->lt_ws_pooled)
+    cudaFreeAsync(s->lt_ws, s->s); /* the stream is idle: freed before it goes */
+  else if (s->lt_ws)
+    cudaFree(s->lt_ws);
   cudaStreamDestroy(s->s);
   if (s->part) partition_release(s->part);
   s->magic = 0;

@@ -344,6 +344,26 @@ gpuTest(
         const graph = backend.captureEnd(ctx, 0n);
         backend.graphDestroy(ctx, graph);
         backend.bufferFree(ctx, out);
+        // A product on a stream of its own: its cuBLASLt scratch comes from the pool too, and
+        // goes back with the stream.
+        const stream = backend.streamCreate(ctx, 0);
+        const [x, w, y] = [64 * 64, 64 * 64, 64 * 64].map((n) => backend.bufferAlloc(ctx, 4 * n));
+        for (const m of [x, w]) backend.memcpyH2D(ctx, 0n, m, new Float32Array(64 * 64).fill(1));
+        backend.streamSynchronize(ctx, 0n);
+        backend.op(
+          "braid_gemm",
+          ctx,
+          stream,
+          encodeRecord("gemm", { ...GEMM, m: 64, n: 64, k: 64 }),
+          [x, w, 0n, y],
+        );
+        backend.streamSynchronize(ctx, stream);
+        backend.streamDestroy(ctx, stream);
+        const product = new Float32Array(64 * 64);
+        backend.memcpyD2H(ctx, 0n, product, y);
+        backend.streamSynchronize(ctx, 0n);
+        assert.ok(product.every((v) => v === 64), "ones times ones: 64 everywhere");
+        for (const m of [x, w, y]) backend.bufferFree(ctx, m);
       };
       const direct = await timed("direct");
       const pooled = await timed("pool");
