@@ -9,7 +9,8 @@ import { profiled } from "../ffi/call_profile.ts";
 import { buildZooModel, Partition, TuningCache } from "../mod.ts";
 import { optimize } from "../lib/passes/mod.ts";
 import { graphVariants } from "../lib/runtime/prepare.ts";
-import { executableOptions, openBackend } from "../lib/runtime/session.ts";
+import { executableOptions } from "../lib/runtime/session.ts";
+import { openBackend } from "../ffi/backend.ts";
 import { StagePrefetch } from "../lib/runtime/stage_prefetch.ts";
 import type { PlannedStage } from "../lib/runtime/stage_plan.ts";
 

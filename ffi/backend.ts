@@ -19,6 +19,24 @@ export function allocationFromEnv(): "direct" | "pool" {
   return envChoice("BRAID_ALLOC", ["direct", "pool"]);
 }
 
+/**
+ * The backend a device option names: "auto" is CUDA when its library loads and has a GPU, else the
+ * CPU (the embedded default); any other name is a BAD_OPTION.
+ */
+export function openBackend(device: "auto" | BackendKind = "auto"): Backend {
+  if (!["auto", "cpu", "cuda"].includes(device)) {
+    throw new BraidError("BAD_OPTION", `device must be "auto", "cpu" or "cuda", got "${device}"`);
+  }
+  if (device !== "auto") return Backend.open(device);
+  try {
+    const cuda = Backend.open("cuda");
+    if (cuda.deviceCount() > 0) return cuda;
+  } catch {
+    // No CUDA library or no GPU.
+  }
+  return Backend.open("cpu");
+}
+
 export const ABI_VERSION = 6;
 
 /** braid_status → BraidError code. */

@@ -17,7 +17,7 @@
  * dispose them first. The CPU backend has none (NATIVE_UNSUPPORTED), nor does a CUDA driver
  * without green contexts.
  */
-import { Backend, type Handle, type PartitionSplit } from "../../ffi/backend.ts";
+import { type Backend, type Handle, openBackend, type PartitionSplit } from "../../ffi/backend.ts";
 import { BraidError, check } from "../errors.ts";
 
 /** braid.h's BRAID_PARTITION_FINE. */
@@ -57,22 +57,6 @@ export function checkPartitionRequest(
     "BAD_OPTION",
     () => `a partition's group must be a whole number >= 0, got ${group}`,
   );
-}
-
-function openBackend(device: PartitionOptions["device"] = "auto"): Backend {
-  check(
-    ["auto", "cpu", "cuda"].includes(device),
-    "BAD_OPTION",
-    () => `device must be "auto", "cpu" or "cuda", got "${device}"`,
-  );
-  if (device !== "auto") return Backend.open(device);
-  try {
-    const cuda = Backend.open("cuda");
-    if (cuda.deviceCount() > 0) return cuda;
-  } catch {
-    // No CUDA library or no GPU: the CPU backend answers that it has no partitions.
-  }
-  return Backend.open("cpu");
 }
 
 interface Native {

@@ -4,8 +4,7 @@
  * `run()` copies the inputs in, launches the captured graph once, copies the outputs out and
  * synchronises.
  */
-import { Backend, type DeviceInfo, type Handle } from "../../ffi/backend.ts";
-import type { BackendKind } from "../../ffi/library.ts";
+import { type Backend, type DeviceInfo, type Handle, openBackend } from "../../ffi/backend.ts";
 import { BraidError, check } from "../errors.ts";
 import { batchOf, DTYPE_SIZE, type Graph, numel, shapeString, type Value } from "../ir/graph.ts";
 import { inferShapes, validateGraph } from "../ir/validate.ts";
@@ -151,18 +150,6 @@ interface Held {
   partition?: Partition;
 }
 const registry = new FinalizationRegistry<Held>((held) => held.resources.release());
-
-/** The backend a device option names ("auto": CUDA when it loads and has a GPU, else the CPU). */
-export function openBackend(device: DeviceOption): Backend {
-  if (device !== "auto") return Backend.open(device as BackendKind);
-  try {
-    const cuda = Backend.open("cuda");
-    if (cuda.deviceCount() > 0) return cuda;
-  } catch {
-    // No CUDA library or no GPU: the CPU backend is the embedded default.
-  }
-  return Backend.open("cpu");
-}
 
 /** What a session's executables are built with, from its options and device. */
 export function executableOptions(
