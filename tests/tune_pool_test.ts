@@ -356,13 +356,18 @@ Deno.test("the candidates timed ahead are auto's own, whatever the stages measur
   }
 });
 
-Deno.test("a stage prefetch lists the stages tuning will time; measured, a second plan lists none", async () => {
-  const backend = Backend.open("cpu");
+/** inceptionNet's stage prefetch on a fresh context of `backend`, with a tuning cache of its own. */
+function inceptionPrefetch(backend: Backend) {
   const ctx = backend.contextCreate(0);
   const cache = new TuningCache();
-  const graph = optimize(inceptionNet());
   const options = executableOptions(backend.deviceInfo(ctx), { tuning: cache });
-  const prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+  const prefetch = new StagePrefetch(backend, ctx, optimize(inceptionNet()), 1, options);
+  return { ctx, cache, options, prefetch };
+}
+
+Deno.test("a stage prefetch lists the stages tuning will time; measured, a second plan lists none", async () => {
+  const backend = Backend.open("cpu");
+  const { ctx, cache, options, prefetch } = inceptionPrefetch(backend);
   try {
     const planned = await prefetch.plan("auto");
     const opsTimed = prefetch.measured;
@@ -394,11 +399,8 @@ Deno.test("a prefetch prepares its variant on its own weights and stage timer, a
   const native = Backend.open("cpu");
   let allocations = 0;
   const backend = cpuAsCuda(native, (call) => void (call === "bufferAlloc" && allocations++));
-  const ctx = backend.contextCreate(0);
-  const cache = new TuningCache();
-  const graph = optimize(inceptionNet());
-  const options = executableOptions(native.deviceInfo(ctx), { tuning: cache });
-  const prefetch = new StagePrefetch(backend, ctx, graph, 1, options);
+  const { ctx, options, prefetch } = inceptionPrefetch(backend);
+  const { graph } = prefetch;
   try {
     prefetch.measure(await prefetch.plan("auto"));
     prefetch.timeCandidates(0, prefetch.earlyCandidates().length);
