@@ -121,8 +121,10 @@ export class Backend {
     this.#lib = lib;
   }
 
-  /** Opens a backend's library (in Deno or Node: see ffi/library.ts) and checks its ABI version. */
-  /** The backend of `kind`; with BRAID_PROFILE_CALLS=1, one that times its calls. */
+  /**
+   * Opens a backend's library (in Deno or Node: see ffi/library.ts) and checks its ABI version;
+   * with BRAID_PROFILE_CALLS=1 the backend returned times its calls (ffi/call_profile.ts).
+   */
   static open(kind: BackendKind): Backend {
     const backend = new Backend(kind, openLibrary(kind));
     const version = backend.abiVersion();
