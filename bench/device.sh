@@ -29,8 +29,9 @@
 #                    (BRAID_TRIAL_TIMING, BRAID_WARM_UP), then so with buffers from memory pools
 #                    (BRAID_ALLOC=pool); its convolutions tuned with FindEx, then with cuDNN's
 #                    heuristic ranking (BRAID_CONV_FIND), each tuning traced
-#                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); every file in
-#                    $OUT/tuning-ab.tgz (~4 minutes)
+#                    (BRAID_TRACE_CONV_TUNE: conv-trace-*.log.gz); its first 400 stages timed
+#                    with two warm-up replays and none (BRAID_STAGE_WARMUPS); every file in
+#                    $OUT/tuning-ab.tgz (~5 minutes)
 #   tuning-c         (c) in two pairs as the defaults are and two with all four switches (tags
 #                    base, switched), the sessions each tuning chose run side by side
 #                    (bench/cache_ab.ts), then one more switched pair with every backend call
@@ -105,7 +106,12 @@ for step in "$@"; do
         BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
           --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
         pack
-      done ;;
+      done
+      # Stage throughput with and without the warm-up replays (BRAID_STAGE_WARMUPS), last.
+      for warmups in 2 0; do
+        BRAID_STAGE_WARMUPS=$warmups pc --work stages --json $ab/pool_stages-warmups$warmups.json
+      done
+      pack ;;
     tuning-c) # its files packed into $OUT/tuning-c.tgz after each part
       tc=/tmp/tuning-c && mkdir -p $tc
       pack() { tar czf "$OUT/tuning-c.tgz" -C $tc .; }

@@ -16,6 +16,7 @@ import {
   stageGraphsFromEnv,
   StageTimer,
   type StageTimerOptions,
+  stageWarmupsFromEnv,
 } from "../lib/runtime/stage_timer.ts";
 import { TuningCache } from "../lib/runtime/tuning.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
@@ -220,6 +221,33 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
       close();
     }
   }
+});
+
+Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (2 unless set)", async () => {
+  const launchesOf = async (warmups: string | undefined) => {
+    let launches = 0;
+    await withEnv({ BRAID_STAGE_WARMUPS: warmups }, () => {
+      const { timer, counts, dag, close } = countingTimer({ replays: 2 });
+      try {
+        const kernel = Array.from({ length: dag.size }, (_, v) => v).find((v) =>
+          timer.launchesKernel(v)
+        )!;
+        timer.measureMany([[[kernel]]], [60]); // two replays a round, three rounds
+        launches = counts.launches;
+      } finally {
+        close();
+      }
+    });
+    return launches;
+  };
+  const launches = [];
+  for (const warmups of [undefined, "1", "0"]) launches.push(await launchesOf(warmups));
+  assert.deepEqual(launches, [2 + 6, 1 + 6, 0 + 6]);
+  assert.equal(Deno.env.get("BRAID_STAGE_WARMUPS"), undefined, "put back");
+  await withEnv(
+    { BRAID_STAGE_WARMUPS: "3" },
+    () => throwsCode(() => stageWarmupsFromEnv(), "BAD_OPTION", /BRAID_STAGE_WARMUPS is "3"/),
+  );
 });
 
 Deno.test("BRAID_STAGE_GRAPHS picks how stage graphs are made", async () => {

@@ -35,6 +35,15 @@ export function stageGraphsFromEnv(): StageGraphs {
   return envChoice("BRAID_STAGE_GRAPHS", ["capture", "compose"]);
 }
 
+/**
+ * Untimed replays before a stage's rounds: BRAID_STAGE_WARMUPS, else 2. With fewer, a stage
+ * graph's first launch (its upload, cold caches) falls in its first timed round, which the
+ * median of the rounds leaves out unless two rounds are slow.
+ */
+export function stageWarmupsFromEnv(): number {
+  return Number(envChoice("BRAID_STAGE_WARMUPS", ["2", "1", "0"]));
+}
+
 export interface StageTimerOptions {
   /** Replays launched back to back in one timed round (the most, for a stage with a floor). */
   replays?: number;
@@ -44,6 +53,7 @@ export interface StageTimerOptions {
   roundUs?: number;
   /** Timed rounds; the median round counts. */
   rounds?: number;
+  /** Untimed replays before the rounds (default: stageWarmupsFromEnv()). */
   warmup?: number;
   /** How stage graphs are made (default: stageGraphsFromEnv()). */
   graphs?: StageGraphs;
@@ -81,7 +91,7 @@ export class StageTimer {
       minReplays: 1,
       roundUs: 100,
       rounds: 3,
-      warmup: 2,
+      warmup: stageWarmupsFromEnv(),
       ...timerOptions,
       graphs: timerOptions.graphs ?? stageGraphsFromEnv(),
     };
