@@ -14,7 +14,11 @@ import { type BackendKind, type BraidLibrary, openLibrary } from "./library.ts";
 import { envChoice } from "../lib/platform.ts";
 import { profiled, profilingCalls } from "./call_profile.ts";
 
-/** How a CUDA context allocates device buffers: BRAID_ALLOC, else direct (cudaMalloc). */
+/**
+ * How a CUDA context allocates device buffers: BRAID_ALLOC, else direct (cudaMalloc). The CUDA
+ * library reads the variable itself: its default (POOL_BY_DEFAULT in csrc/cuda/memory.cu) is
+ * this list's first value.
+ */
 export function allocationFromEnv(): "direct" | "pool" {
   return envChoice("BRAID_ALLOC", ["direct", "pool"]);
 }

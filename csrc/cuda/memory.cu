@@ -97,9 +97,14 @@ int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*tab
  * the next synchronization. */
 constexpr uint64_t POOL_HOLD_BYTES = (uint64_t)1 << 30;
 
+/* BRAID_ALLOC unset or empty: the default, which must match allocationFromEnv()'s first value
+ * (ffi/backend.ts, where the variable's values are checked). */
+constexpr bool POOL_BY_DEFAULT = false;
+
 bool pool_wanted() {
   const char* v = std::getenv("BRAID_ALLOC");
-  return v != nullptr && std::strcmp(v, "pool") == 0;
+  if (v == nullptr || v[0] == 0) return POOL_BY_DEFAULT;
+  return std::strcmp(v, "pool") == 0;
 }
 
 /* Why a context allocates with cudaMalloc although BRAID_ALLOC=pool, said once a process. */
