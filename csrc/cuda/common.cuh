@@ -166,6 +166,10 @@ struct Context {
   bool pool_usable;
   std::unordered_set<uint64_t> pooled; /* live buffers (base addresses) from the pool */
   std::vector<void*> deferred_frees;   /* pooled buffers freed while the context captured */
+  /* With a pool, page-locked host buffers freed are kept for the next of the same size (trial
+   * executables allocate the same inputs and outputs again and again), up to a bound. */
+  std::multimap<size_t, void*> host_cache;
+  size_t host_cache_bytes;
 };
 
 /* Validates a context handle (and makes its device current). */
@@ -215,6 +219,7 @@ BRAID_HIDDEN void memory_pool_open(Context* c);
  * the caller holds the context's lock. */
 BRAID_HIDDEN bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked);
 BRAID_HIDDEN void memory_pool_flush(Context* c);
+/* Destroys the pool and frees the page-locked host buffers kept for reuse. */
 BRAID_HIDDEN void memory_pool_close(Context* c);
 
 /* Caches, created on first use and destroyed with the context (conv.cu, gemm.cu). */

@@ -7,10 +7,11 @@
  *
  * With BRAID_ALLOC=pool a context's device buffers come from a memory pool of its own, allocated
  * and freed in order on its default stream (cudaMallocFromPoolAsync, cudaFreeAsync): a free
- * returns at once, and the pool keeps the memory for the context's next buffers. cudaFree may
- * wait for the device's outstanding work, other partitions' included, and a tuning pool's
- * workers free an executable's buffers after every trial. Without a pool, or while the context
- * captures, buffers come from cudaMalloc.
+ * returns at once, and the pool keeps the memory for the context's next buffers; its page-locked
+ * host buffers freed are kept for the next of the same size. cudaMalloc, cudaFree and
+ * page-locked allocations synchronize the GPU across all executing streams, other partitions'
+ * included, and a tuning pool's workers make and free an executable's buffers for every trial.
+ * Without a pool, or while the context captures, buffers come from cudaMalloc.
  */
 #include "common.cuh"
 
@@ -96,6 +97,9 @@ int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*tab
 /* Freed memory a context's pool keeps for its next buffers rather than hand back to the device at
  * the next synchronization. */
 constexpr uint64_t POOL_HOLD_BYTES = (uint64_t)1 << 30;
+/* Page-locked host memory a pooled context keeps for reuse (cudaHostAlloc and cudaFreeHost
+ * synchronize too, and page-locking is slow). */
+constexpr size_t HOST_CACHE_BYTES = (size_t)256 << 20;
 
 /* BRAID_ALLOC unset or empty: the default, which must match allocationFromEnv()'s first value
  * (ffi/backend.ts, where the variable's values are checked). */
@@ -249,6 +253,9 @@ void memory_pool_flush(Context* c) {
 }
 
 void memory_pool_close(Context* c) {
+  for (auto& [size, p] : c->host_cache) cudaFreeHost(p);
+  c->host_cache.clear();
+  c->host_cache_bytes = 0;
   if (c->pool == nullptr) return;
   /* Frees still in flight complete first; the pool's memory then goes back to the device. */
   (void)cudaMemPoolDestroy(c->pool);
@@ -345,20 +352,63 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   size_t size = 0;
   if (int32_t st = begin_allocation(ctx, fn, bytes, out_addr, &c, &size)) return st;
   void* p = nullptr;
-  cudaError_t e;
   {
-    RelaxedCapture relaxed;
-    e = cudaHostAlloc(&p, size, cudaHostAllocPortable);
+    /* A buffer of this size a pooled context freed before (nothing uses it: its user's work was
+     * waited for, as cudaFreeHost would have). */
+    std::lock_guard<std::mutex> g(c->lock);
+    auto kept = c->host_cache.find(size);
+    if (kept != c->host_cache.end()) {
+      p = kept->second;
+      c->host_cache.erase(kept);
+      c->host_cache_bytes -= size;
+    }
   }
-  if (e != cudaSuccess)
-    return allocation_failed(fn, "cudaHostAlloc", "page-locked memory", bytes, e);
+  if (p == nullptr) {
+    cudaError_t e;
+    {
+      RelaxedCapture relaxed;
+      e = cudaHostAlloc(&p, size, cudaHostAllocPortable);
+    }
+    if (e != cudaSuccess)
+      return allocation_failed(fn, "cudaHostAlloc", "page-locked memory", bytes, e);
+  }
   memset(p, 0, size); /* zero-filled, as braid_buffer_alloc */
   return track(c, c->host_bufs, fn, p, size, bytes, cudaFreeHost, out_addr);
 }
 
 int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
-  return untrack(ctx, "braid_host_free", addr, &Context::host_bufs, "host allocation", cudaFreeHost,
-                 "cudaFreeHost");
+  static const char fn[] = "braid_host_free";
+  Context* c = nullptr;
+  int32_t st = get_context(ctx, fn, &c);
+  if (st) return st;
+  if (c->pool == nullptr)
+    return untrack(ctx, fn, addr, &Context::host_bufs, "host allocation", cudaFreeHost,
+                   "cudaFreeHost");
+  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
+  void* p = reinterpret_cast<void*>((uintptr_t)addr);
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    auto it = c->host_bufs.find(addr);
+    if (it == c->host_bufs.end())
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: 0x%llx is not the base address of a live host allocation of this context",
+                  fn, (unsigned long long)addr);
+    const size_t size = (size_t)it->second;
+    c->host_bufs.erase(it);
+    if (c->host_cache_bytes + size <= HOST_CACHE_BYTES) {
+      try {
+        c->host_cache.emplace(size, p);
+        c->host_cache_bytes += size;
+        return BRAID_OK;
+      } catch (...) {
+        /* no room to keep it: freed below */
+      }
+    }
+  }
+  RelaxedCapture relaxed;
+  const cudaError_t e = cudaFreeHost(p);
+  if (e != cudaSuccess) return cuda_fail(fn, "cudaFreeHost", e);
+  return BRAID_OK;
 }
 
 int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr) {

@@ -273,8 +273,8 @@ gpuTest(
 );
 
 gpuTest(
-  "BRAID_ALLOC=pool: buffers come back zero-filled, a free while capturing waits for its end, " +
-    "and an allocation and free do not wait for another partition's work",
+  "BRAID_ALLOC=pool: buffers (host ones too) come back zero-filled, a free while capturing " +
+    "waits for its end, and an allocation and free do not wait for another partition's work",
   async () => {
     const backend = cuda();
     const [busyPart, ownPart] = Partition.split(2, { sms: 32, device: "cuda" });
@@ -365,6 +365,18 @@ gpuTest(
         backend.memcpyD2H(ctx, 0n, product, y);
         backend.streamSynchronize(ctx, 0n);
         for (const m of [x, w, y]) backend.bufferFree(ctx, m);
+        // Page-locked host memory: kept when freed, and given out again zero-filled.
+        const host = backend.hostAlloc(ctx, 4 * count);
+        new Float32Array(host.buffer).fill(3);
+        backend.hostFree(ctx, host.address);
+        const hostAgain = backend.hostAlloc(ctx, 4 * count);
+        const hostZeroed = new Float32Array(hostAgain.buffer).every((v) => v === 0);
+        const hostReused = hostAgain.address === host.address;
+        backend.hostFree(ctx, hostAgain.address);
+        assert.ok(
+          hostReused && hostZeroed,
+          `host buffer reused ${hostReused}, zeroed ${hostZeroed}`,
+        );
         assert.ok(zeroed, "a reused buffer is zero-filled");
         assert.ok(product.every((v) => v === 64), "ones times ones: 64 everywhere");
       };
