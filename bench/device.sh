@@ -33,9 +33,10 @@
 #                    with two warm-up replays and none (BRAID_STAGE_WARMUPS); every file in
 #                    $OUT/tuning-ab.tgz (~5 minutes)
 #   tuning-c         (c) in two pairs as the defaults are and two with all four switches (tags
-#                    base, switched), the sessions each tuning chose run side by side
-#                    (bench/cache_ab.ts), then one more switched pair with every backend call
-#                    timed (BRAID_PROFILE_CALLS); every file in $OUT/tuning-c.tgz (~5 minutes)
+#                    base, switched), one pair with the switches but FindEx (switched3), the
+#                    sessions each tuning chose run side by side (bench/cache_ab.ts), then one
+#                    more switched pair with every backend call timed (BRAID_PROFILE_CALLS); every
+#                    file in $OUT/tuning-c.tgz (~6 minutes)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
 #                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
@@ -119,9 +120,13 @@ for step in "$@"; do
       switched() {
         BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool "$@"
       }
-      mkdir -p /tmp/base /tmp/switched /tmp/profiled
+      mkdir -p /tmp/base /tmp/switched /tmp/switched3 /tmp/profiled
       BRAID_ALLOC=direct pb --tag base --caches /tmp/base && pack
       switched pb --tag switched --caches /tmp/switched && pack
+      # The heuristic speeds the sequential arm's convolution tuning too: one pair without it.
+      switched env BRAID_CONV_FIND=find deno run --cached-only -A bench/partition_bench.ts \
+        --out $tc --parts c --pairs 1 --tag switched3 --caches /tmp/switched3
+      pack
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do
         deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
