@@ -71,27 +71,37 @@ int32_t track(Context* c, Table& table, const char* fn, void* p, size_t size, ui
   return BRAID_OK;
 }
 
-/* Forgets the allocation at `addr` in `table` and frees it with `release`. */
-template <class Table>
+/* Forgets the allocation at `addr` in `table` and hands it to `release(c, p, bytes)`, which frees
+ * (or keeps) it and returns a braid status. */
+template <class Table, class Release>
 int32_t untrack(uint64_t ctx, const char* fn, uint64_t addr, Table Context::*table,
-                const char* what, cudaError_t (*release)(void*), const char* release_name) {
+                const char* what, Release release) {
   Context* c = nullptr;
   int32_t st = get_context(ctx, fn, &c);
   if (st) return st;
   if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
-  bool found;
+  uint64_t bytes = 0;
+  bool found = false;
   {
     std::lock_guard<std::mutex> g(c->lock);
-    found = (c->*table).erase(addr) != 0;
+    auto it = (c->*table).find(addr);
+    if (it != (c->*table).end()) {
+      bytes = it->second;
+      (c->*table).erase(it);
+      found = true;
+    }
   }
   if (!found)
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: 0x%llx is not the base address of a live %s of this context", fn,
                 (unsigned long long)addr, what);
   RelaxedCapture relaxed;
-  const cudaError_t e = release(reinterpret_cast<void*>((uintptr_t)addr));
-  if (e != cudaSuccess) return cuda_fail(fn, release_name, e);
-  return BRAID_OK;
+  return release(c, reinterpret_cast<void*>((uintptr_t)addr), bytes);
+}
+
+/* A release by one CUDA call (`name` in the error it reports). */
+int32_t freed(const char* fn, const char* name, cudaError_t e) {
+  return e == cudaSuccess ? BRAID_OK : cuda_fail(fn, name, e);
 }
 
 /* Freed memory a context's pool keeps for its next buffers rather than hand back to the device at
@@ -263,6 +273,56 @@ void memory_pool_close(Context* c) {
   c->pool = nullptr;
 }
 
+namespace {
+
+/* braid_buffer_free's release: a pooled buffer back to the pool in order on the default stream
+ * (every executable joins its streams there, and a stream is synchronized before it is
+ * destroyed), or after the capture if the context is capturing (issued now, the free would be
+ * recorded into the graph); any other with cudaFree. */
+int32_t free_buffer(Context* c, void* p, uint64_t) {
+  static const char fn[] = "braid_buffer_free";
+  bool pooled;
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    pooled = c->pooled.erase((uint64_t)(uintptr_t)p) != 0;
+  }
+  if (!pooled) return freed(fn, "cudaFree", cudaFree(p));
+  if (!capturing_now(c)) return freed(fn, "cudaFreeAsync", cudaFreeAsync(p, c->stream0.s));
+  {
+    std::lock_guard<std::mutex> g(c->lock);
+    try {
+      c->deferred_frees.push_back(p);
+      return BRAID_OK;
+    } catch (...) {
+      /* no room to defer it: cudaFree, which records nothing */
+    }
+  }
+  return freed(fn, "cudaFree", cudaFree(p));
+}
+
+/* braid_host_free's release: a pooled context keeps the buffer for the next of its size, up to a
+ * bound; else cudaFreeHost. */
+int32_t keep_or_free_host(Context* c, void* p, uint64_t bytes) {
+  if (c->pool != nullptr) {
+    std::lock_guard<std::mutex> g(c->lock);
+    if (c->host_cache_bytes + bytes <= HOST_CACHE_BYTES) {
+      try {
+        c->host_cache.emplace((size_t)bytes, p);
+        c->host_cache_bytes += bytes;
+        return BRAID_OK;
+      } catch (...) {
+        /* no room to keep it: freed below */
+      }
+    }
+  }
+  return freed("braid_host_free", "cudaFreeHost", cudaFreeHost(p));
+}
+
+int32_t unregister_host(Context*, void* p, uint64_t) {
+  return freed("braid_host_unregister", "cudaHostUnregister", cudaHostUnregister(p));
+}
+
+}  // namespace
 }  // namespace braid_cuda
 
 using namespace braid_cuda;
@@ -312,38 +372,7 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
 }
 
 int32_t braid_buffer_free(uint64_t ctx, uint64_t addr) {
-  static const char fn[] = "braid_buffer_free";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  bool pooled;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    pooled = c->pooled.count(addr) != 0;
-  }
-  if (!pooled) return untrack(ctx, fn, addr, &Context::bufs, "allocation", cudaFree, "cudaFree");
-  void* p = reinterpret_cast<void*>((uintptr_t)addr);
-  const bool capturing = capturing_now(c);
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    c->pooled.erase(addr);
-    c->bufs.erase(addr);
-    /* A free issued now would be recorded into the graph: it waits for the capture's end. */
-    if (capturing) {
-      try {
-        c->deferred_frees.push_back(p);
-        return BRAID_OK;
-      } catch (...) {
-        /* no room to defer it: the synchronous free below (cudaFree does not record) */
-      }
-    }
-  }
-  RelaxedCapture relaxed;
-  /* In order after the default stream's work: every executable joins its streams there, and a
-   * stream is synchronized before it is destroyed. */
-  const cudaError_t e = capturing ? cudaFree(p) : cudaFreeAsync(p, c->stream0.s);
-  if (e != cudaSuccess) return cuda_fail(fn, capturing ? "cudaFree" : "cudaFreeAsync", e);
-  return BRAID_OK;
+  return untrack(ctx, "braid_buffer_free", addr, &Context::bufs, "allocation", free_buffer);
 }
 
 int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
@@ -377,38 +406,8 @@ int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
 }
 
 int32_t braid_host_free(uint64_t ctx, uint64_t addr) {
-  static const char fn[] = "braid_host_free";
-  Context* c = nullptr;
-  int32_t st = get_context(ctx, fn, &c);
-  if (st) return st;
-  if (c->pool == nullptr)
-    return untrack(ctx, fn, addr, &Context::host_bufs, "host allocation", cudaFreeHost,
-                   "cudaFreeHost");
-  if (addr == 0) return fail(BRAID_ERR_INVALID_ARGUMENT, "%s: address is 0", fn);
-  void* p = reinterpret_cast<void*>((uintptr_t)addr);
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    auto it = c->host_bufs.find(addr);
-    if (it == c->host_bufs.end())
-      return fail(BRAID_ERR_INVALID_ARGUMENT,
-                  "%s: 0x%llx is not the base address of a live host allocation of this context",
-                  fn, (unsigned long long)addr);
-    const size_t size = (size_t)it->second;
-    c->host_bufs.erase(it);
-    if (c->host_cache_bytes + size <= HOST_CACHE_BYTES) {
-      try {
-        c->host_cache.emplace(size, p);
-        c->host_cache_bytes += size;
-        return BRAID_OK;
-      } catch (...) {
-        /* no room to keep it: freed below */
-      }
-    }
-  }
-  RelaxedCapture relaxed;
-  const cudaError_t e = cudaFreeHost(p);
-  if (e != cudaSuccess) return cuda_fail(fn, "cudaFreeHost", e);
-  return BRAID_OK;
+  return untrack(ctx, "braid_host_free", addr, &Context::host_bufs, "host allocation",
+                 keep_or_free_host);
 }
 
 int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint64_t* out_addr) {
@@ -452,7 +451,7 @@ int32_t braid_host_register(uint64_t ctx, const void* ptr, uint64_t bytes, uint6
 
 int32_t braid_host_unregister(uint64_t ctx, uint64_t addr) {
   return untrack(ctx, "braid_host_unregister", addr, &Context::host_registered,
-                 "page-locked registration", cudaHostUnregister, "cudaHostUnregister");
+                 "page-locked registration", unregister_host);
 }
 
 int32_t braid_memcpy_h2d(uint64_t ctx, uint64_t stream, uint64_t dst, const void* src,
