@@ -31,6 +31,9 @@ import type { PlannedStage } from "../runtime/stage_plan.ts";
 /** What a worker holds for one model variant (its weights and stage timer). */
 export const variantId = (file: string, variant: number) => `${file}#${variant}`;
 
+/** Whether a variantId() is one of `file`'s variants. */
+export const isVariantOf = (id: string, file: string) => id.startsWith(`${file}#`);
+
 export type PoolJob =
   | { kind: "plan"; file: string; variant: number }
   | { kind: "trials"; file: string; variant: number; from: number; to: number }
@@ -97,7 +100,7 @@ export class TuneQueue {
     // keeps the library plans their jobs built there, which the model's session then finds.
     const held = (job: PoolJob) =>
       job.kind === "tune"
-        ? [...holds].some((id) => id.startsWith(`${job.file}#`))
+        ? [...holds].some((id) => isVariantOf(id, job.file))
         : holds.has(variantId(job.file, job.variant));
     for (const jobs of [this.#ready, this.#trials]) {
       if (jobs.length > 0) return jobs.splice(Math.max(0, jobs.findIndex(held)), 1)[0];

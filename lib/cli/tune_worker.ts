@@ -18,7 +18,7 @@ import { StagePrefetch } from "../runtime/stage_prefetch.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { optimize } from "../passes/mod.ts";
 import { tuneOne, type TuneOptions, tuningPartition } from "./tune.ts";
-import { type PoolJob, variantId } from "./tune_queue.ts";
+import { isVariantOf, type PoolJob, variantId } from "./tune_queue.ts";
 
 export type WorkerMessage =
   | { type: "init"; group: number; options: TuneOptions }
@@ -124,7 +124,7 @@ async function choose(prefetch: StagePrefetch, variant: number) {
 /** Frees a retired model's variants on this worker (their weights, stage timers) and its graph. */
 function retire(file: string): void {
   for (const [id, prefetch] of prefetches) {
-    if (id.startsWith(`${file}#`)) {
+    if (isVariantOf(id, file)) {
       prefetch.release();
       prefetches.delete(id);
     }
