@@ -12,7 +12,14 @@ import { autoCandidates } from "../schedule/auto.ts";
 import type { Schedule } from "../schedule/schedule.ts";
 import type { ExecutableOptions } from "./executable.ts";
 import { Resources, Weights } from "./resources.ts";
-import { budgetTuning, deviceModelOf, prepare, type Prepared, timeSchedule } from "./prepare.ts";
+import {
+  budgetTuning,
+  cachedTrials,
+  deviceModelOf,
+  prepare,
+  type Prepared,
+  timeSchedule,
+} from "./prepare.ts";
 import { measureStages, type PlannedStage, plannedStages } from "./stage_plan.ts";
 import { StageTimer } from "./stage_timer.ts";
 import type { BudgetTuning } from "./tuning.ts";
@@ -87,20 +94,11 @@ export class StagePrefetch {
     const { backend, ctx } = this.#resources;
     const shapes = this.#ctx.shapes;
     let timed = 0;
-    for (const schedule of this.earlyCandidates().slice(from, to)) {
-      this.#tuned.trialAt(this.#tuned.trialKey(schedule), () => {
-        timed++;
-        return timeSchedule(
-          backend,
-          ctx,
-          this.graph,
-          shapes,
-          schedule,
-          this.options,
-          this.#weights,
-        );
-      });
-    }
+    const time = cachedTrials(this.#tuned, (schedule) => {
+      timed++;
+      return timeSchedule(backend, ctx, this.graph, shapes, schedule, this.options, this.#weights);
+    });
+    for (const schedule of this.earlyCandidates().slice(from, to)) time(schedule);
     return timed;
   }
 
