@@ -36,7 +36,8 @@
 #                    base, switched), one pair with the switches but FindEx (switched3), the
 #                    sessions each tuning chose run side by side (bench/cache_ab.ts), then one
 #                    more switched pair with every backend call timed (BRAID_PROFILE_CALLS); every
-#                    file in $OUT/tuning-c.tgz (~6 minutes)
+#                    file in $OUT/tuning-c.tgz, the base and switched caches too (~6 minutes;
+#                    TUNING_SWITCHES="VAR=value …" replaces the switched set)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
 #                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
@@ -117,9 +118,12 @@ for step in "$@"; do
       tc=/tmp/tuning-c && mkdir -p $tc
       pack() { tar czf "$OUT/tuning-c.tgz" -C $tc .; }
       pb() { deno run --cached-only -A bench/partition_bench.ts --out $tc --parts c --pairs 2 "$@"; }
-      switched() {
-        BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool "$@"
-      }
+      # TUNING_SWITCHES replaces the switched set (say, without BRAID_ALLOC=pool if gpu-switched
+      # failed on it).
+      switches=${TUNING_SWITCHES:-BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once \
+BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool}
+      echo "switched: $switches"
+      switched() { (export $switches && "$@"); }
       mkdir -p /tmp/base /tmp/switched /tmp/switched3 /tmp/profiled
       BRAID_ALLOC=direct pb --tag base --caches /tmp/base && pack
       switched pb --tag switched --caches /tmp/switched && pack
@@ -132,6 +136,10 @@ for step in "$@"; do
         deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
           --caches /tmp/base/partition_tuning_$f.json,/tmp/switched/partition_tuning_$f.json \
           --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $tc/cache_ab-$f.json
+      done
+      # The caches too: auto's trials (each candidate's name and time) for offline analysis.
+      for arm in base switched; do
+        for f in 32 whole; do cp /tmp/$arm/partition_tuning_$f.json $tc/cache-$arm-$f.json; done
       done
       pack
       # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).

@@ -189,6 +189,46 @@ Deno.test("BRAID_PROFILE_CALLS=1: a tune reports its backend calls' host time, p
   }
 });
 
+Deno.test("a tune whose process exits next skips freeing at the end, and exits cleanly with its cache saved", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = [`${dir}/a.braid`, `${dir}/b.braid`];
+    await saveModel(branchyNet("a"), files[0]);
+    await saveModel(inceptionNet(), files[1]);
+    // In a process of its own: what the pool's workers and the last session keep is never freed.
+    const root = new URL("../", import.meta.url);
+    const script = `
+      const at = (path) => new URL(path, ${JSON.stringify(root.href)}).href;
+      const { tuneModels } = await import(at("lib/cli/tune.ts"));
+      const { tunePooled } = await import(at("lib/cli/tune_pool.ts"));
+      const { TuningCache } = await import(at("lib/runtime/tuning.ts"));
+      const options = { cache: ${JSON.stringify(`${dir}/c.json`)}, scheduler: "auto",
+        device: "cpu", quiet: true, exiting: true };
+      const files = ${JSON.stringify(files)};
+      const one = await tuneModels(files, options);
+      const { results, pool } = await tunePooled(files, options, [0, 0], new TuningCache());
+      console.log(JSON.stringify({ one: one.results, pooled: results, pool }));
+      Deno.exit(0);`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      cwd: root, // its deno.json resolves the npm imports
+      env: { NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    const { one, pooled, pool } = JSON.parse(text.decode(out.stdout));
+    const chosen = (results: { model: string; scheduler: string }[]) =>
+      results.map((r) => `${r.model} ${r.scheduler}`);
+    assert.deepEqual(chosen(one), ["a auto:sequential", "inception auto:sequential"]);
+    assert.deepEqual(chosen(pooled), chosen(one));
+    assert.equal(pool.jobs.tune, 2);
+    assert.ok(pool.closeMs < 5000, `the workers answered their close (${pool.closeMs} ms)`);
+    await TuningCache.load(`${dir}/c.json`); // saved whole before the exit
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Job costs of one measured pool run, seconds, for simulatePool. */
 interface PoolCosts {
   /** Each model's plan time per variant, its stages per variant, and auto's candidates. */

@@ -82,13 +82,17 @@ int32_t braid_device_info(uint64_t ctx, uint8_t* name, int32_t name_len, int64_t
 /* Allocates `bytes` of device memory, 256-byte aligned and zero-filled (so work run before any
  * input is copied in reads zeros); writes its address to *out_addr. */
 int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
-/* Frees an allocation made by braid_buffer_alloc (by its base address). */
+/* Frees an allocation made by braid_buffer_alloc (by its base address). Work that uses it must be
+ * finished, or ordered before the context's default stream: with BRAID_ALLOC=pool the free is
+ * issued in order there (cudaFreeAsync) and the memory may serve the next allocation at once;
+ * without, cudaFree waits for the whole device. */
 int32_t braid_buffer_free(uint64_t ctx, uint64_t addr);
 /* Allocates `bytes` of page-locked host memory (CUDA: cudaHostAlloc), 256-byte aligned, for
  * inputs and outputs: copies from and to it run asynchronously and can be captured in a graph.
  * Zero-filled. Writes its host address to *out_addr. */
 int32_t braid_host_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr);
-/* Frees memory from braid_host_alloc. */
+/* Frees memory from braid_host_alloc; no work may still copy from or to it (with BRAID_ALLOC=pool
+ * the context keeps it for its next allocation of the same size). */
 int32_t braid_host_free(uint64_t ctx, uint64_t addr);
 /* Page-locks the caller's host memory [ptr, ptr + bytes) in place (CUDA: cudaHostRegister,
  * portable), so copies from and to it run asynchronously, as from braid_host_alloc's memory, with

@@ -41,7 +41,11 @@ commands:
                                                     N-SM partition sharing their stages
 `;
 
-export async function main(args: string[]): Promise<number> {
+/**
+ * Runs one command; returns its exit code. `exiting`: the process exits right after (run as a
+ * script), so `tune` leaves its native state at the end to the driver instead of freeing it.
+ */
+export async function main(args: string[], { exiting = false } = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -122,6 +126,7 @@ export async function main(args: string[]): Promise<number> {
         concurrent: values.concurrent ?? false,
         json: values.json,
         quiet: values.quiet ?? false,
+        exiting,
       });
     case "import":
       return await importCommand(need(rest[0], "import FILE.onnx -o FILE.braid"), {
@@ -143,7 +148,7 @@ function need(value: string | undefined, usage: string): string {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    Deno.exit(await main(Deno.args, { exiting: true }));
   } catch (e) {
     if (e instanceof BraidError) {
       fail(`${paint("red", "error")} [${e.code}] ${e.message}`);

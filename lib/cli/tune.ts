@@ -40,6 +40,12 @@ export interface TuneOptions {
   /** Write the results as JSON here. */
   json?: string;
   quiet?: boolean;
+  /**
+   * The process exits once the cache is saved (the command line): the native state left at the
+   * end (a pool's workers', the last model's session) is not freed, as the driver reclaims it at
+   * exit in one go. A library caller leaves this off.
+   */
+  exiting?: boolean;
 }
 
 /** What tuning one model did. */
@@ -91,31 +97,39 @@ export function tuningPartition(options: TuneOptions, group = options.group ?? 0
   return Partition.create({ sms: options.sms, group, fine: options.fine, device: options.device });
 }
 
-/**
- * Tunes one model with `cache`: inside `partition` when given (it stays the caller's), else
- * inside the partition options.sms asks for. `context`: a context already bound to `partition`
- * to tune on (a pool worker's, whose library plans the model's convolutions may already have),
- * instead of a context of the session's own.
- */
+/** Where tuneOne runs, and what it leaves. */
+export interface TuneOneWhere {
+  /** The partition to tune in (it stays the caller's); else the one options.sms asks for. */
+  partition?: Partition;
+  /**
+   * A context already bound to `partition` to tune on (a pool worker's, whose library plans the
+   * model's convolutions may already have), instead of a context of the session's own.
+   */
+  context?: { backend: Backend; ctx: Handle };
+  /** The process exits next: the session (and its partition) are left to the driver. */
+  last?: boolean;
+}
+
+/** Tunes one model with `cache`, as a session on its budget is tuned. */
 export async function tuneOne(
   file: string,
   options: TuneOptions,
   cache: TuningCache,
-  partition?: Partition,
-  context?: { backend: Backend; ctx: Handle },
+  where: TuneOneWhere = {},
 ): Promise<TuneResult> {
   const start = performance.now();
   using model = await loadModel(file);
-  const own = partition ? undefined : tuningPartition(options);
-  partition ??= own;
+  const own = where.partition ? undefined : tuningPartition(options);
+  const partition = where.partition ?? own;
+  let session: Session | undefined;
   try {
-    using session = await Session.create(model, {
+    session = await Session.create(model, {
       device: options.device,
       partition,
       tuning: cache,
       scheduler: options.scheduler,
       batch: options.batch,
-      [ON_CONTEXT]: context,
+      [ON_CONTEXT]: where.context,
     });
     const report = session.report();
     const name = report.scheduler.replace(/^auto:/, "");
@@ -137,7 +151,10 @@ export async function tuneOne(
       timeMs: { convs: report.tuning.ms, stages: report.stages.ms, trials: report.trialsMs },
     } satisfies TuneResult;
   } finally {
-    own?.[Symbol.dispose]();
+    if (!where.last) {
+      session?.[Symbol.dispose]();
+      own?.[Symbol.dispose]();
+    }
   }
 }
 
@@ -185,9 +202,10 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
   } else {
     const cache = await TuningCache.load(options.cache);
     results = [];
-    for (const file of files) {
+    for (const [i, file] of files.entries()) {
       takeCallTimes();
-      const result = await tuneOne(file, options, cache);
+      const last = options.exiting && i === files.length - 1;
+      const result = await tuneOne(file, options, cache, { last });
       if (profilingCalls()) result.callMs = takeCallTimes();
       if (!options.quiet) console.log(describe(result));
       results.push(result);

@@ -37,7 +37,8 @@ export interface PoolReport {
   /** Models whose variants the workers were told to free before the end (once their tunes were
    * queued). */
   retired: number;
-  /** Closing the workers once the jobs are done (each freeing what it still held), ms. */
+  /** Closing the workers once the jobs are done (each freeing what it still held, unless the
+   * process exits next: options.exiting), ms. */
   closeMs: number;
   /** With BRAID_PROFILE_CALLS=1: the workers' backend calls' host time, ms, by kind of job (init:
    * the workers' start), by call. */
@@ -109,11 +110,14 @@ class PoolWorker {
     });
   }
 
-  /** Lets the worker free its native resources, then ends it (at once if it does not answer). */
-  async close(): Promise<void> {
+  /**
+   * Lets the worker free its native resources (unless `free` is false: the process exits next),
+   * then ends it (at once if it does not answer).
+   */
+  async close(free: boolean): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
-    await Promise.race([this.ask({ type: "close" }), late]);
+    await Promise.race([this.ask({ type: "close", free }), late]);
     clearTimeout(timer);
     this.#worker.terminate();
   }
@@ -171,6 +175,7 @@ export async function tunePooled(
     timeline: [],
   };
   const origin = performance.now();
+  let succeeded = false;
   try {
     const started = await starting;
     const failed = started.find((r) => r.error);
@@ -248,13 +253,16 @@ export async function tunePooled(
       ...r,
       stagesMeasured: r.stagesMeasured + (prefetched.get(r.file) ?? 0),
     });
+    succeeded = true;
     return { results: files.map((f) => counted(results.get(f)!)), pool };
   } finally {
     // A worker still starting answers its init first: a close sent meanwhile would take that
     // answer and end the worker before it freed its context and partition.
     await starting.catch(() => {});
     const closing = performance.now();
-    await Promise.all(workers.map((w) => w.close()));
+    // After a failure everything is freed, exiting or not: the process stays usable.
+    const free = !(options.exiting && succeeded);
+    await Promise.all(workers.map((w) => w.close(free)));
     pool.closeMs = performance.now() - closing;
   }
 }

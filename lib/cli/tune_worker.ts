@@ -25,7 +25,12 @@ export type WorkerMessage =
   | { type: "job"; job: PoolJob; cache: string }
   /** The model's variants are no longer needed (its tune loads it afresh): freed, no answer. */
   | { type: "retire"; file: string }
-  | { type: "close" };
+  /**
+   * The pool is done. `free` false: the process exits next, so nothing is freed (the driver
+   * reclaims a process's device state at exit, at once, as clang's -disable-free leaves its memory
+   * to the OS); the answer says every earlier message, retires included, has been handled.
+   */
+  | { type: "close"; free: boolean };
 
 const scope = self as unknown as {
   onmessage: (e: MessageEvent<WorkerMessage>) => void;
@@ -90,7 +95,7 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
 async function run(job: PoolJob): Promise<Record<string, unknown>> {
   // The model's session on this worker's context: plans its trials built here are found.
   if (job.kind === "tune") {
-    return { result: await tuneOne(job.file, options, cache, partition, native) };
+    return { result: await tuneOne(job.file, options, cache, { partition, context: native }) };
   }
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return await choose(prefetch, job.variant);
@@ -138,16 +143,18 @@ function profile(): { callMs?: CallTimes } {
   return profilingCalls() ? { callMs: takeCallTimes() } : {};
 }
 
-function close(): void {
-  for (const p of prefetches.values()) p.release();
-  native?.release();
-  for (const { model } of models.values()) model[Symbol.dispose]();
-  partition?.[Symbol.dispose]();
+function close(free: boolean): void {
+  if (free) {
+    for (const p of prefetches.values()) p.release();
+    native?.release();
+    for (const { model } of models.values()) model[Symbol.dispose]();
+    partition?.[Symbol.dispose]();
+  }
   scope.postMessage({ closed: true });
 }
 
 scope.onmessage = async ({ data }) => {
-  if (data.type === "close") return close();
+  if (data.type === "close") return close(data.free);
   if (data.type === "retire") return retire(data.file);
   try {
     if (data.type === "init") {
