@@ -36,8 +36,9 @@
 #                    base, switched), one pair with the switches but FindEx (switched3), the
 #                    sessions each tuning chose run side by side (bench/cache_ab.ts), then one
 #                    more switched pair with every backend call timed (BRAID_PROFILE_CALLS); every
-#                    file in $OUT/tuning-c.tgz, the base and switched caches too (~6 minutes;
-#                    TUNING_SWITCHES="VAR=value …" replaces the switched set)
+#                    file in $OUT/tuning-c.tgz, the base and switched caches too (~5 minutes;
+#                    after a failed gpu-switched step the switched set leaves BRAID_ALLOC=pool
+#                    out; TUNING_SWITCHES="VAR=value …" replaces it)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
 #                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
@@ -118,10 +119,16 @@ for step in "$@"; do
       tc=/tmp/tuning-c && mkdir -p $tc
       pack() { tar czf "$OUT/tuning-c.tgz" -C $tc .; }
       pb() { deno run --cached-only -A bench/partition_bench.ts --out $tc --parts c --pairs 2 "$@"; }
-      # TUNING_SWITCHES replaces the switched set (say, without BRAID_ALLOC=pool if gpu-switched
-      # failed on it).
-      switches=${TUNING_SWITCHES:-BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once \
-BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool}
+      # TUNING_SWITCHES replaces the switched set. Without it, a failed gpu-switched step (this
+      # call's, or an earlier one's on the same machine) takes the memory pools, the deepest
+      # change, out of it.
+      switches="BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic"
+      if [ -n "$(cat /tmp/braid-steps/gpu-switched.rc 2>/dev/null | grep -v '^0$')" ]; then
+        echo "gpu-switched failed: the switched runs allocate directly"
+      else
+        switches="$switches BRAID_ALLOC=pool"
+      fi
+      switches=${TUNING_SWITCHES:-$switches}
       echo "switched: $switches"
       switched() { (export $switches && "$@"); }
       mkdir -p /tmp/base /tmp/switched /tmp/switched3 /tmp/profiled
@@ -152,6 +159,8 @@ BRAID_CONV_FIND=heuristic BRAID_ALLOC=pool}
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1
   rc=$?
+  # Each step's exit status, for the steps after it (tuning-c reads gpu-switched's).
+  mkdir -p /tmp/braid-steps && echo $rc >"/tmp/braid-steps/$step.rc"
   [ $rc -eq 0 ] || status=1
   echo "== $step: exit $rc in $(($(date +%s) - start)) s"
   grep -E "^(ok|FAILED) \||FAILED|compute-sanitizer|error:|^in a 32-SM partition" \
