@@ -198,6 +198,20 @@ if (parts.has("c")) {
     `(c) sequential arm: ${spent("convs")} s measuring convolutions, ${spent("stages")} s ops ` +
       `and stages, ${spent("trials")} s auto's candidates`,
   );
+  // What each arm spends outside its work: the process's start and exit, the pool's workers'
+  // start and its end (closing the workers, saving the cache). The pool's timeline counts from
+  // its start, a little after its wall's (the partition query, the cache read).
+  const lastJob = Math.max(...pool.timeline.map((j) => j.endMs));
+  const firstJob = Math.min(...pool.timeline.map((j) => j.startMs));
+  const modelsMs = sequential.results.reduce((ms, r) => ms + r.wallMs, 0);
+  console.log(
+    `(c) outside the work (ms): sequential: process beyond its wall ` +
+      `${f(sequential.processMs - sequential.wallMs, 0)}, wall beyond its models ` +
+      `${f(sequential.wallMs - modelsMs, 0)}; pool: process beyond its wall ` +
+      `${f(concurrent.processMs - concurrent.wallMs, 0)}, first job at ${f(firstJob, 0)}, ` +
+      `wall after its last job ${f(concurrent.wallMs - lastJob, 0)} (closing the workers ` +
+      `${f(pool.closeMs, 0)})`,
+  );
   // With BRAID_PROFILE_CALLS=1: where each arm's host time went, by backend call.
   const top = (times: Record<string, number>) =>
     Object.entries(times).sort((a, b) => b[1] - a[1]).slice(0, 8)
