@@ -35,7 +35,7 @@ NVCCFLAGS += -I$(CUBLAS_HOME)/include
 CUDA_LIBS += -L$(CUBLAS_HOME)/lib -Xlinker -rpath,$(CUBLAS_HOME)/lib
 endif
 
-.PHONY: deno deps cpu cuda engine-probe demo test test-node test-gpu check fmt schema onnx-schema clean
+.PHONY: deno deps cpu cuda engine-probe contention-probe demo test test-node test-gpu check fmt schema onnx-schema clean
 
 $(TOOLS)/bin/deno:
 	@echo "installing deno $(DENO_VERSION) from npm into $(TOOLS)/"
@@ -75,6 +75,14 @@ build/tools/engine_probe.o: csrc/tools/engine_probe.cu $(CUDA_HEADERS)
 build/engine_probe: build/tools/engine_probe.o $(CUDA_OBJECTS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(CUDA_LIBS)
 engine-probe: build/engine_probe
+
+# The host cost of a stage timer's driver calls at 1 and 4 threads, each thread on its own green
+# context, with the primary context or the thread's green context current
+# (csrc/tools/contention_probe.cu).
+build/contention_probe: csrc/tools/contention_probe.cu
+	@mkdir -p build
+	$(NVCC) $(NVCCFLAGS) -o $@ $<
+contention-probe: build/contention_probe
 
 demo: cpu deps
 	@$(DENO) run $(DENO_FLAGS) lib/cli/main.ts demo

@@ -23,6 +23,10 @@
 #                    measure stages at once on 32-SM partitions, stage graphs captured and then
 #                    composed from op templates, and each thread's set-up of the model
 #                    (JSON $OUT/pool_contention.json)
+#   contention-probe csrc/tools/contention_probe.cu: a stage timer's driver calls at 1, 2 and 4
+#                    threads on their own 32-SM green contexts, with the primary context current
+#                    (as braid does) and with each thread's green context current, and a
+#                    cudaMalloc/cudaFree beside them ($OUT/contention_probe.json; ~30 s)
 #   tuning-ab        where tuning's time goes, and the switches that may cut it, side by side:
 #                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
 #                    isolated with every executable warmed up, then in rounds warming up once
@@ -96,6 +100,9 @@ for step in "$@"; do
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     pool-contention) deno run --cached-only -A bench/pool_contention.ts \
       --json "$OUT/pool_contention.json" ;;
+    contention-probe) # 32 queues, as libbraid_cuda sets them (the probe does not load it)
+      make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe \
+        --threads 1,2,4 --alloc >"$OUT/contention_probe.json" ;;
     tuning-ab) # its files packed into $OUT/tuning-ab.tgz after each part (eight files come back)
       ab=/tmp/tuning-ab && mkdir -p $ab
       pack() { tar czf "$OUT/tuning-ab.tgz" -C $ab .; }
