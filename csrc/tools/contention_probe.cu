@@ -17,7 +17,11 @@
  * between four events, wait for the last event, read three elapsed times, destroy it.
  *
  *   contention_probe [--threads 1,4] [--iters 2000] [--sms 32] [--replays 5]
- *                    [--modes primary,green] [--alloc]
+ *                    [--modes primary,green,device] [--alloc]
+ *
+ * Modes: primary (green-context streams, the primary context current: braid today), green (each
+ * thread's green context current), device (plain streams on the whole device, no partitions: the
+ * same calls without green contexts at all).
  *
  * stdout: one JSON object (runs: mode, threads, µs a stage per call kind, stages a second);
  * stderr: a table.
@@ -100,7 +104,7 @@ struct Options {
   int iters = 2000;
   int sms = 32;
   int replays = 5;
-  std::vector<std::string> modes{"primary", "green"};
+  std::vector<std::string> modes{"primary", "green", "device"};
   bool alloc = false;
 };
 
@@ -145,9 +149,14 @@ std::string work(const Options& o, const std::string& mode, CUgreenCtx green,
   } else {
     CK_RT(cudaSetDevice(0));
   }
-  CUstream raw = nullptr;
-  CK_DRV(drv.green_stream_create(&raw, green, CU_STREAM_NON_BLOCKING, 0));
-  cudaStream_t s = reinterpret_cast<cudaStream_t>(raw);
+  cudaStream_t s = nullptr;
+  if (green) {
+    CUstream raw = nullptr;
+    CK_DRV(drv.green_stream_create(&raw, green, CU_STREAM_NON_BLOCKING, 0));
+    s = reinterpret_cast<cudaStream_t>(raw);
+  } else {
+    CK_RT(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  }
   const int rounds = 3, warmups = 2;
   cudaEvent_t events[rounds + 1];
   for (cudaEvent_t& e : events) CK_RT(cudaEventCreate(&e));
@@ -203,7 +212,34 @@ std::string work(const Options& o, const std::string& mode, CUgreenCtx green,
   return "";
 }
 
-/* `threads` threads at once, each on its own `sms`-SM green context (groups 0, 1, …). */
+/* One green context of `sms` SMs for each entry of *greens (groups 0, 1, …); empty on success. */
+std::string make_greens(const Options& o, std::vector<CUgreenCtx>* greens) {
+  CUdevice dev = 0;
+  CK_DRV(drv.device_get(&dev, 0));
+  CUdevResource whole;
+  memset(&whole, 0, sizeof whole);
+  CK_DRV(drv.get_resource(dev, &whole, CU_DEV_RESOURCE_TYPE_SM));
+  unsigned n = 0;
+  CK_DRV(drv.split(nullptr, &n, &whole, nullptr, 0, o.sms));
+  if (n < greens->size()) return "fewer partitions than threads";
+  std::vector<CUdevResource> groups(n);
+  CK_DRV(drv.split(groups.data(), &n, &whole, nullptr, 0, o.sms));
+  for (size_t i = 0; i < greens->size(); i++) {
+    CUdevResourceDesc desc = nullptr;
+    CUresult r = drv.generate_desc(&desc, &groups[i], 1);
+    if (r == CUDA_SUCCESS)
+      r = drv.green_create(&(*greens)[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+    if (r != CUDA_SUCCESS) {
+      for (CUgreenCtx& g : *greens)
+        if (g) drv.green_destroy(g), g = nullptr;
+      return describe("cuGreenCtxCreate", r);
+    }
+  }
+  return "";
+}
+
+/* `threads` threads at once, each on its own `sms`-SM green context (groups 0, 1, …), or for mode
+ * "device" each on a plain stream of the whole device. */
 Run run(const Options& o, const std::string& mode, int threads) {
   Run result;
   result.mode = mode;
@@ -212,29 +248,10 @@ Run run(const Options& o, const std::string& mode, int threads) {
     result.error = why;
     return result;
   };
-  CUdevice dev = 0;
-  if (drv.device_get(&dev, 0) != CUDA_SUCCESS) return fail("cuDeviceGet");
-  CUdevResource whole;
-  memset(&whole, 0, sizeof whole);
-  if (drv.get_resource(dev, &whole, CU_DEV_RESOURCE_TYPE_SM) != CUDA_SUCCESS)
-    return fail("cuDeviceGetDevResource");
-  unsigned n = 0;
-  if (drv.split(nullptr, &n, &whole, nullptr, 0, o.sms) != CUDA_SUCCESS)
-    return fail("cuDevSmResourceSplitByCount (count)");
-  if ((int)n < threads) return fail("fewer partitions than threads");
-  std::vector<CUdevResource> groups(n);
-  if (drv.split(groups.data(), &n, &whole, nullptr, 0, o.sms) != CUDA_SUCCESS)
-    return fail("cuDevSmResourceSplitByCount");
   std::vector<CUgreenCtx> greens(threads, nullptr);
-  for (int i = 0; i < threads; i++) {
-    CUdevResourceDesc desc = nullptr;
-    CUresult r = drv.generate_desc(&desc, &groups[i], 1);
-    if (r == CUDA_SUCCESS) r = drv.green_create(&greens[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
-    if (r != CUDA_SUCCESS) {
-      for (CUgreenCtx g : greens)
-        if (g) drv.green_destroy(g);
-      return fail(describe("cuGreenCtxCreate", r));
-    }
+  if (mode != "device") {
+    std::string why = make_greens(o, &greens);
+    if (!why.empty()) return fail(why);
   }
   std::vector<std::vector<double>> us(threads, std::vector<double>(KINDS, 0.0));
   std::vector<std::string> errors(threads);
@@ -252,7 +269,8 @@ Run run(const Options& o, const std::string& mode, int threads) {
   }
   cudaSetDevice(0); /* the primary context current again on this thread */
   cudaDeviceSynchronize();
-  for (CUgreenCtx g : greens) drv.green_destroy(g);
+  for (CUgreenCtx g : greens)
+    if (g) drv.green_destroy(g);
   return result;
 }
 
@@ -294,7 +312,13 @@ int main(int argc, char** argv) {
     } else {
       fprintf(stderr,
               "usage: contention_probe [--threads 1,4] [--iters N] [--sms N] [--replays N] "
-              "[--modes primary,green] [--alloc]\n");
+              "[--modes primary,green,device] [--alloc]\n");
+      return 2;
+    }
+  }
+  for (const std::string& mode : o.modes) {
+    if (mode != "primary" && mode != "green" && mode != "device") {
+      fprintf(stderr, "contention_probe: mode %s is not primary, green or device\n", mode.c_str());
       return 2;
     }
   }
