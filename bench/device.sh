@@ -25,8 +25,9 @@
 #                    (JSON $OUT/pool_contention.json)
 #   contention-probe csrc/tools/contention_probe.cu: a stage timer's driver calls at 1, 2 and 4
 #                    threads on their own 32-SM green contexts, with the primary context current
-#                    (as braid does) and with each thread's green context current, and a
-#                    cudaMalloc/cudaFree beside them ($OUT/contention_probe.json; ~30 s)
+#                    (as braid does), with each thread's green context current, and on plain
+#                    streams, and a cudaMalloc/cudaFree beside them ($OUT/contention_probe.json;
+#                    ~30 s)
 #   tuning-ab        where tuning's time goes, and the switches that may cut it, side by side:
 #                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
 #                    isolated with every executable warmed up, then in rounds warming up once
