@@ -229,10 +229,6 @@ export async function tunePooled(
         if (job.kind === "tune") results.set(job.file, r.reply!.result!);
         queue.finished(job);
       }
-      for (const file of queue.retire()) {
-        for (const w of workers) w.tell({ type: "retire", file });
-        pool.retired++;
-      }
       idle.push(worker);
     };
     while (!queue.done && !failure) {
@@ -240,6 +236,12 @@ export async function tunePooled(
       while (idle.length > 0 && (job = queue.next(idle.at(-1)!.holds))) {
         const p = runJob(idle.pop()!, job).finally(() => running.delete(p));
         running.add(p);
+      }
+      // Models whose tunes are queued: every worker frees their variants, after the job it was
+      // just sent (a model's tune, the pool's serial tail, does not wait for the frees).
+      for (const file of queue.retire()) {
+        for (const w of workers) w.tell({ type: "retire", file });
+        pool.retired++;
       }
       if (running.size === 0) break;
       await Promise.race(running);
