@@ -13,6 +13,7 @@ import { parseArgs } from "../lib/deps.ts";
 import { buildZooModel, Partition, Session, TuningCache } from "../mod.ts";
 import { randomInputs } from "../lib/cli/run.ts";
 import { interleavedMs } from "./interleaved.ts";
+import { markdownTable } from "./report.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -80,9 +81,7 @@ const head = [
   ...labels.map((l) => `${l}: schedule (streams) ms`),
   ...labels.slice(1).map((l) => `${l} vs ${labels[0]}`),
 ];
-const table = [head, head.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join(
-  "\n",
-);
+const table = markdownTable(head, rows);
 console.log(`\nsessions at ${sms || "all"} SMs from each cache\n${table}`);
 if (args.json) {
   await Deno.writeTextFile(args.json, JSON.stringify({ files, labels, sms, results, table }));

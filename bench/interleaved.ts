@@ -4,6 +4,7 @@
  * neighbour's load) fall on all of them alike; each session's median over the rounds, ms.
  */
 import type { HostTensor, Session } from "../mod.ts";
+import { median } from "./report.ts";
 
 export function interleavedMs(
   sessions: Session[],
@@ -16,5 +17,5 @@ export function interleavedMs(
       samples[i].push(s.profile(inputs[i], { warmup: 10, runs: 100 }).gpu.medianMs);
     });
   }
-  return samples.map((xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+  return samples.map(median);
 }

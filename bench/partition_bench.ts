@@ -26,6 +26,7 @@ import { randomInputs } from "../lib/cli/run.ts";
 import type { TuneRun } from "../lib/cli/tune.ts";
 import type { HostTensor } from "../lib/runtime/session.ts";
 import { interleavedMs } from "./interleaved.ts";
+import { markdownTable, median } from "./report.ts";
 import { addCallTimes } from "../ffi/call_profile.ts";
 
 const args = parseArgs({
@@ -60,11 +61,7 @@ const work = await Deno.makeTempDir({ prefix: "braid-partition-bench-" });
 const caches = args.caches ?? work;
 const seqCache = `${caches}/partition_tuning_whole.json`;
 const concCache = `${caches}/partition_tuning_32.json`;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const f = (v: number, d = 2) => v.toFixed(d);
-const table = (head: string[], rows: (string | number)[][]) =>
-  [head, head.map(() => "---"), ...rows.map((r) => r.map(String))]
-    .map((r) => `| ${r.join(" | ")} |`).join("\n");
 
 /** A `braid tune` process's report, and its wall time from start to exit. */
 type TunedRun = TuneRun & { processMs: number };
@@ -160,7 +157,7 @@ if (parts.has("c")) {
     `**${f(100 * ratio, 0)}% of sequential**`,
     "",
   ]);
-  const md = table(
+  const md = markdownTable(
     [
       "model",
       "sequential, whole GPU (s)",
@@ -307,7 +304,7 @@ if (parts.has("b")) {
       `${whole.report().tuning.engines}`,
     ]);
   }
-  const md = table(
+  const md = markdownTable(
     [
       "model",
       "SMs",
@@ -407,7 +404,7 @@ if (parts.has("a")) {
       for (const p of partitions) p[Symbol.dispose]();
     }
   }
-  const md = table(
+  const md = markdownTable(
     ["models (batch 1)", "placement", "requests/s", "vs time-sharing", "p99 ms per model"],
     rows,
   );
