@@ -68,9 +68,14 @@ export class StagePrefetch {
    * missing stage (and auto's every candidate); only the list is kept.
    */
   async plan(scheduler: SchedulerName = "auto"): Promise<PlannedStage[]> {
-    const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
     const launches = (v: number) => this.#timer.launchesKernel(v);
-    return await plannedStages(scheduler, { ...this.#ctx, opTimeUs }, this.#tuned, launches);
+    const ctx = { ...this.#ctx, opTimeUs: this.#opTimeUs() };
+    return await plannedStages(scheduler, ctx, this.#tuned, launches);
+  }
+
+  /** Each op's time alone, µs: from the tuning cache, else measured now (and cached). */
+  #opTimeUs(): number[] {
+    return this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
   }
 
   /**
@@ -78,10 +83,7 @@ export class StagePrefetch {
    * auto will build them: from the op times, which plan() measured (or the cache holds).
    */
   earlyCandidates(): Schedule[] {
-    if (!this.#early) {
-      const opTimeUs = this.#tuned.opTimes(() => this.#timer.opTimes(this.#ctx.dag.size));
-      this.#early = autoCandidates({ ...this.#ctx, opTimeUs }, {}, false);
-    }
+    this.#early ??= autoCandidates({ ...this.#ctx, opTimeUs: this.#opTimeUs() }, {}, false);
     return this.#early;
   }
 
