@@ -145,9 +145,9 @@ function profile(): { callMs?: CallTimes } {
 
 function close(free: boolean): void {
   if (free) {
-    for (const p of prefetches.values()) p.release();
+    // Every prefetch is of a model read here (prefetchFor reads it first).
+    for (const file of [...models.keys()]) retire(file);
     native?.release();
-    for (const { model } of models.values()) model[Symbol.dispose]();
     partition?.[Symbol.dispose]();
   }
   scope.postMessage({ closed: true });
