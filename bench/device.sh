@@ -28,6 +28,10 @@
 #                    (as braid does), with each thread's green context current, and on plain
 #                    streams, and a cudaMalloc/cudaFree beside them ($OUT/contention_probe.json;
 #                    ~30 s)
+#   green-current    BRAID_PARTITION_BINDING=current beside the default binding (streams): the
+#                    contention probe (primary and green, 1 and 4 threads), the partition GPU
+#                    tests with it, then pool_contention's stages and trials at 1 and 4 threads
+#                    each way; every file in $OUT/green-current.tgz (~5 minutes)
 #   tuning-ab        where tuning's time goes, and the switches that may cut it, side by side:
 #                    auto's trials on inception_v3 (1 and 4 threads on 32-SM partitions) timed
 #                    isolated with every executable warmed up, then in rounds warming up once
@@ -104,6 +108,23 @@ for step in "$@"; do
     contention-probe) # 32 queues, as libbraid_cuda sets them (the probe does not load it)
       make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe \
         --threads 1,2,4 --alloc >"$OUT/contention_probe.json" ;;
+    green-current) # its files packed into $OUT/green-current.tgz after each part
+      gc=/tmp/green-current && mkdir -p $gc
+      pack() { tar czf "$OUT/green-current.tgz" -C $gc .; }
+      make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe \
+        --threads 1,4 --modes primary,green >$gc/contention_probe.json
+      pack
+      BRAID_PARTITION_BINDING=current BRAID_GPU_TESTS=1 deno test --cached-only -A \
+        tests/gpu/partition_gpu_test.ts
+      tests=$?
+      for work in stages trials; do
+        for binding in streams current; do
+          BRAID_PARTITION_BINDING=$binding deno run --cached-only -A bench/pool_contention.ts \
+            --graphs capture --threads 1,4 --work $work --json $gc/pool_$work-$binding.json
+          pack
+        done
+      done
+      [ $tests -eq 0 ] ;;
     tuning-ab) # its files packed into $OUT/tuning-ab.tgz after each part (eight files come back)
       ab=/tmp/tuning-ab && mkdir -p $ab
       pack() { tar czf "$OUT/tuning-ab.tgz" -C $ab .; }

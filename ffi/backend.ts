@@ -24,6 +24,17 @@ export function allocationFromEnv(): "direct" | "pool" {
 }
 
 /**
+ * How a CUDA context bound to a partition uses it: BRAID_PARTITION_BINDING, else `streams` (the
+ * partition's streams, the primary context current on every thread). `current` (experimental):
+ * the partition's green context is made current on the thread that bound the context, for every
+ * call made there (one thread per partition). The CUDA library reads the variable itself; its
+ * default (binding_current_from_env in csrc/cuda/partition.cu) is this list's first value.
+ */
+export function partitionBindingFromEnv(): "streams" | "current" {
+  return envChoice("BRAID_PARTITION_BINDING", ["streams", "current"]);
+}
+
+/**
  * The backend a device option names: "auto" is CUDA when its library loads and has a GPU, else the
  * CPU (the embedded default); any other name is a BAD_OPTION.
  */
@@ -439,8 +450,12 @@ export class Backend {
     );
   }
 
-  /** Binds a fresh context to a partition (0n: the whole device). */
+  /**
+   * Binds a fresh context to a partition (0n: the whole device). The CUDA library reads
+   * BRAID_PARTITION_BINDING as it binds one; its value is checked here on every backend.
+   */
   contextSetPartition(ctx: Handle, partition: Handle): void {
+    partitionBindingFromEnv();
     this.unwrap(
       this.#sym.braid_context_set_partition(ctx, partition),
       "braid_context_set_partition",

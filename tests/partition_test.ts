@@ -6,7 +6,7 @@
  */
 import { assert } from "./deps.ts";
 import { Backend } from "../ffi/backend.ts";
-import { branchyNet, throwsCode } from "./helpers.ts";
+import { branchyNet, throwsCode, withEnv } from "./helpers.ts";
 import { checkPartitionRequest } from "../lib/runtime/partition.ts";
 import { percentile } from "../lib/runtime/server.ts";
 import { Partition, Server, Session } from "../mod.ts";
@@ -30,6 +30,25 @@ Deno.test("partitions on the CPU backend: NATIVE_UNSUPPORTED, naming what would 
     assert.ok(cpu.streamSms(ctx, 0n) >= 1, "a CPU stream's budget is its threads");
     await cpu.streamWait(ctx, 0n);
     await throwsCode(() => cpu.streamWait(ctx, 0x1000n), "NATIVE_INVALID_HANDLE");
+  } finally {
+    cpu.contextDestroy(ctx);
+  }
+});
+
+Deno.test("BRAID_PARTITION_BINDING: streams or current, checked as a context is bound, else a clear error", async () => {
+  const cpu = Backend.open("cpu");
+  const ctx = cpu.contextCreate(0);
+  try {
+    for (const value of ["streams", "current", undefined]) {
+      await withEnv({ BRAID_PARTITION_BINDING: value }, () => cpu.contextSetPartition(ctx, 0n));
+    }
+    await withEnv({ BRAID_PARTITION_BINDING: "thread" }, async () => {
+      await throwsCode(
+        () => cpu.contextSetPartition(ctx, 0n),
+        "BAD_OPTION",
+        /BRAID_PARTITION_BINDING is "thread"; use streams or current/,
+      );
+    });
   } finally {
     cpu.contextDestroy(ctx);
   }

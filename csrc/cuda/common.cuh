@@ -24,6 +24,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -158,6 +159,12 @@ struct Context {
   /* The partition this context is bound to (braid_context_set_partition): its default stream and
    * every stream it creates run there. NULL: the whole device. */
   Partition* partition;
+  /* BRAID_PARTITION_BINDING=current: the partition's green context, as a CUcontext, made current
+   * on the thread that bound the context (bound_thread) for every call made there, and the
+   * context's cuDNN and cuBLASLt handles made under it. NULL: the context reaches its partition
+   * through its streams only, the primary context current (the default). */
+  void* bound_current;
+  std::thread::id bound_thread;
   /* BRAID_ALLOC=pool when the context was made: device buffers come from a memory pool of its
    * own, allocated and freed in order on its default stream (memory.cu). NULL: cudaMalloc and
    * cudaFree. pool_usable turns false if the pool refuses an allocation for a reason other than
@@ -208,6 +215,27 @@ BRAID_HIDDEN int32_t partition_stream_create(Partition* p, int cuda_priority, co
 BRAID_HIDDEN int partition_sms(const Partition* p);
 BRAID_HIDDEN void partition_retain(Partition* p);
 BRAID_HIDDEN void partition_release(Partition* p);
+
+/* BRAID_PARTITION_BINDING=current (partition.cu): a context bound to a partition makes the
+ * partition's green context current on the binding thread, instead of leaving the primary context
+ * current there and reaching the partition through its streams alone. The driver then treats the
+ * thread's calls as the green context's (cuCtxFromGreenCtx), and a green context is current to one
+ * thread at a time: a partition serves the bound contexts of one thread. */
+BRAID_HIDDEN bool binding_current_from_env();
+/* Claims the partition's green context for the calling thread and writes it as a CUcontext:
+ * BRAID_ERR_INVALID_ARGUMENT where another thread holds it, BRAID_ERR_UNSUPPORTED where the driver
+ * lacks cuCtxFromGreenCtx, cuCtxGetCurrent or cuCtxSetCurrent. */
+BRAID_HIDDEN int32_t partition_claim_current(Partition* p, const char* fn, void** out_cuctx);
+BRAID_HIDDEN void partition_unclaim_current(Partition* p);
+/* Called by get_context: on the thread a context is bound current to, makes its green context
+ * current; on a thread where braid made a green context current, for any other context, makes the
+ * context that was current before it current again (the primary). */
+BRAID_HIDDEN int32_t context_current(Context* c, const char* fn);
+/* Whether braid made a green context current on the calling thread (get_context's cheap test). */
+BRAID_HIDDEN bool thread_green_current();
+/* A bound context going away: the primary current again on its thread (if called there), and
+ * its claim on the partition dropped. */
+BRAID_HIDDEN void context_leave_current(Context* c);
 
 /* The context's memory pool (memory.cu): made when the context is (BRAID_ALLOC=pool; none where
  * the device has no memory pools, noted once on stderr); its deferred frees issued (before the

@@ -29,7 +29,8 @@ __attribute__((constructor)) static void braid_default_connections() {
 
 /* ---------------------------------------------------------------- errors */
 
-/* The only global state of the backend: each thread's last error message. */
+/* Each thread's last error message. (The backend's other state per thread: the green context
+ * braid made current on it, partition.cu; per process: memory.cu's one-time notice.) */
 static thread_local char error_message[1024];
 
 int32_t fail(int32_t status, const char* fmt, ...) {
@@ -118,6 +119,11 @@ int32_t get_context(uint64_t h, const char* fn, Context** out) {
     return fail(BRAID_ERR_INVALID_HANDLE,
                 "%s: 0x%llx is not a live context handle (destroyed or of another kind)", fn,
                 (unsigned long long)h);
+  /* BRAID_PARTITION_BINDING=current: the thread's current context first (partition.cu). */
+  if (c->bound_current != nullptr || thread_green_current()) {
+    int32_t st = context_current(c, fn);
+    if (st) return st;
+  }
   int current = -1;
   if (cudaGetDevice(&current) != cudaSuccess || current != c->device)
     CUDA_TRY(fn, cudaSetDevice(c->device));
@@ -278,7 +284,10 @@ static void context_free(Context* c) {
   if (c->err_host) cudaFreeHost(c->err_host);
   memory_pool_close(c);
   if (c->stream0.s) cudaStreamDestroy(c->stream0.s);
-  if (c->partition) partition_release(c->partition);
+  if (c->partition) {
+    context_leave_current(c);
+    partition_release(c->partition);
+  }
   (void)cudaGetLastError();
   c->magic = 0;
   c->stream0.magic = 0;
@@ -354,7 +363,8 @@ int32_t braid_context_create(int32_t device, uint64_t* out_ctx) {
     context_free(c);
     return cuda_fail(fn, "cudaMalloc(zero bias)", e);
   }
-  e = cudaHostAlloc(&c->err_host, sizeof(DeviceError), cudaHostAllocMapped);
+  e = cudaHostAlloc(&c->err_host, sizeof(DeviceError),
+                    cudaHostAllocMapped | cudaHostAllocPortable);
   if (e == cudaSuccess) {
     memset(c->err_host, 0, sizeof(DeviceError));
     e = cudaHostGetDevicePointer(&c->err_dev, c->err_host, 0);

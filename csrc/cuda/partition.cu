@@ -6,7 +6,11 @@
  * (or the driver's, if older), so libbraid_cuda.so loads on any driver and a partition request on
  * one without green contexts is BRAID_ERR_UNSUPPORTED naming the missing function. The functions
  * are looked up on each braid_partition_query/create (a lookup costs microseconds, a green
- * context ~1.6 ms) and kept in the partition for its streams: no global state.
+ * context ~1.6 ms) and kept in the partition for its streams.
+ *
+ * BRAID_PARTITION_BINDING=current (off by default, experimental) makes a bound context's green
+ * context current on the thread that bound it, as cuCtxFromGreenCtx allows, instead of the
+ * primary context: the one piece of state here kept per thread (what braid made current).
  *
  * A partition is group `group` of cuDevSmResourceSplitByCount's split of the whole device into
  * equal groups: the same split in two processes gives the same groups, so different group
@@ -22,6 +26,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <thread>
 #include <vector>
 
 namespace braid_cuda {
@@ -36,6 +41,10 @@ struct GreenApi {
   decltype(&::cuGreenCtxDestroy) destroy;
   decltype(&::cuGreenCtxStreamCreate) stream_create;
   decltype(&::cuGetErrorName) error_name; /* optional: messages only */
+  /* Optional: BRAID_PARTITION_BINDING=current only. */
+  decltype(&::cuCtxFromGreenCtx) from_green;
+  decltype(&::cuCtxGetCurrent) ctx_get_current;
+  decltype(&::cuCtxSetCurrent) ctx_set_current;
 };
 
 struct Partition {
@@ -44,6 +53,11 @@ struct Partition {
   CUgreenCtx green;
   GreenApi api;
   std::atomic<int> refs; /* contexts bound + streams in it */
+  /* BRAID_PARTITION_BINDING=current: the contexts that made the green context current, all on
+   * one thread (the driver allows a green context current to one thread at a time). */
+  std::mutex current_lock;
+  int current_users;
+  std::thread::id current_thread;
 };
 
 /* Set to 1 to make every lookup fail as on a driver without green contexts. */
@@ -70,6 +84,9 @@ static int32_t resolve_api(const char* fn, GreenApi* api) {
       {"cuGreenCtxDestroy", reinterpret_cast<void**>(&api->destroy), true},
       {"cuGreenCtxStreamCreate", reinterpret_cast<void**>(&api->stream_create), true},
       {"cuGetErrorName", reinterpret_cast<void**>(&api->error_name), false},
+      {"cuCtxFromGreenCtx", reinterpret_cast<void**>(&api->from_green), false},
+      {"cuCtxGetCurrent", reinterpret_cast<void**>(&api->ctx_get_current), false},
+      {"cuCtxSetCurrent", reinterpret_cast<void**>(&api->ctx_set_current), false},
   };
   for (const Entry& e : entries) {
     void* p = nullptr;
@@ -196,6 +213,93 @@ int32_t partition_stream_create(Partition* p, int cuda_priority, const char* fn,
   return BRAID_OK;
 }
 
+/* ---------------------------------------------------------------- the green context current */
+
+/* BRAID_PARTITION_BINDING unset, empty or "streams": the default, which must match
+ * partitionBindingFromEnv()'s first value in ffi/backend.ts (which also rejects other values). */
+bool binding_current_from_env() {
+  const char* v = std::getenv("BRAID_PARTITION_BINDING");
+  return v != nullptr && std::strcmp(v, "current") == 0;
+}
+
+int32_t partition_claim_current(Partition* p, const char* fn, void** out_cuctx) {
+  const GreenApi& api = p->api;
+  if (api.from_green == nullptr || api.ctx_get_current == nullptr ||
+      api.ctx_set_current == nullptr)
+    return fail(BRAID_ERR_UNSUPPORTED,
+                "%s: BRAID_PARTITION_BINDING=current needs cuCtxFromGreenCtx, cuCtxGetCurrent and "
+                "cuCtxSetCurrent, which this CUDA driver does not give",
+                fn);
+  const std::thread::id self = std::this_thread::get_id();
+  std::lock_guard<std::mutex> g(p->current_lock);
+  if (p->current_users > 0 && p->current_thread != self)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: the partition (group %d, %d SMs) is current on another thread: with "
+                "BRAID_PARTITION_BINDING=current a partition serves the contexts of one thread",
+                fn, p->group, p->sms);
+  CUcontext cu = nullptr;
+  DRV_TRY(fn, api, api.from_green(&cu, p->green));
+  p->current_users++;
+  p->current_thread = self;
+  *out_cuctx = cu;
+  return BRAID_OK;
+}
+
+void partition_unclaim_current(Partition* p) {
+  std::lock_guard<std::mutex> g(p->current_lock);
+  if (p->current_users > 0) p->current_users--;
+}
+
+/* The green context braid last made current on this thread (NULL: none), the context current
+ * before braid made any (the primary, normally), and the driver's cuCtxGetCurrent and
+ * cuCtxSetCurrent to restore it with. Like the error message, per thread. */
+static thread_local CUcontext green_current = nullptr;
+static thread_local CUcontext base_current = nullptr;
+static thread_local decltype(&::cuCtxGetCurrent) get_current_fn = nullptr;
+static thread_local decltype(&::cuCtxSetCurrent) set_current_fn = nullptr;
+
+bool thread_green_current() { return green_current != nullptr; }
+
+int32_t context_current(Context* c, const char* fn) {
+  if (c->bound_current != nullptr && c->bound_thread == std::this_thread::get_id()) {
+    const GreenApi& api = c->partition->api;
+    const CUcontext want = static_cast<CUcontext>(c->bound_current);
+    CUcontext now = nullptr;
+    if (api.ctx_get_current(&now) != CUDA_SUCCESS || now != want) {
+      /* Not a green context braid made current: what the thread goes back to. */
+      if (green_current == nullptr || now != green_current) base_current = now;
+      DRV_TRY(fn, api, api.ctx_set_current(want));
+    }
+    green_current = want;
+    get_current_fn = api.ctx_get_current;
+    set_current_fn = api.ctx_set_current;
+    return BRAID_OK;
+  }
+  if (green_current != nullptr) {
+    CUcontext now = nullptr;
+    const bool ours = get_current_fn(&now) == CUDA_SUCCESS && now == green_current;
+    green_current = nullptr;
+    if (ours && set_current_fn(base_current) != CUDA_SUCCESS)
+      return fail(BRAID_ERR_CUDA, "%s: cuCtxSetCurrent could not make the primary context current "
+                  "again after a partition's green context", fn);
+  }
+  return BRAID_OK;
+}
+
+void context_leave_current(Context* c) {
+  if (c->bound_current == nullptr) return;
+  const CUcontext bound = static_cast<CUcontext>(c->bound_current);
+  if (c->bound_thread == std::this_thread::get_id()) {
+    CUcontext now = nullptr;
+    const GreenApi& api = c->partition->api;
+    if (api.ctx_get_current(&now) == CUDA_SUCCESS && now == bound)
+      (void)api.ctx_set_current(base_current);
+    if (green_current == bound) green_current = nullptr;
+  }
+  partition_unclaim_current(c->partition);
+  c->bound_current = nullptr;
+}
+
 int partition_sms(const Partition* p) { return p->sms; }
 void partition_retain(Partition* p) { p->refs++; }
 void partition_release(Partition* p) { p->refs--; }
@@ -269,6 +373,7 @@ int32_t braid_partition_create(int32_t device, int32_t sms, int32_t group, int32
   p->green = green;
   p->api = api;
   p->refs = 0;
+  p->current_users = 0;
   *out_partition = (uint64_t)(uintptr_t)p;
   *out_sms = p->sms;
   return BRAID_OK;

@@ -87,6 +87,39 @@ int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t 
   return create_stream(c, part, priority, fn, out_stream);
 }
 
+/* BRAID_PARTITION_BINDING=current, once the context is bound to its partition: the partition's
+ * green context (claimed for this thread) made current here, and the context's cuDNN and
+ * cuBLASLt handles made again under it (no operator has used them yet). On failure the context
+ * stays bound through its streams alone, the primary context current again. */
+static int32_t bind_current(Context* c, void* current, const char* fn) {
+  c->bound_current = current;
+  c->bound_thread = std::this_thread::get_id();
+  int32_t st = context_current(c, fn);
+  cudnnHandle_t dnn = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  if (!st) {
+    cudnnStatus_t ds = cudnnCreate(&dnn);
+    if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(dnn, c->stream0.s);
+    if (ds != CUDNN_STATUS_SUCCESS) st = cudnn_fail(fn, "cudnnCreate", ds);
+  }
+  if (!st) {
+    cublasStatus_t bs = cublasLtCreate(&lt);
+    if (bs != CUBLAS_STATUS_SUCCESS) st = cublas_fail(fn, "cublasLtCreate", bs);
+  }
+  if (st) {
+    if (dnn != nullptr) cudnnDestroy(dnn);
+    context_leave_current(c);
+    return st;
+  }
+  std::lock_guard<std::mutex> g(c->lock);
+  cudnnDestroy(c->cudnn);
+  c->cudnn = dnn;
+  c->cudnn_stream = c->stream0.s;
+  cublasLtDestroy(c->lt);
+  c->lt = lt;
+  return BRAID_OK;
+}
+
 int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
   static const char fn[] = "braid_context_set_partition";
   Context* c = nullptr;
@@ -103,18 +136,41 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
                   "alive)",
                   fn, (long long)c->streams, (long long)c->graphs);
   }
+  if (c->bound_current != nullptr)
+    return fail(BRAID_ERR_INVALID_ARGUMENT,
+                "%s: the context made its partition current on its thread "
+                "(BRAID_PARTITION_BINDING=current) and cannot be bound again; create another",
+                fn);
   if (part == c->partition) return BRAID_OK;
+  /* BRAID_PARTITION_BINDING=current: the partition's green context claimed for this thread
+   * first; the handles are made again under it below, so none may have planned anything yet. */
+  void* current = nullptr;
+  if (part != nullptr && binding_current_from_env()) {
+    if (c->conv_cache != nullptr || c->gemm_cache != nullptr ||
+        !c->cudnn_partition_views.empty())
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: with BRAID_PARTITION_BINDING=current, bind a context before it runs any "
+                  "operator",
+                  fn);
+    if ((st = partition_claim_current(part, fn, &current))) return st;
+  }
   /* The default stream is replaced by one in the partition (or on the whole device). */
   cudaStream_t fresh = nullptr;
   if (part) {
-    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) return st;
+    st = partition_stream_create(part, c->prio_least, fn, &fresh);
   } else {
-    CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
+    cudaError_t made = cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking);
+    if (made != cudaSuccess) st = cuda_fail(fn, "cudaStreamCreateWithFlags", made);
+  }
+  if (st) {
+    if (current != nullptr) partition_unclaim_current(part);
+    return st;
   }
   cudaError_t e = cudaStreamSynchronize(c->stream0.s);
   if (e != cudaSuccess) {
     cudaStreamDestroy(fresh);
     if (part) partition_release(part);
+    if (current != nullptr) partition_unclaim_current(part);
     return cuda_fail(fn, "cudaStreamSynchronize", e);
   }
   {
@@ -135,7 +191,7 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
     c->stream0.part = part;
     c->partition = part;
   }
-  return BRAID_OK;
+  return current != nullptr ? bind_current(c, current, fn) : BRAID_OK;
 }
 
 int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out) {

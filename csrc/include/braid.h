@@ -201,7 +201,13 @@ int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t 
 /* Binds a context to a partition (0: the whole device again): its default stream is replaced by
  * one in the partition, and every stream it creates afterwards runs there. Only on a context with
  * no streams and no graphs, outside a capture. The partition must be on the context's device and
- * outlive the binding (destroying the context releases it). */
+ * outlive the binding (destroying the context releases it).
+ * With BRAID_PARTITION_BINDING=current in the environment (default "streams"), the partition's
+ * green context is also made current on the calling thread for every call made there on this
+ * context, and the context's cuDNN and cuBLASLt handles are made again under it: only on a
+ * context that has run no operator, never bound so before, on a partition no other thread holds
+ * current (each BRAID_ERR_INVALID_ARGUMENT). Destroy the context on that thread to make the
+ * primary context current there again. */
 int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition);
 /* Runs a probe kernel of `blocks` blocks on a stream and records which SMs ran it: out[i] = 1
  * when SM i did (for i < len), *out_count the number of distinct SMs. Synchronises the stream;

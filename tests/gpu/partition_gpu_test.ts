@@ -3,8 +3,9 @@
  * error paths (sizes, groups, a driver without green contexts), confinement measured with the SM
  * probe (a partition's work runs on its SMs only, two groups never share one), zoo models inside
  * partitions against the CPU backend, concurrent launches, caller arrays page-locked for a
- * partition's session, the tuning cache's budgets, a pooled tune, and a context's buffers from a
- * memory pool (BRAID_ALLOC=pool) beside another partition's work.
+ * partition's session, the tuning cache's budgets, a pooled tune, a context's buffers from a
+ * memory pool (BRAID_ALLOC=pool) beside another partition's work, and a context that makes its
+ * partition's green context current (BRAID_PARTITION_BINDING=current).
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
 import { smallNet, throwsCode, withEnv } from "../helpers.ts";
@@ -17,7 +18,7 @@ import { buildZooModel } from "../../lib/models/index.ts";
 import { numel } from "../../lib/ir/graph.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, cuda, expectClose, gpuSuite, hash } from "./gpu.ts";
+import { BASE_SEED, cuda, expectClose, gpuSuite, hash, relativeError } from "./gpu.ts";
 
 const gpuTest = gpuSuite("partition_gpu_test.ts");
 
@@ -403,6 +404,105 @@ gpuTest(
       busy.close();
       busyPart[Symbol.dispose]();
       ownPart[Symbol.dispose]();
+    }
+  },
+);
+
+gpuTest(
+  "BRAID_PARTITION_BINDING=current: a context runs confined with its green context current, " +
+    "agrees with the default binding, and gives the thread back to the primary context",
+  async () => {
+    const backend = cuda();
+    const [a, b] = Partition.split(2, { sms: 32, device: "cuda" });
+    const graph = buildZooModel("squeezenet1_1");
+    const input = graph.values.get(graph.inputs[0])!;
+    const feed = { [input.name]: new Random(BASE_SEED).floats(numel(input.shape), 0, 1) };
+    const options = { partition: a, precision: "fp32", scheduler: "opara" } as const;
+    try {
+      const run = async () => {
+        using session = await Session.create(graph, options);
+        return {
+          out: Object.values(session.runSync(feed))[0] as Float32Array,
+          sms: session.probeSms(),
+        };
+      };
+      let streams: Awaited<ReturnType<typeof run>> | undefined;
+      await withEnv({ BRAID_PARTITION_BINDING: "streams" }, async () => (streams = await run()));
+      await withEnv({ BRAID_PARTITION_BINDING: "current" }, async () => {
+        const ctx = backend.contextCreate(0);
+        const whole = backend.contextCreate(0);
+        try {
+          backend.contextSetPartition(ctx, a.native.handle);
+          const inA = backend.smProbe(ctx, 0n);
+          // Another context on this thread, unbound: a stream it makes now is the whole
+          // device's (the primary context current again for its calls).
+          const stream = backend.streamCreate(whole, 0);
+          const all = backend.smProbe(whole, stream);
+          backend.streamDestroy(whole, stream);
+          const again = backend.smProbe(ctx, 0n);
+          // A session on the same partition, from the same thread: a second bound context.
+          const current = await run();
+          console.log(
+            `  SMs used: bound current ${inA.length} (again ${again.length}), unbound ` +
+              `${all.length} between, a session ${current.sms.length}; squeezenet1_1 ` +
+              `${relativeError(current.out, streams!.out).toExponential(2)} from the default`,
+          );
+          assert.ok(inA.length <= a.sms && inA.length >= a.sms / 2, `bound: ${inA.length}`);
+          assert.ok(again.length <= a.sms, `bound, after the unbound context: ${again.length}`);
+          assert.ok(all.length > 64, `the unbound context ran on ${all.length} SMs`);
+          assert.ok(current.sms.length <= a.sms, `the session ran on ${current.sms.length}`);
+          expectClose(current.out, streams!.out, 1e-5, "squeezenet1_1, bound current");
+          await throwsCode(
+            () => backend.contextSetPartition(ctx, b.native.handle),
+            "NATIVE_INVALID_ARGUMENT",
+            /cannot be bound again/,
+          );
+          // Another thread: refused on the partition this one holds, bound on the other.
+          const worker = new Worker(new URL("./bind_worker.ts", import.meta.url).href, {
+            type: "module",
+          });
+          try {
+            const bind = (p: Partition) =>
+              new Promise<{ bound: boolean; code?: string; message?: string }>((resolve) => {
+                worker.onmessage = (e) => resolve(e.data);
+                worker.postMessage({ partition: p.native.handle });
+              });
+            const held = await bind(a);
+            assert.equal(held.code, "NATIVE_INVALID_ARGUMENT", JSON.stringify(held));
+            assert.match(held.message!, /current on another thread/);
+            assert.ok((await bind(b)).bound, "a partition no thread holds");
+          } finally {
+            worker.terminate();
+          }
+          // The handles are made again under the green context: only before any operator ran.
+          const used = new Device(backend);
+          try {
+            const [x, w, y] = [64 * 64, 64 * 64, 64 * 64].map((n) => used.alloc(n));
+            used.op("braid_gemm", "gemm", { ...GEMM, m: 64, n: 64, k: 64 }, [x, w, 0n, y]);
+            await throwsCode(
+              () => backend.contextSetPartition(used.ctx, b.native.handle),
+              "NATIVE_INVALID_ARGUMENT",
+              /before it runs any operator/,
+            );
+          } finally {
+            used.close();
+          }
+        } finally {
+          backend.contextDestroy(ctx);
+          backend.contextDestroy(whole);
+        }
+        // The bound contexts gone, a new one on this thread has the whole device.
+        const after = backend.contextCreate(0);
+        try {
+          assert.ok(backend.smProbe(after, 0n).length > 64, "the primary context is current again");
+        } finally {
+          backend.contextDestroy(after);
+        }
+      });
+      assert.equal(a.users, 0, "every binding released");
+    } finally {
+      a[Symbol.dispose]();
+      b[Symbol.dispose]();
     }
   },
 );
