@@ -209,6 +209,11 @@ if (parts.has("c")) {
       `wall after its last job ${f(concurrent.wallMs - lastJob, 0)} (closing the workers ` +
       `${f(pool.closeMs, 0)})`,
   );
+  // The workers' start: each thread's modules loaded, then its partition and context made.
+  const starts = pool.starts.map((s) =>
+    `${f(s.loadedMs, 0)} + ${f(s.initMs, 0)} (ready at ${f(s.readyMs, 0)})`
+  );
+  if (starts.length > 0) console.log(`(c) the pool's workers' start (ms): ${starts.join(", ")}`);
   // With BRAID_PROFILE_CALLS=1: where each arm's host time went, by backend call.
   const top = (times: Record<string, number>) =>
     Object.entries(times).sort((a, b) => b[1] - a[1]).slice(0, 8)

@@ -492,6 +492,13 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
     assert.ok(pool.jobs.trials >= 6 && pool.trialsAhead >= 6 * 4, JSON.stringify(pool));
     assert.ok(pool.jobs.plan >= 3 && pool.jobs.stages >= 2, JSON.stringify(pool.jobs));
     assert.ok(pool.busyMs.every((ms) => ms > 0), "both workers worked");
+    // Each worker's start: its modules loaded, its init, its answer before the first job.
+    const firstJob = Math.min(...pool.timeline.map((j) => j.startMs));
+    assert.equal(pool.starts.length, 2);
+    for (const s of pool.starts) {
+      assert.ok(s.loadedMs > 0 && s.initMs >= 0, JSON.stringify(s));
+      assert.ok(s.readyMs > 0 && s.readyMs <= firstJob, JSON.stringify({ s, firstJob }));
+    }
     assert.equal(pool.retired, 3, "every model's variants freed once its tune was queued");
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));
     // Every planned stage reached the parent's cache: a fresh plan here finds them all.

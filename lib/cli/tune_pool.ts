@@ -30,6 +30,11 @@ export interface PoolReport {
   trialsLate: number;
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
+  /**
+   * Each worker's start: its thread and modules loaded (ms after it was made), its init (the
+   * partition and the context made, ms), and its answer (ms since the pool started).
+   */
+  starts: { loadedMs: number; initMs: number; readyMs: number }[];
   /** Worker time spent in each kind of job, ms. */
   kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
@@ -75,6 +80,9 @@ interface Reply {
   cache?: string;
   error?: { code: BraidErrorCode; message: string };
   ready?: boolean;
+  /** An init's start on the worker's clock (its modules loaded), and its own time, ms. */
+  loadedMs?: number;
+  initMs?: number;
   /** An init's backend call times (BRAID_PROFILE_CALLS=1). */
   callMs?: CallTimes;
 }
@@ -154,9 +162,16 @@ export async function tunePooled(
   cache: TuningCache,
 ): Promise<{ results: TuneResult[]; pool: PoolReport }> {
   // The workers start (thread, CUDA context, partition); each reads the models it plans.
+  const origin = performance.now();
   const workers = groups.map(() => new PoolWorker());
+  const readyMs: number[] = [];
   const starting = Promise.all(
-    workers.map((w, i) => w.ask({ type: "init", group: groups[i], options })),
+    workers.map((w, i) =>
+      w.ask({ type: "init", group: groups[i], options }).then((r) => {
+        readyMs[i] = performance.now() - origin;
+        return r;
+      })
+    ),
   );
   const queue = new TuneQueue(files.map((file) => ({ file, variants: variantsKnown(options) })));
   const results = new Map<string, TuneResult>();
@@ -168,13 +183,13 @@ export async function tunePooled(
     trialsAhead: 0,
     trialsLate: 0,
     busyMs: [],
+    starts: [],
     kindMs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     setupMs: 0,
     retired: 0,
     closeMs: 0,
     timeline: [],
   };
-  const origin = performance.now();
   let succeeded = false;
   try {
     const started = await starting;
@@ -184,6 +199,11 @@ export async function tunePooled(
       if (times) addCallTimes((pool.callMs ??= {})[kind] ??= {}, times);
     };
     for (const r of started) profile("init", r.callMs);
+    pool.starts = started.map((r, i) => ({
+      loadedMs: r.loadedMs ?? 0,
+      initMs: r.initMs ?? 0,
+      readyMs: readyMs[i],
+    }));
 
     // Each idle worker takes the next ready job; a finished job may make more ready.
     let failure: BraidError | undefined;

@@ -158,10 +158,13 @@ scope.onmessage = async ({ data }) => {
   if (data.type === "retire") return retire(data.file);
   try {
     if (data.type === "init") {
+      // On the worker's clock: its thread started and its modules loaded.
+      const loadedMs = performance.now();
       options = data.options;
       partition = tuningPartition(options, data.group);
       native = openNative();
-      return scope.postMessage({ ready: true, ...profile() });
+      const initMs = performance.now() - loadedMs;
+      return scope.postMessage({ ready: true, loadedMs, initMs, ...profile() });
     }
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
     const mark = cache.mark();
