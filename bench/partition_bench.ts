@@ -214,6 +214,15 @@ if (parts.has("c")) {
     `${f(s.loadedMs, 0)} + ${f(s.initMs, 0)} (ready at ${f(s.readyMs, 0)})`
   );
   if (starts.length > 0) console.log(`(c) the pool's workers' start (ms): ${starts.join(", ")}`);
+  // A variant's first use on a worker: its executables' warm-ups (every op's plan built there).
+  const warmUps = new Map<string, number>();
+  for (const j of pool.timeline) warmUps.set(j.kind, (warmUps.get(j.kind) ?? 0) + j.warmUpMs);
+  const sequentialWarmUps = sequential.results.reduce((ms, r) => ms + (r.warmUpMs ?? 0), 0);
+  console.log(
+    `(c) warm-ups: sequential ${f(sequentialWarmUps / 1000, 2)} s; the pool's ` +
+      `${f(pool.warmUpMs / 1000, 2)} s of worker time (` +
+      [...warmUps].map(([kind, ms]) => `${kind} ${f(ms / 1000, 2)}`).join(", ") + ")",
+  );
   // With BRAID_PROFILE_CALLS=1: where each arm's host time went, by backend call.
   const top = (times: Record<string, number>) =>
     Object.entries(times).sort((a, b) => b[1] - a[1]).slice(0, 8)

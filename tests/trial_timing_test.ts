@@ -8,7 +8,7 @@ import { Backend, type Handle } from "../ffi/backend.ts";
 import { cpuAsCuda, throwsCode, withEnv } from "./helpers.ts";
 import { roundStats } from "../lib/runtime/profiler.ts";
 import { timeSchedule, trialTimingFromEnv } from "../lib/runtime/prepare.ts";
-import { Executable, warmUpFromEnv } from "../lib/runtime/executable.ts";
+import { Executable, takeWarmUpMs, warmUpFromEnv } from "../lib/runtime/executable.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
 import { planMemory } from "../lib/memory/planner.ts";
 import { Resources, Weights } from "../lib/runtime/resources.ts";
@@ -182,9 +182,13 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
     await withEnv({ BRAID_WARM_UP: "once" }, () => {
       const weights = new Weights(backend, resources, graph);
       assert.equal(weights.warmed, false);
+      takeWarmUpMs();
       assert.equal(eagerOps(weights), 3, "the first warms up: its three ops run eagerly");
+      const spent = takeWarmUpMs();
+      assert.ok(spent > 0, "its warm-up's time is counted");
       assert.ok(weights.warmed);
       assert.equal(eagerOps(weights), 0, "the second captures at once");
+      assert.equal(takeWarmUpMs(), 0, "no warm-up, no time");
       assert.equal(eagerOps(new Weights(backend, resources, graph)), 3, "other weights: again");
     });
     await withEnv({ BRAID_WARM_UP: undefined }, () => {

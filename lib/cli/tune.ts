@@ -18,6 +18,7 @@ import type { Backend, Handle } from "../../ffi/backend.ts";
 import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
 import { type DeviceOption, ON_CONTEXT, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
+import { takeWarmUpMs } from "../runtime/executable.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
 import { type PoolReport, tunePooled } from "./tune_pool.ts";
@@ -73,6 +74,8 @@ export interface TuneResult {
   timeMs: { convs: number; stages: number; trials: number };
   /** With BRAID_PROFILE_CALLS=1 (one after another): the backend calls' host time, ms, by call. */
   callMs?: CallTimes;
+  /** One after another: the time its executables spent warming up (eager runs), ms. */
+  warmUpMs?: number;
 }
 
 export interface TuneRun {
@@ -204,9 +207,11 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
     results = [];
     for (const [i, file] of files.entries()) {
       takeCallTimes();
+      takeWarmUpMs();
       const last = options.exiting && i === files.length - 1;
       const result = await tuneOne(file, options, cache, { last });
       if (profilingCalls()) result.callMs = takeCallTimes();
+      result.warmUpMs = takeWarmUpMs();
       if (!options.quiet) console.log(describe(result));
       results.push(result);
     }

@@ -39,6 +39,11 @@ export interface PoolReport {
   kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
   setupMs: number;
+  /**
+   * Worker time spent in executables' warm-ups (an eager run before the first capture, building
+   * every op's library plan on the worker's context), ms, within the jobs.
+   */
+  warmUpMs: number;
   /** Models whose variants the workers were told to free before the end (once their tunes were
    * queued). */
   retired: number;
@@ -48,8 +53,8 @@ export interface PoolReport {
   /** With BRAID_PROFILE_CALLS=1: the workers' backend calls' host time, ms, by kind of job (init:
    * the workers' start), by call. */
   callMs?: Partial<Record<PoolJob["kind"] | "init", CallTimes>>;
-  /** Every job: its worker, kind, model, start and end (ms since the pool started), and the part
-   * of it spent setting a variant up on the worker. */
+  /** Every job: its worker, kind, model, start and end (ms since the pool started), and the parts
+   * of it spent setting a variant up on the worker and warming executables up. */
   timeline: {
     worker: number;
     kind: PoolJob["kind"];
@@ -57,6 +62,7 @@ export interface PoolReport {
     startMs: number;
     endMs: number;
     setupMs: number;
+    warmUpMs: number;
   }[];
 }
 
@@ -74,6 +80,7 @@ interface Reply {
     trialsLate?: number;
     result?: TuneResult;
     setupMs?: number;
+    warmUpMs?: number;
     callMs?: CallTimes;
   };
   closed?: boolean;
@@ -186,6 +193,7 @@ export async function tunePooled(
     starts: [],
     kindMs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
     setupMs: 0,
+    warmUpMs: 0,
     retired: 0,
     closeMs: 0,
     timeline: [],
@@ -229,8 +237,10 @@ export async function tunePooled(
         startMs: started - origin,
         endMs: ended - origin,
         setupMs: r.reply?.setupMs ?? 0,
+        warmUpMs: r.reply?.warmUpMs ?? 0,
       });
       pool.setupMs += r.reply?.setupMs ?? 0;
+      pool.warmUpMs += r.reply?.warmUpMs ?? 0;
       profile(job.kind, r.reply?.callMs);
       if (r.error) {
         failure ??= new BraidError(r.error.code, `${describeJob(job)}: ${r.error.message}`);

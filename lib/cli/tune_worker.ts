@@ -12,6 +12,7 @@ import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
 import { graphVariants } from "../runtime/prepare.ts";
 import { executableOptions } from "../runtime/session.ts";
+import { takeWarmUpMs } from "../runtime/executable.ts";
 import { openBackend } from "../../ffi/backend.ts";
 import { Resources } from "../runtime/resources.ts";
 import { StagePrefetch } from "../runtime/stage_prefetch.ts";
@@ -169,7 +170,8 @@ scope.onmessage = async ({ data }) => {
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
     const mark = cache.mark();
     setupMs = 0;
-    const reply = { ...await run(data.job), setupMs, ...profile() };
+    takeWarmUpMs();
+    const reply = { ...await run(data.job), setupMs, warmUpMs: takeWarmUpMs(), ...profile() };
     scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
   } catch (e) {
     const code = e instanceof BraidError ? e.code : "NATIVE_INTERNAL";

@@ -29,6 +29,20 @@ export function warmUpFromEnv(): "each" | "once" {
   return envChoice("BRAID_WARM_UP", ["each", "once"]);
 }
 
+/**
+ * Host time this thread's executables spent in their warm-ups (#warmUp), ms, since the last
+ * takeWarmUpMs(): what a model variant's first use on a context costs (every op's library plan
+ * built there). A pooled tune's workers report it per job.
+ */
+let warmUpMs = 0;
+
+/** This thread's warm-up time since the last take, ms (the count starts afresh). */
+export function takeWarmUpMs(): number {
+  const taken = warmUpMs;
+  warmUpMs = 0;
+  return taken;
+}
+
 /** The most scratch one conv algorithm may use while it is being tuned. */
 const TUNING_WORKSPACE = 256 * 2 ** 20;
 
@@ -301,8 +315,10 @@ export class Executable {
     if (this.#warmed || this.backend.kind === "cpu") return;
     this.#warmed = true;
     if (this.#weights.warmed && warmUpFromEnv() === "once") return;
+    const started = performance.now();
     this.issue("none");
     this.backend.streamSynchronize(this.resources.ctx, 0n);
+    warmUpMs += performance.now() - started;
     this.#weights.warmed = true;
   }
 
