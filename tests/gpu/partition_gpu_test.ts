@@ -65,16 +65,13 @@ gpuTest("partition error paths: size and group out of range, no green contexts",
     /do not fit/,
   );
   // A driver without green contexts, as the lookup sees it.
-  Deno.env.set("BRAID_NO_GREEN_CONTEXTS", "1");
-  try {
+  await withEnv({ BRAID_NO_GREEN_CONTEXTS: "1" }, async () => {
     await throwsCode(
       () => Partition.create({ sms: 16, device: "cuda" }),
       "NATIVE_UNSUPPORTED",
       /green contexts.*has no cuDeviceGet.*BRAID_NO_GREEN_CONTEXTS/,
     );
-  } finally {
-    Deno.env.delete("BRAID_NO_GREEN_CONTEXTS");
-  }
+  });
   using p = Partition.create({ sms: 16, device: "cuda" });
   assert.equal(p.sms, 16, "green contexts work again once the lookup is allowed");
 });
