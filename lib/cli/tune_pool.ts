@@ -16,6 +16,8 @@ import { TuningCache } from "../runtime/tuning.ts";
 import type { TuneOptions, TuneResult } from "./tune.ts";
 import { type PoolJob, TuneQueue, variantId } from "./tune_queue.ts";
 import type { WorkerMessage } from "./tune_worker.ts";
+import { openBackend } from "../../ffi/backend.ts";
+import type { DeviceOption } from "../runtime/session.ts";
 
 /** What the pool did besides the models' own tuning. */
 export interface PoolReport {
@@ -146,6 +148,20 @@ function variantsKnown(options: TuneOptions): number {
   return options.scheduler === "sequential" || options.scheduler === "nimble" ? 0 : 1;
 }
 
+/**
+ * Makes and frees a context on this thread while the workers load their modules: a process's
+ * first context loads cuDNN's and cuBLASLt's libraries, which every worker's own context would
+ * otherwise wait for once its modules are in. A failure is left to the workers' inits to report.
+ */
+function preloadDeviceLibraries(device: DeviceOption): void {
+  try {
+    const backend = openBackend(device);
+    backend.contextDestroy(backend.contextCreate(0));
+  } catch {
+    // The workers meet the same failure and say what it is.
+  }
+}
+
 const describeJob = (job: PoolJob) =>
   job.kind === "plan"
     ? `planning ${job.file} (variant ${job.variant})`
@@ -180,6 +196,7 @@ export async function tunePooled(
       })
     ),
   );
+  preloadDeviceLibraries(options.device);
   const queue = new TuneQueue(files.map((file) => ({ file, variants: variantsKnown(options) })));
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
