@@ -13,7 +13,7 @@ import { parseArgs } from "../lib/deps.ts";
 import { buildZooModel, Partition, Session, TuningCache } from "../mod.ts";
 import { randomInputs } from "../lib/cli/run.ts";
 import { interleavedMs } from "./interleaved.ts";
-import { markdownTable } from "./report.ts";
+import { markdownTable, runEnvironment } from "./report.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -84,5 +84,8 @@ const head = [
 const table = markdownTable(head, rows);
 console.log(`\nsessions at ${sms || "all"} SMs from each cache\n${table}`);
 if (args.json) {
-  await Deno.writeTextFile(args.json, JSON.stringify({ files, labels, sms, results, table }));
+  await Deno.writeTextFile(
+    args.json,
+    JSON.stringify({ files, labels, sms, results, table, environment: runEnvironment() }),
+  );
 }

@@ -26,7 +26,7 @@ import { randomInputs } from "../lib/cli/run.ts";
 import type { TuneRun } from "../lib/cli/tune.ts";
 import type { HostTensor } from "../lib/runtime/session.ts";
 import { interleavedMs } from "./interleaved.ts";
-import { markdownTable, median } from "./report.ts";
+import { markdownTable, median, runEnvironment } from "./report.ts";
 import { addCallTimes } from "../ffi/call_profile.ts";
 
 const args = parseArgs({
@@ -238,7 +238,11 @@ if (parts.has("c")) {
   console.log(`\n(c) concurrent vs sequential tuning (wall time, process start included)\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_c_tuning${suffix}.json`,
-    JSON.stringify({ sequential, concurrent, ratio, table: md, pairs }, null, 1),
+    JSON.stringify(
+      { sequential, concurrent, ratio, table: md, pairs, environment: runEnvironment() },
+      null,
+      1,
+    ),
   );
 }
 
@@ -334,7 +338,7 @@ if (parts.has("b")) {
   console.log(`\n(b) schedule tuned at N SMs vs the whole-GPU schedule, run at N\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_b_budget${suffix}.json`,
-    JSON.stringify({ results, table: md }, null, 1),
+    JSON.stringify({ results, table: md, environment: runEnvironment() }, null, 1),
   );
   await wholeCache.save(`${caches}/partition_tuning_budgets.json`);
 }
@@ -425,7 +429,7 @@ if (parts.has("a")) {
   console.log(`\n(a) co-located on disjoint partitions vs time-sharing the whole GPU\n${md}\n`);
   await Deno.writeTextFile(
     `${out}/partition_a_colocation${suffix}.json`,
-    JSON.stringify({ seconds, rounds, results, table: md }, null, 1),
+    JSON.stringify({ seconds, rounds, results, table: md, environment: runEnvironment() }, null, 1),
   );
 }
 await Deno.remove(work, { recursive: true });

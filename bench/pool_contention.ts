@@ -24,6 +24,7 @@
  */
 import { parseArgs } from "../lib/deps.ts";
 import type { Figures, Setup } from "./pool_contention_worker.ts";
+import { runEnvironment } from "./report.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -41,6 +42,9 @@ const args = parseArgs({
     device: { type: "string", default: "cuda" },
   },
 });
+
+/** The switches as the run was started (it sets BRAID_STAGE_GRAPHS itself for each row). */
+const environment = runEnvironment();
 
 /** Each budget's primed cache (JSON), made by prime(). */
 const primed = new Map<number, string>();
@@ -151,5 +155,8 @@ for (const { graphs, threads, sms, figures } of rows) {
 }
 if (args.values.json) {
   const { model, work } = args.values;
-  await Deno.writeTextFile(args.values.json, JSON.stringify({ model, work, rows }));
+  await Deno.writeTextFile(
+    args.values.json,
+    JSON.stringify({ model, work, rows, environment }),
+  );
 }
