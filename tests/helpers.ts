@@ -43,15 +43,33 @@ export function cpuAsCuda(native: Backend, seen: (call: string) => void = () => 
  * Runs `f` with environment variables set (undefined: unset), then puts back what was there.
  */
 export async function withEnv(vars: Record<string, string | undefined>, f: () => unknown) {
+  const restore = setEnv(vars);
+  try {
+    await f();
+  } finally {
+    restore();
+  }
+}
+
+/** withEnv for a synchronous `f`, returning what it returns. */
+export function withEnvSync<T>(vars: Record<string, string | undefined>, f: () => T): T {
+  const restore = setEnv(vars);
+  try {
+    return f();
+  } finally {
+    restore();
+  }
+}
+
+/** Sets `vars` (undefined: unset); returns what puts back the values they had. */
+function setEnv(vars: Record<string, string | undefined>): () => void {
   const before = Object.keys(vars).map((name) => [name, Deno.env.get(name)] as const);
   const put = (name: string, value: string | undefined) =>
     value === undefined ? Deno.env.delete(name) : Deno.env.set(name, value);
-  try {
-    for (const [name, value] of Object.entries(vars)) put(name, value);
-    await f();
-  } finally {
+  for (const [name, value] of Object.entries(vars)) put(name, value);
+  return () => {
     for (const [name, value] of before) put(name, value);
-  }
+  };
 }
 
 /** FNV-1a of a case's name: its seed is BASE_SEED ^ hash(name). */

@@ -13,6 +13,7 @@ import { BraidError } from "../../lib/errors.ts";
 import { Random } from "../../lib/util/random.ts";
 import { Partition } from "../../mod.ts";
 import { assert } from "../deps.ts";
+import { withEnvSync } from "../helpers.ts";
 import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
 import { CONV, Device } from "./scenario.ts";
 
@@ -166,12 +167,7 @@ function withCases(
  * built or run, instead of quietly running the heuristic's plan in its place as sessions do.
  */
 function strictly<T>(body: () => T): T {
-  Deno.env.set("BRAID_CONV_STRICT", "1");
-  try {
-    return body();
-  } finally {
-    Deno.env.delete("BRAID_CONV_STRICT");
-  }
+  return withEnvSync({ BRAID_CONV_STRICT: "1" }, body);
 }
 
 /**
