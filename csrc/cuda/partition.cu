@@ -23,6 +23,8 @@
 
 #include <cuda.h>
 
+#include "green_current.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -53,11 +55,7 @@ struct Partition {
   CUgreenCtx green;
   GreenApi api;
   std::atomic<int> refs; /* contexts bound + streams in it */
-  /* BRAID_PARTITION_BINDING=current: the contexts that made the green context current, all on
-   * one thread (the driver allows a green context current to one thread at a time). */
-  std::mutex current_lock;
-  int current_users;
-  std::thread::id current_thread;
+  CurrentClaim current; /* BRAID_PARTITION_BINDING=current: the contexts that made it current */
 };
 
 /* Set to 1 to make every lookup fail as on a driver without green contexts. */
@@ -230,72 +228,48 @@ int32_t partition_claim_current(Partition* p, const char* fn, void** out_cuctx) 
                 "%s: BRAID_PARTITION_BINDING=current needs cuCtxFromGreenCtx, cuCtxGetCurrent and "
                 "cuCtxSetCurrent, which this CUDA driver does not give",
                 fn);
-  const std::thread::id self = std::this_thread::get_id();
-  std::lock_guard<std::mutex> g(p->current_lock);
-  if (p->current_users > 0 && p->current_thread != self)
+  CUcontext cu = nullptr;
+  DRV_TRY(fn, api, api.from_green(&cu, p->green));
+  if (!p->current.take())
     return fail(BRAID_ERR_INVALID_ARGUMENT,
                 "%s: the partition (group %d, %d SMs) is current on another thread: with "
                 "BRAID_PARTITION_BINDING=current a partition serves the contexts of one thread",
                 fn, p->group, p->sms);
-  CUcontext cu = nullptr;
-  DRV_TRY(fn, api, api.from_green(&cu, p->green));
-  p->current_users++;
-  p->current_thread = self;
   *out_cuctx = cu;
   return BRAID_OK;
 }
 
-void partition_unclaim_current(Partition* p) {
-  std::lock_guard<std::mutex> g(p->current_lock);
-  if (p->current_users > 0) p->current_users--;
+void partition_unclaim_current(Partition* p) { p->current.drop(); }
+
+using GreenThread = ThreadCurrent<CUcontext, CUresult>;
+
+static GreenThread::Calls current_calls(const GreenApi& api) {
+  return {api.ctx_get_current, api.ctx_set_current, CUDA_SUCCESS};
 }
 
-/* The green context braid last made current on this thread (NULL: none), the context current
- * before braid made any (the primary, normally), and the driver's cuCtxGetCurrent and
- * cuCtxSetCurrent to restore it with. Like the error message, per thread. */
-static thread_local CUcontext green_current = nullptr;
-static thread_local CUcontext base_current = nullptr;
-static thread_local decltype(&::cuCtxGetCurrent) get_current_fn = nullptr;
-static thread_local decltype(&::cuCtxSetCurrent) set_current_fn = nullptr;
-
-bool thread_green_current() { return green_current != nullptr; }
+bool thread_green_current() { return GreenThread::active(); }
 
 int32_t context_current(Context* c, const char* fn) {
   if (c->bound_current != nullptr && c->bound_thread == std::this_thread::get_id()) {
     const GreenApi& api = c->partition->api;
-    const CUcontext want = static_cast<CUcontext>(c->bound_current);
-    CUcontext now = nullptr;
-    if (api.ctx_get_current(&now) != CUDA_SUCCESS || now != want) {
-      /* Not a green context braid made current: what the thread goes back to. */
-      if (green_current == nullptr || now != green_current) base_current = now;
-      DRV_TRY(fn, api, api.ctx_set_current(want));
-    }
-    green_current = want;
-    get_current_fn = api.ctx_get_current;
-    set_current_fn = api.ctx_set_current;
+    const CUresult r =
+        GreenThread::enter(static_cast<CUcontext>(c->bound_current), current_calls(api));
+    if (r != CUDA_SUCCESS)
+      return driver_fail(fn, "cuCtxSetCurrent(the partition's green context)", r, api);
     return BRAID_OK;
   }
-  if (green_current != nullptr) {
-    CUcontext now = nullptr;
-    const bool ours = get_current_fn(&now) == CUDA_SUCCESS && now == green_current;
-    green_current = nullptr;
-    if (ours && set_current_fn(base_current) != CUDA_SUCCESS)
-      return fail(BRAID_ERR_CUDA, "%s: cuCtxSetCurrent could not make the primary context current "
-                  "again after a partition's green context", fn);
-  }
+  if (!GreenThread::leave())
+    return fail(BRAID_ERR_CUDA,
+                "%s: cuCtxSetCurrent could not make the primary context current again after a "
+                "partition's green context",
+                fn);
   return BRAID_OK;
 }
 
 void context_leave_current(Context* c) {
   if (c->bound_current == nullptr) return;
-  const CUcontext bound = static_cast<CUcontext>(c->bound_current);
-  if (c->bound_thread == std::this_thread::get_id()) {
-    CUcontext now = nullptr;
-    const GreenApi& api = c->partition->api;
-    if (api.ctx_get_current(&now) == CUDA_SUCCESS && now == bound)
-      (void)api.ctx_set_current(base_current);
-    if (green_current == bound) green_current = nullptr;
-  }
+  if (c->bound_thread == std::this_thread::get_id())
+    GreenThread::drop(static_cast<CUcontext>(c->bound_current), current_calls(c->partition->api));
   partition_unclaim_current(c->partition);
   c->bound_current = nullptr;
 }
@@ -373,7 +347,6 @@ int32_t braid_partition_create(int32_t device, int32_t sms, int32_t group, int32
   p->green = green;
   p->api = api;
   p->refs = 0;
-  p->current_users = 0;
   *out_partition = (uint64_t)(uintptr_t)p;
   *out_sms = p->sms;
   return BRAID_OK;
