@@ -66,9 +66,17 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu
   --format=csv,noheader
 cnn=${MODELS:-googlenet,inception_v3,squeezenet1_1,resnet50,densenet121}
 all=sequential,sequential/copy,opara,nimble,ios,auto
+# The contention probe, with 32 queues as libbraid_cuda sets them (the probe does not load it).
+probe() { make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe "$@"; }
+# pool_contention.ts on captured stage graphs at 1 and 4 threads.
+pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
 status=0
 for step in "$@"; do
   start=$(date +%s)
+  # A step with many files writes them in /tmp/STEP and packs them into $OUT/STEP.tgz after each
+  # part (few files come back from a call).
+  work=/tmp/$step
+  pack() { tar czf "$OUT/$step.tgz" -C "$work" .; }
   case "$step" in
     test-gpu) make test-gpu ;;
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
@@ -105,49 +113,43 @@ for step in "$@"; do
         --json "$OUT/onnx_check${ONNX_TAG:+-$ONNX_TAG}.json" ;;
     pool-contention) deno run --cached-only -A bench/pool_contention.ts \
       --json "$OUT/pool_contention.json" ;;
-    contention-probe) # 32 queues, as libbraid_cuda sets them (the probe does not load it)
-      make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe \
-        --threads 1,2,4 --alloc >"$OUT/contention_probe.json" ;;
-    green-current) # its files packed into $OUT/green-current.tgz after each part
-      gc=/tmp/green-current && mkdir -p $gc
-      pack() { tar czf "$OUT/green-current.tgz" -C $gc .; }
-      make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe \
-        --threads 1,4 --modes primary,green >$gc/contention_probe.json
+    contention-probe) probe --threads 1,2,4 --alloc >"$OUT/contention_probe.json" ;;
+    green-current) # files in $OUT/green-current.tgz
+      mkdir -p $work
+      probe --threads 1,4 --modes primary,green >$work/contention_probe.json
       pack
       BRAID_PARTITION_BINDING=current BRAID_GPU_TESTS=1 deno test --cached-only -A \
         tests/gpu/partition_gpu_test.ts
       tests=$?
-      for work in stages trials; do
+      for kind in stages trials; do
         for binding in streams current; do
-          BRAID_PARTITION_BINDING=$binding deno run --cached-only -A bench/pool_contention.ts \
-            --graphs capture --threads 1,4 --work $work --json $gc/pool_$work-$binding.json
+          BRAID_PARTITION_BINDING=$binding pc --work $kind --json $work/pool_$kind-$binding.json
           pack
         done
       done
       [ $tests -eq 0 ] ;;
-    tuning-ab) # its files packed into $OUT/tuning-ab.tgz after each part (eight files come back)
-      ab=/tmp/tuning-ab && mkdir -p $ab
-      pack() { tar czf "$OUT/tuning-ab.tgz" -C $ab .; }
-      pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
-      BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials --json $ab/pool_trials-base.json
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials --json $ab/pool_trials-switched.json
+    tuning-ab) # files in $OUT/tuning-ab.tgz
+      mkdir -p $work
+      BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials \
+        --json $work/pool_trials-base.json
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials \
+        --json $work/pool_trials-switched.json
       BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_ALLOC=pool pc --work trials \
-        --json $ab/pool_trials-switched-pool.json
+        --json $work/pool_trials-switched-pool.json
       pack
       for find in find heuristic; do
         BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
-          --json $ab/pool_convs-$find.json 2> >(gzip >$ab/conv-trace-$find.log.gz)
+          --json $work/pool_convs-$find.json 2> >(gzip >$work/conv-trace-$find.log.gz)
         pack
       done
       # Stage throughput with and without the warm-up replays (BRAID_STAGE_WARMUPS), last.
       for warmups in 2 0; do
-        BRAID_STAGE_WARMUPS=$warmups pc --work stages --json $ab/pool_stages-warmups$warmups.json
+        BRAID_STAGE_WARMUPS=$warmups pc --work stages --json $work/pool_stages-warmups$warmups.json
       done
       pack ;;
-    tuning-c) # its files packed into $OUT/tuning-c.tgz after each part
-      tc=/tmp/tuning-c && mkdir -p $tc
-      pack() { tar czf "$OUT/tuning-c.tgz" -C $tc .; }
-      pb() { deno run --cached-only -A bench/partition_bench.ts --out $tc --parts c --pairs 2 "$@"; }
+    tuning-c) # files in $OUT/tuning-c.tgz
+      mkdir -p $work
+      pb() { deno run --cached-only -A bench/partition_bench.ts --out $work --parts c --pairs 2 "$@"; }
       # TUNING_SWITCHES replaces the switched set. Without it, a failed gpu-switched step (this
       # call's, or an earlier one's on the same machine) takes the memory pools, the deepest
       # change, out of it.
@@ -165,22 +167,22 @@ for step in "$@"; do
       switched pb --tag switched --caches /tmp/switched && pack
       # The heuristic speeds the sequential arm's convolution tuning too: one pair without it.
       switched env BRAID_CONV_FIND=find deno run --cached-only -A bench/partition_bench.ts \
-        --out $tc --parts c --pairs 1 --tag switched3 --caches /tmp/switched3
+        --out $work --parts c --pairs 1 --tag switched3 --caches /tmp/switched3
       pack
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do
         deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
           --caches /tmp/base/partition_tuning_$f.json,/tmp/switched/partition_tuning_$f.json \
-          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $tc/cache_ab-$f.json
+          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $work/cache_ab-$f.json
       done
       # The caches too: auto's trials (each candidate's name and time) for offline analysis.
       for arm in base switched; do
-        for f in 32 whole; do cp /tmp/$arm/partition_tuning_$f.json $tc/cache-$arm-$f.json; done
+        for f in 32 whole; do cp /tmp/$arm/partition_tuning_$f.json $work/cache-$arm-$f.json; done
       done
       pack
       # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).
       switched env BRAID_PROFILE_CALLS=1 deno run --cached-only -A bench/partition_bench.ts \
-        --out $tc --parts c --pairs 1 --tag profiled --caches /tmp/profiled
+        --out $work --parts c --pairs 1 --tag profiled --caches /tmp/profiled
       pack ;;
     partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
       --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \
