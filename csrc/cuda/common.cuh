@@ -48,6 +48,11 @@ BRAID_HIDDEN int32_t cuda_fail(const char* fn, const char* call, cudaError_t e);
 BRAID_HIDDEN int32_t cudnn_fail(const char* fn, const char* call, cudnnStatus_t s);
 BRAID_HIDDEN int32_t cublas_fail(const char* fn, const char* call, cublasStatus_t s);
 
+/* The backend's switches in the environment (context.cu): whether `name` is set to `value`
+ * (`unset` when it is unset or empty), and whether a flag is on (set, and neither empty nor "0"). */
+BRAID_HIDDEN bool env_is(const char* name, const char* value, bool unset = false);
+BRAID_HIDDEN bool env_flag(const char* name);
+
 #define CUDA_TRY(fn, call)                                           \
   do {                                                               \
     cudaError_t braid_e_ = (call);                                   \

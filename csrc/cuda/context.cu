@@ -27,6 +27,19 @@ __attribute__((constructor)) static void braid_default_connections() {
   setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0);
 }
 
+/* ---------------------------------------------------------------- switches */
+
+bool env_is(const char* name, const char* value, bool unset) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || v[0] == 0) return unset;
+  return std::strcmp(v, value) == 0;
+}
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != 0 && std::strcmp(v, "0") != 0;
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /* Each thread's last error message. (The backend's other state per thread: the green context

@@ -30,7 +30,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -539,10 +538,7 @@ constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
  * heuristic ranking (cudnnGetConvolutionForwardAlgorithm_v7, which runs nothing) instead of
  * FindEx's measurements (which run every algorithm, the slow ones too, several times each). */
 static bool ranked_by_heuristic() {
-  static const bool on = [] {
-    const char* v = std::getenv("BRAID_CONV_FIND");
-    return v != nullptr && std::strcmp(v, "heuristic") == 0;
-  }();
+  static const bool on = env_is("BRAID_CONV_FIND", "heuristic");
   return on;
 }
 
@@ -601,10 +597,7 @@ static void found_algorithms(Context* c, const ConvPlan* pl, const braid_conv2d_
 
 /* BRAID_TRACE_CONV_TUNE=1: braid_conv2d_tune writes where each tuning's time went to stderr. */
 static bool trace_conv_tune() {
-  static const bool on = [] {
-    const char* v = std::getenv("BRAID_TRACE_CONV_TUNE");
-    return v != nullptr && v[0] != 0 && !(v[0] == '0' && v[1] == 0);
-  }();
+  static const bool on = env_flag("BRAID_TRACE_CONV_TUNE");
   return on;
 }
 

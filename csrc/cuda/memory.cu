@@ -17,7 +17,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <new>
 
 namespace braid_cuda {
@@ -115,11 +114,7 @@ constexpr size_t HOST_CACHE_BYTES = (size_t)256 << 20;
  * (ffi/backend.ts, where the variable's values are checked). */
 constexpr bool POOL_BY_DEFAULT = false;
 
-bool pool_wanted() {
-  const char* v = std::getenv("BRAID_ALLOC");
-  if (v == nullptr || v[0] == 0) return POOL_BY_DEFAULT;
-  return std::strcmp(v, "pool") == 0;
-}
+bool pool_wanted() { return env_is("BRAID_ALLOC", "pool", POOL_BY_DEFAULT); }
 
 /* Why a context allocates with cudaMalloc although BRAID_ALLOC=pool, said once a process. */
 void note_no_pool(const char* why, cudaError_t e) {

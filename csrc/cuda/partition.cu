@@ -26,7 +26,6 @@
 #include "green_current.h"
 
 #include <atomic>
-#include <cstdlib>
 #include <new>
 #include <thread>
 #include <vector>
@@ -59,10 +58,7 @@ struct Partition {
 };
 
 /* Set to 1 to make every lookup fail as on a driver without green contexts. */
-static bool lookups_disabled() {
-  const char* v = std::getenv("BRAID_NO_GREEN_CONTEXTS");
-  return v != nullptr && v[0] != 0 && !(v[0] == '0' && v[1] == 0);
-}
+static bool lookups_disabled() { return env_flag("BRAID_NO_GREEN_CONTEXTS"); }
 
 static int32_t resolve_api(const char* fn, GreenApi* api) {
   int driver = 0;
@@ -215,10 +211,7 @@ int32_t partition_stream_create(Partition* p, int cuda_priority, const char* fn,
 
 /* BRAID_PARTITION_BINDING unset, empty or "streams": the default, which must match
  * partitionBindingFromEnv()'s first value in ffi/backend.ts (which also rejects other values). */
-bool binding_current_from_env() {
-  const char* v = std::getenv("BRAID_PARTITION_BINDING");
-  return v != nullptr && std::strcmp(v, "current") == 0;
-}
+bool binding_current_from_env() { return env_is("BRAID_PARTITION_BINDING", "current"); }
 
 int32_t partition_claim_current(Partition* p, const char* fn, void** out_cuctx) {
   const GreenApi& api = p->api;
