@@ -157,14 +157,12 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
   /* The default stream is replaced by one in the partition (or on the whole device). */
   cudaStream_t fresh = nullptr;
   if (part) {
-    st = partition_stream_create(part, c->prio_least, fn, &fresh);
+    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) {
+      if (current != nullptr) partition_unclaim_current(part);
+      return st;
+    }
   } else {
-    cudaError_t made = cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking);
-    if (made != cudaSuccess) st = cuda_fail(fn, "cudaStreamCreateWithFlags", made);
-  }
-  if (st) {
-    if (current != nullptr) partition_unclaim_current(part);
-    return st;
+    CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
   }
   cudaError_t e = cudaStreamSynchronize(c->stream0.s);
   if (e != cudaSuccess) {
