@@ -13,7 +13,7 @@ import { OPS } from "../lib/ir/ops.ts";
 import { MAPPERS } from "../lib/onnx/mappers.ts";
 import { Random } from "../lib/util/random.ts";
 import * as ref from "./reference.ts";
-import { BASE_SEED, hash } from "./helpers.ts";
+import { caseSeed, rerunHint } from "./helpers.ts";
 import {
   DataType,
   encodeOnnx,
@@ -569,8 +569,8 @@ function draw(o: Operand, rng: Random): number[] {
 }
 
 async function runCase(k: Case): Promise<void> {
-  const seed = (BASE_SEED ^ hash(`${k.op}/${k.name}`)) >>> 0;
-  const rng = new Random(seed);
+  const caseName = `${k.op}/${k.name}`;
+  const rng = new Random(caseSeed(caseName));
   const inputs: Record<string, unknown>[] = [];
   const initializers: TensorObject[] = [];
   const feeds: Record<string, Float32Array | Int32Array> = {};
@@ -596,7 +596,7 @@ async function runCase(k: Case): Promise<void> {
     initializers,
     opset: k.opset,
   });
-  const where = `${k.op} "${k.name}" [case seed ${seed}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
+  const where = `${k.op} "${k.name}" ${rerunHint(caseName)}`;
   const { graph } = await importOnnx(bytes);
   using session = await Session.create(graph, { device: "cpu" });
   const got = await session.run(feeds);

@@ -14,7 +14,7 @@ import { numel } from "../lib/ir/graph.ts";
 import { type Activation, type AttrsByOp, type OpName, OPS, windowOutput } from "../lib/ir/ops.ts";
 import { Random } from "../lib/util/random.ts";
 import * as ref from "./reference.ts";
-import { BASE_SEED, hash, worstElements } from "./helpers.ts";
+import { caseSeed, rerunHint, worstElements } from "./helpers.ts";
 import {
   ACT,
   addActivationCases,
@@ -175,15 +175,15 @@ add("Dropout", "ratio 0.1 [4, 9]", [u([4, 9])], { ratio: 0.1 });
 // ------------------------------------------------------------------------------ running a case
 
 async function runCase(c: OpCase): Promise<void> {
-  const seed = (BASE_SEED ^ hash(`${c.op}/${c.name}`)) >>> 0;
-  const { graph, feeds, constants } = buildCase(c, new Random(seed));
+  const caseName = `${c.op}/${c.name}`;
+  const { graph, feeds, constants } = buildCase(c, new Random(caseSeed(caseName)));
   const output = graph.outputs[0];
   const want = ref.evaluateGraph(graph, feeds)[output];
   using session = await Session.create(graph, { device: "cpu" });
   const got = (await session.run(feeds))[output];
   const where = `${c.op} "${c.name}"` +
     (constants.length ? ` (operands ${constants.join(", ")} as initializers)` : "") +
-    ` [case seed ${seed}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
+    ` ${rerunHint(caseName)}`;
   assert(got, `${where}: no output "${output}"`);
   assert(
     got.length === want.length,

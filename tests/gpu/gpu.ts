@@ -9,9 +9,9 @@
  */
 import { Backend } from "../../ffi/backend.ts";
 import { relativeError } from "../reference.ts";
-import { BASE_SEED, hash, worstElements } from "../helpers.ts";
+import { BASE_SEED, worstElements } from "../helpers.ts";
 
-export { BASE_SEED, hash, relativeError };
+export { BASE_SEED, relativeError };
 
 /** Whether the GPU tests must run (set by `make test-gpu`). */
 export const REQUIRED = Deno.env.get("BRAID_GPU_TESTS") === "1";

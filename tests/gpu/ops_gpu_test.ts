@@ -11,7 +11,8 @@ import { type AttrsByOp, type OpName, OPS } from "../../lib/ir/ops.ts";
 import type { PrecisionOption } from "../../lib/runtime/session.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, expectClose, gpuSuite, hash } from "./gpu.ts";
+import { expectClose, gpuSuite } from "./gpu.ts";
+import { caseSeed, rerunHint } from "../helpers.ts";
 import {
   ACT,
   addActivationCases,
@@ -232,8 +233,8 @@ async function runCase(
   tolerance: number,
   tune = true,
 ): Promise<number> {
-  const seed = (BASE_SEED ^ hash(`${c.op}/${c.name}/${precision}`)) >>> 0;
-  const { graph, feeds } = buildCase(c, new Random(seed));
+  const caseName = `${c.op}/${c.name}/${precision}`;
+  const { graph, feeds } = buildCase(c, new Random(caseSeed(caseName)));
   const output = graph.outputs[0];
   using cpu = await Session.create(graph, { device: "cpu" });
   using gpu = await Session.create(graph, { device: "cuda", precision, tune });
@@ -241,9 +242,8 @@ async function runCase(
   const got = gpu.runSync(feeds)[output];
   // A second run on the same session (graph replay again) gives the same answer.
   const again = gpu.runSync(feeds)[output];
-  const where = `${c.op} "${c.name}" (${precision}${tune ? "" : ", untuned"}) [seed ${seed}; ` +
-    `rerun with ` +
-    `BRAID_TEST_SEED=${BASE_SEED}]`;
+  const where = `${c.op} "${c.name}" (${precision}${tune ? "" : ", untuned"}) ` +
+    rerunHint(caseName);
   assert.deepEqual(again, got, `${where}: a second replay differs`);
   return expectClose(got, want, tolerance, where);
 }

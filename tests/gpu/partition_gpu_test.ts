@@ -8,7 +8,7 @@
  * partition's green context current (BRAID_PARTITION_BINDING=current).
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
-import { smallNet, throwsCode, withEnv } from "../helpers.ts";
+import { caseSeed, smallNet, throwsCode, withEnv } from "../helpers.ts";
 import { encodeRecord } from "../../ffi/params.ts";
 import { Device, GEMM } from "./scenario.ts";
 import { pinningScenario } from "../pinning_scenario.ts";
@@ -18,7 +18,7 @@ import { buildZooModel } from "../../lib/models/index.ts";
 import { numel } from "../../lib/ir/graph.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, cuda, expectClose, gpuSuite, hash, relativeError } from "./gpu.ts";
+import { cuda, expectClose, gpuSuite, relativeError } from "./gpu.ts";
 
 const gpuTest = gpuSuite("partition_gpu_test.ts");
 
@@ -129,8 +129,7 @@ gpuTest("zoo models inside partitions match the CPU backend, and run concurrentl
     for (const [i, name] of ["googlenet", "squeezenet1_1"].entries()) {
       const graph = buildZooModel(name);
       const input = graph.values.get(graph.inputs[0])!;
-      const seed = (BASE_SEED ^ hash(name)) >>> 0;
-      const feed = { [input.name]: new Random(seed).floats(numel(input.shape), 0, 1) };
+      const feed = { [input.name]: new Random(caseSeed(name)).floats(numel(input.shape), 0, 1) };
       using cpu = await Session.create(graph, { device: "cpu" });
       const want = Object.values(cpu.runSync(feed))[0] as Float32Array;
       const session = await Session.create(graph, {
@@ -413,7 +412,9 @@ gpuTest(
     const [a, b] = Partition.split(2, { sms: 32, device: "cuda" });
     const graph = buildZooModel("squeezenet1_1");
     const input = graph.values.get(graph.inputs[0])!;
-    const feed = { [input.name]: new Random(BASE_SEED).floats(numel(input.shape), 0, 1) };
+    const feed = {
+      [input.name]: new Random(caseSeed("bound current")).floats(numel(input.shape), 0, 1),
+    };
     const options = { partition: a, precision: "fp32", scheduler: "opara" } as const;
     try {
       const run = async () => {

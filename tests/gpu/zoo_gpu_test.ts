@@ -12,7 +12,8 @@ import { type Graph, numel } from "../../lib/ir/graph.ts";
 import { buildZooModel, zooNames } from "../../lib/models/index.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, expectClose, gpuSuite, hash, relativeError } from "./gpu.ts";
+import { expectClose, gpuSuite, relativeError } from "./gpu.ts";
+import { caseSeed, rerunHint } from "../helpers.ts";
 
 const gpuTest = gpuSuite("zoo_gpu_test.ts");
 
@@ -48,9 +49,8 @@ for (const name of zooNames()) {
     `zoo ${name}: CUDA matches the CPU backend (fp32, default precision, eager)`,
     async () => {
       const graph = buildZooModel(name);
-      const seed = (BASE_SEED ^ hash(name)) >>> 0;
-      const where = `${name} [seed ${seed}; rerun with BRAID_TEST_SEED=${BASE_SEED}]`;
-      const feeds = inputsFor(graph, new Random(seed));
+      const where = `${name} ${rerunHint(name)}`;
+      const feeds = inputsFor(graph, new Random(caseSeed(name)));
 
       using cpu = await Session.create(graph, { device: "cpu" });
       const want = cpu.runSync(feeds);
