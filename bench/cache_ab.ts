@@ -50,12 +50,13 @@ for (const name of args.models.split(",")) {
     const inputs = randomInputs(sessions[0]);
     const ms = interleavedMs(sessions, sessions.map(() => inputs), Number(args.rounds));
     const reports = sessions.map((s) => s.report());
+    // A cache that lacked the model's choice: the session measured it here.
+    const tunedHere = reports.map((r) => r.trialsMs > 0 || r.stages.measured > 0);
     rows.push([
       name,
-      ...reports.map((r, i) => {
-        const tunedHere = r.trialsMs > 0 || r.stages.measured > 0 ? ", tuned here" : "";
-        return `${r.scheduler} (${r.streams}${tunedHere}) ${ms[i].toFixed(3)}`;
-      }),
+      ...reports.map((r, i) =>
+        `${r.scheduler} (${r.streams}${tunedHere[i] ? ", tuned here" : ""}) ${ms[i].toFixed(3)}`
+      ),
       ...ms.slice(1).map((m) => `${(100 * (m / ms[0] - 1)).toFixed(1)}%`),
     ]);
     results.push({
@@ -66,7 +67,7 @@ for (const name of args.models.split(",")) {
         scheduler: r.scheduler,
         streams: r.streams,
         ms: ms[i],
-        tunedHere: r.trialsMs > 0 || r.stages.measured > 0,
+        tunedHere: tunedHere[i],
         convEngines: r.tuning.engines,
       })),
     });
