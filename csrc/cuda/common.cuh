@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -168,16 +169,17 @@ struct Context {
    * on the thread that bound the context (bound_thread) for every call made there, and the
    * context's cuDNN and cuBLASLt handles made under it. NULL: the context reaches its partition
    * through its streams only, the primary context current (the default). */
-  void* bound_current;
+  std::atomic<void*> bound_current; /* read by calls from any thread */
   std::thread::id bound_thread;
   /* BRAID_ALLOC=pool when the context was made: device buffers come from a memory pool of its
    * own, allocated and freed in order on its default stream (memory.cu). NULL: cudaMalloc and
    * cudaFree. pool_usable turns false if the pool refuses an allocation for a reason other than
    * memory (its buffers are still freed to it). */
   cudaMemPool_t pool;
-  bool pool_usable;
+  std::atomic<bool> pool_usable;
   std::unordered_set<uint64_t> pooled; /* live buffers (base addresses) from the pool */
   std::vector<void*> deferred_frees;   /* pooled buffers freed while the context captured */
+  cudaStream_t side_stream;            /* where pooled allocations made during a capture go */
   /* With a pool, page-locked host buffers freed are kept for the next of the same size (trial
    * executables allocate the same inputs and outputs again and again), up to a bound. */
   std::multimap<size_t, void*> host_cache;
@@ -247,11 +249,16 @@ BRAID_HIDDEN void context_leave_current(Context* c);
  * context's last synchronization); destroyed with the context. */
 BRAID_HIDDEN void memory_pool_open(Context* c);
 /* `size` bytes from the context's pool, in order on stream `s` (work issued there next may use
- * them). False where the context has no usable pool, it or `s` is capturing, or the pool cannot
- * serve the size even after handing its held memory back: cudaMalloc then decides. `locked`:
- * the caller holds the context's lock. */
+ * them), or while the context or `s` captures, on the context's side stream and waited for. False
+ * where the context has no usable pool, or the pool cannot serve the size even after handing its
+ * held memory back: cudaMalloc then decides. `locked`: the caller holds the context's lock. */
 BRAID_HIDDEN bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked);
+/* Frees, in order on the default stream, the pooled buffers freed while the context captured (at
+ * a capture's end, and before the context's last synchronization), unless it captures still. */
 BRAID_HIDDEN void memory_pool_flush(Context* c);
+/* cudaMalloc (legal during a capture); when the device is out of memory, the context's pool hands
+ * back the memory it holds and it is tried once more. *p is null on failure. */
+BRAID_HIDDEN cudaError_t device_malloc(Context* c, void** p, size_t size);
 /* Destroys the pool and frees the page-locked host buffers kept for reuse. */
 BRAID_HIDDEN void memory_pool_close(Context* c);
 

@@ -238,12 +238,8 @@ int32_t stream_scratch(Stream* s, const char* fn, void** out) {
      * The ops that ask hold the context's lock. */
     s->lt_ws_pooled = pool_alloc_on(s->ctx, s, LT_WORKSPACE_BYTES, &s->lt_ws, true);
     if (!s->lt_ws_pooled) {
-      RelaxedCapture relaxed; /* cudaMalloc is legal, if not captured, during a capture */
-      cudaError_t e = cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES);
-      if (e != cudaSuccess) {
-        s->lt_ws = nullptr;
-        return cuda_fail(fn, "cudaMalloc(stream scratch)", e);
-      }
+      cudaError_t e = device_malloc(s->ctx, &s->lt_ws, LT_WORKSPACE_BYTES);
+      if (e != cudaSuccess) return cuda_fail(fn, "cudaMalloc(stream scratch)", e);
     }
     s->lt_ws_bytes = LT_WORKSPACE_BYTES;
   }
@@ -296,6 +292,7 @@ static void context_free(Context* c) {
   if (c->zeros) cudaFree(c->zeros);
   if (c->err_host) cudaFreeHost(c->err_host);
   memory_pool_close(c);
+  if (c->side_stream) cudaStreamDestroy(c->side_stream);
   if (c->stream0.s) cudaStreamDestroy(c->stream0.s);
   if (c->partition) {
     context_leave_current(c);

@@ -11,7 +11,8 @@
  * host buffers freed are kept for the next of the same size. cudaMalloc, cudaFree and
  * page-locked allocations synchronize the GPU across all executing streams, other partitions'
  * included, and a tuning pool's workers make and free an executable's buffers for every trial.
- * Without a pool, or while the context captures, buffers come from cudaMalloc.
+ * Without a pool buffers come from cudaMalloc; while the context captures, from the pool through
+ * a side stream (pool_alloc_on).
  */
 #include "common.cuh"
 
@@ -124,19 +125,18 @@ void note_no_pool(const char* why, cudaError_t e) {
                cudaGetErrorString(e));
 }
 
-/* A pooled allocation would be recorded into the graph while the context, or its default stream,
- * captures. */
-bool capturing_now(Context* c) { return context_capturing(c) || stream_capturing(&c->stream0); }
+/* A stream-ordered call on the default stream would be recorded into the graph while the context,
+ * or its default stream, captures. Context lock held, and kept until the call is issued:
+ * braid_capture_begin takes it too, so no capture begins between this check and the call. */
+bool capturing_locked(Context* c) { return c->capturing != 0 || stream_capturing(&c->stream0); }
 
-/* Frees, in order on the default stream, the pooled buffers freed while the context captured
- * (not capturing now). */
-void release_deferred(Context* c) {
-  std::vector<void*> due;
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    due.swap(c->deferred_frees);
-  }
-  for (void* p : due) (void)cudaFreeAsync(p, c->stream0.s);
+/* Frees, in order on the default stream, the pooled buffers freed while the context captured,
+ * unless it captures still (context lock held). */
+void release_deferred_locked(Context* c) {
+  if (c->deferred_frees.empty() || capturing_locked(c)) return;
+  RelaxedCapture relaxed; /* another thread's capture does not make these calls unsafe */
+  for (void* p : c->deferred_frees) (void)cudaFreeAsync(p, c->stream0.s);
+  c->deferred_frees.clear();
   (void)cudaGetLastError();
 }
 
@@ -144,17 +144,36 @@ void release_deferred(Context* c) {
 
 bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked) {
   if (c->pool == nullptr || !c->pool_usable) return false;
-  const bool capturing = locked ? c->capturing != 0 : capturing_now(c);
-  if (capturing || stream_capturing(s)) return false;
-  RelaxedCapture relaxed; /* another thread's capture does not make this call unsafe */
-  if (!locked) release_deferred(c);
-  cudaError_t e = cudaMallocFromPoolAsync(out, size, c->pool, s->s);
-  if (e == cudaErrorMemoryAllocation) {
-    (void)cudaGetLastError();
-    if (cudaStreamSynchronize(c->stream0.s) == cudaSuccess &&
-        cudaStreamSynchronize(s->s) == cudaSuccess && cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess)
-      e = cudaMallocFromPoolAsync(out, size, c->pool, s->s);
+  std::unique_lock<std::mutex> g(c->lock, std::defer_lock);
+  if (!locked) g.lock(); /* else the caller holds it */
+  RelaxedCapture relaxed; /* another thread's capture does not make these calls unsafe */
+  /* While the context or `s` captures, an allocation there would be recorded into the graph: it
+   * is made on a side stream of the context's instead and waited for, so that any stream may use
+   * it at once (a trial executable's stream scratch, first needed inside its capture). */
+  const bool captured = capturing_locked(c) || stream_capturing(s);
+  cudaStream_t on = s->s;
+  if (captured) {
+    if (c->side_stream == nullptr &&
+        cudaStreamCreateWithFlags(&c->side_stream, cudaStreamNonBlocking) != cudaSuccess) {
+      (void)cudaGetLastError();
+      c->side_stream = nullptr;
+      return false;
+    }
+    on = c->side_stream;
   }
+  release_deferred_locked(c);
+  cudaError_t e = cudaMallocFromPoolAsync(out, size, c->pool, on);
+  if (e == cudaErrorMemoryAllocation) {
+    /* The memory the pool holds handed back, once the frees issued on the streams are done
+     * (not waited for during a capture: what is settled already goes back). */
+    (void)cudaGetLastError();
+    const bool settled = captured || (cudaStreamSynchronize(c->stream0.s) == cudaSuccess &&
+                                      cudaStreamSynchronize(s->s) == cudaSuccess);
+    if (settled && cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess)
+      e = cudaMallocFromPoolAsync(out, size, c->pool, on);
+  }
+  if (e == cudaSuccess && captured && (e = cudaStreamSynchronize(on)) != cudaSuccess)
+    (void)cudaFreeAsync(*out, on);
   if (e == cudaSuccess) return true;
   (void)cudaGetLastError();
   /* Out of memory, or a size the pool cannot take: this allocation goes to cudaMalloc. Anything
@@ -174,9 +193,14 @@ namespace {
  * on the legacy stream, which braid's non-blocking streams do not wait for (hence finished here
  * either way). */
 cudaError_t zero_fill(Context* c, void* p, size_t size) {
-  if (!context_capturing(c)) {
-    cudaError_t e = cudaMemsetAsync(p, 0, size, c->stream0.s);
-    return e == cudaSuccess ? cudaStreamSynchronize(c->stream0.s) : e;
+  {
+    /* Locked until the memset is done: a capture another thread begins on the default stream
+     * meanwhile would record it, and make the wait illegal. */
+    std::lock_guard<std::mutex> g(c->lock);
+    if (!capturing_locked(c)) {
+      cudaError_t e = cudaMemsetAsync(p, 0, size, c->stream0.s);
+      return e == cudaSuccess ? cudaStreamSynchronize(c->stream0.s) : e;
+    }
   }
   RelaxedCapture relaxed;
   cudaError_t e = cudaMemset(p, 0, size);
@@ -249,12 +273,27 @@ void memory_pool_open(Context* c) {
     return;
   }
   uint64_t hold = POOL_HOLD_BYTES;
-  (void)cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &hold);
+  if (cudaMemPoolSetAttribute(c->pool, cudaMemPoolAttrReleaseThreshold, &hold) != cudaSuccess)
+    (void)cudaGetLastError(); /* the pool works without it, handing memory back sooner */
   c->pool_usable = true;
 }
 
 void memory_pool_flush(Context* c) {
-  if (c->pool != nullptr) release_deferred(c);
+  if (c->pool == nullptr) return;
+  std::lock_guard<std::mutex> g(c->lock);
+  release_deferred_locked(c);
+}
+
+cudaError_t device_malloc(Context* c, void** p, size_t size) {
+  RelaxedCapture relaxed; /* cudaMalloc is legal, if not captured, during a capture */
+  cudaError_t e = cudaMalloc(p, size);
+  if (e == cudaErrorMemoryAllocation && c->pool != nullptr) {
+    /* Memory the context's pool holds for its own next buffers may be what is missing. */
+    (void)cudaGetLastError();
+    if (cudaMemPoolTrimTo(c->pool, 0) == cudaSuccess) e = cudaMalloc(p, size);
+  }
+  if (e != cudaSuccess) *p = nullptr;
+  return e;
 }
 
 void memory_pool_close(Context* c) {
@@ -276,20 +315,16 @@ namespace {
  * recorded into the graph); any other with cudaFree. */
 int32_t free_buffer(Context* c, void* p, uint64_t) {
   static const char fn[] = "braid_buffer_free";
-  bool pooled;
   {
     std::lock_guard<std::mutex> g(c->lock);
-    pooled = c->pooled.erase((uint64_t)(uintptr_t)p) != 0;
-  }
-  if (!pooled) return freed(fn, "cudaFree", cudaFree(p));
-  if (!capturing_now(c)) return freed(fn, "cudaFreeAsync", cudaFreeAsync(p, c->stream0.s));
-  {
-    std::lock_guard<std::mutex> g(c->lock);
-    try {
-      c->deferred_frees.push_back(p);
-      return BRAID_OK;
-    } catch (...) {
-      /* no room to defer it: cudaFree, which records nothing */
+    if (c->pooled.erase((uint64_t)(uintptr_t)p) != 0) {
+      if (!capturing_locked(c)) return freed(fn, "cudaFreeAsync", cudaFreeAsync(p, c->stream0.s));
+      try {
+        c->deferred_frees.push_back(p);
+        return BRAID_OK;
+      } catch (...) {
+        /* no room to defer it: cudaFree, which records nothing */
+      }
     }
   }
   return freed(fn, "cudaFree", cudaFree(p));
@@ -332,10 +367,7 @@ int32_t braid_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t* out_addr) {
   void* p = nullptr;
   cudaError_t e = cudaSuccess;
   const bool pooled = pool_alloc_on(c, &c->stream0, size, &p, false);
-  if (!pooled) {
-    RelaxedCapture relaxed;
-    e = cudaMalloc(&p, size);
-  }
+  if (!pooled) e = device_malloc(c, &p, size);
   if (e != cudaSuccess) return allocation_failed(fn, "cudaMalloc", "device memory", bytes, e);
   /* Zero-filled: work run before any input arrives (tuning, warm-up) reads zeros, not a
    * previous session's activations (as token ids, those are gather errors; as floats, NaNs). A

@@ -243,10 +243,10 @@ static GreenThread::Calls current_calls(const GreenApi& api) {
 bool thread_green_current() { return GreenThread::active(); }
 
 int32_t context_current(Context* c, const char* fn) {
-  if (c->bound_current != nullptr && c->bound_thread == std::this_thread::get_id()) {
+  void* bound = c->bound_current.load();
+  if (bound != nullptr && c->bound_thread == std::this_thread::get_id()) {
     const GreenApi& api = c->partition->api;
-    const CUresult r =
-        GreenThread::enter(static_cast<CUcontext>(c->bound_current), current_calls(api));
+    const CUresult r = GreenThread::enter(static_cast<CUcontext>(bound), current_calls(api));
     if (r != CUDA_SUCCESS)
       return driver_fail(fn, "cuCtxSetCurrent(the partition's green context)", r, api);
     return BRAID_OK;
@@ -260,9 +260,10 @@ int32_t context_current(Context* c, const char* fn) {
 }
 
 void context_leave_current(Context* c) {
-  if (c->bound_current == nullptr) return;
+  void* bound = c->bound_current.load();
+  if (bound == nullptr) return;
   if (c->bound_thread == std::this_thread::get_id())
-    GreenThread::drop(static_cast<CUcontext>(c->bound_current), current_calls(c->partition->api));
+    GreenThread::drop(static_cast<CUcontext>(bound), current_calls(c->partition->api));
   partition_unclaim_current(c->partition);
   c->bound_current = nullptr;
 }

@@ -92,15 +92,18 @@ int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t 
  * cuBLASLt handles made again under it (no operator has used them yet). On failure the context
  * stays bound through its streams alone, the primary context current again. */
 static int32_t bind_current(Context* c, void* current, const char* fn) {
-  c->bound_current = current;
   c->bound_thread = std::this_thread::get_id();
+  c->bound_current.store(current); /* published after its thread */
   int32_t st = context_current(c, fn);
   cudnnHandle_t dnn = nullptr;
   cublasLtHandle_t lt = nullptr;
   if (!st) {
     cudnnStatus_t ds = cudnnCreate(&dnn);
-    if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(dnn, c->stream0.s);
-    if (ds != CUDNN_STATUS_SUCCESS) st = cudnn_fail(fn, "cudnnCreate", ds);
+    if (ds != CUDNN_STATUS_SUCCESS) {
+      st = cudnn_fail(fn, "cudnnCreate", ds);
+    } else if ((ds = cudnnSetStream(dnn, c->stream0.s)) != CUDNN_STATUS_SUCCESS) {
+      st = cudnn_fail(fn, "cudnnSetStream", ds);
+    }
   }
   if (!st) {
     cublasStatus_t bs = cublasLtCreate(&lt);
@@ -141,7 +144,17 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
                 "%s: the context made its partition current on its thread "
                 "(BRAID_PARTITION_BINDING=current) and cannot be bound again; create another",
                 fn);
-  if (part == c->partition) return BRAID_OK;
+  if (part == c->partition) {
+    /* Bound before the switch was set, or a bind whose green context could not be made current
+     * (the context then stays bound through its streams): not silently so. */
+    if (part != nullptr && binding_current_from_env())
+      return fail(BRAID_ERR_INVALID_ARGUMENT,
+                  "%s: the context is bound to this partition through its streams only "
+                  "(BRAID_PARTITION_BINDING=current cannot be added to a bound context); create "
+                  "another",
+                  fn);
+    return BRAID_OK;
+  }
   /* BRAID_PARTITION_BINDING=current: the partition's green context claimed for this thread
    * first; the handles are made again under it below, so none may have planned anything yet. */
   void* current = nullptr;
@@ -178,6 +191,7 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
       if (ds != CUDNN_STATUS_SUCCESS) {
         cudaStreamDestroy(fresh);
         if (part) partition_release(part);
+        if (current != nullptr) partition_unclaim_current(part);
         return cudnn_fail(fn, "cudnnSetStream", ds);
       }
       c->cudnn_stream = fresh;
@@ -219,6 +233,22 @@ int32_t braid_stream_wait(uint64_t ctx, uint64_t stream) {
   return wait_stream(ctx, stream, "braid_stream_wait", &c);
 }
 
+/* Frees a stream's scratch as the stream goes (it is idle). A pooled one in order on it, without
+ * cudaFree's wait for the whole device, once the default stream, where braid launches the graphs
+ * that may use it, is idle too (braid.h); while the context captures, with cudaFree. */
+static void free_stream_scratch(Context* c, Stream* s) {
+  RelaxedCapture relaxed;
+  bool in_order = s->lt_ws_pooled;
+  if (in_order) {
+    std::lock_guard<std::mutex> g(c->lock);
+    in_order = c->capturing == 0 && !stream_capturing(&c->stream0) &&
+               cudaStreamSynchronize(c->stream0.s) == cudaSuccess;
+  }
+  if (!(in_order && cudaFreeAsync(s->lt_ws, s->s) == cudaSuccess)) cudaFree(s->lt_ws);
+  (void)cudaGetLastError();
+  s->lt_ws = nullptr;
+}
+
 int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
   static const char fn[] = "braid_stream_destroy";
   Context* c = nullptr;
@@ -246,10 +276,7 @@ int32_t braid_stream_destroy(uint64_t ctx, uint64_t stream) {
       c->cudnn_stream = c->stream0.s;
     }
   }
-  if (s->lt_ws && s->lt_ws_pooled)
-    cudaFreeAsync(s->lt_ws, s->s); /* the stream is idle: freed before it goes */
-  else if (s->lt_ws)
-    cudaFree(s->lt_ws);
+  if (s->lt_ws) free_stream_scratch(c, s);
   cudaStreamDestroy(s->s);
   if (s->part) partition_release(s->part);
   s->magic = 0;
@@ -436,11 +463,13 @@ static int32_t end_capture(Context* c, Stream* s, const char* fn, cudaGraph_t* o
                   fn, cudaGetErrorString(e), cudaGetErrorName(e));
     }
     (void)cudaGetLastError();
+    memory_pool_flush(c);
     return fail(BRAID_ERR_CAPTURE,
                 "%s: cudaStreamEndCapture failed: %s (%s); the capture is discarded (was work "
                 "forked to another stream and not joined back, or an operator failed inside it?)",
                 fn, cudaGetErrorString(e), cudaGetErrorName(e));
   }
+  memory_pool_flush(c); /* the buffers freed during the capture */
   *out = graph;
   return BRAID_OK;
 }

@@ -20,7 +20,9 @@
  *   template is not launchable until braid_graph_compose() builds a graph from it.
  * - Work uses the scratch memory of the stream it is issued on where it is given no workspace
  *   (matrix products, convolutions): a graph captured on a stream, or composed from templates
- *   captured on it, must be destroyed before that stream.
+ *   captured on it, must be destroyed before that stream. With BRAID_ALLOC=pool its launches must
+ *   also have finished: the stream's scratch goes back to the pool once the stream and the
+ *   context's default stream (where braid launches graphs) are idle.
  * - A context may be used from several threads, but a capture is ended on the thread that began
  *   it, and a template is not destroyed while another thread composes from it.
  */
@@ -206,7 +208,9 @@ int32_t braid_partition_stream_create(uint64_t ctx, uint64_t partition, int32_t 
  * green context is also made current on the calling thread for every call made there on this
  * context, and the context's cuDNN and cuBLASLt handles are made again under it: only on a
  * context that has run no operator, never bound so before, on a partition no other thread holds
- * current (each BRAID_ERR_INVALID_ARGUMENT). Destroy the context on that thread to make the
+ * current (each BRAID_ERR_INVALID_ARGUMENT). If the green context cannot be made current there,
+ * the error leaves the context bound through its streams alone; binding it again to the same
+ * partition is then refused too: create another. Destroy the context on that thread to make the
  * primary context current there again. */
 int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition);
 /* Runs a probe kernel of `blocks` blocks on a stream and records which SMs ran it: out[i] = 1

@@ -8,7 +8,7 @@
  * partition's green context current (BRAID_PARTITION_BINDING=current).
  */
 import { Partition, Session, TuningCache } from "../../mod.ts";
-import { caseSeed, smallNet, throwsCode, withEnv } from "../helpers.ts";
+import { caseSeed, smallNet, throwsCode, withEnv, withEnvSync } from "../helpers.ts";
 import { encodeRecord } from "../../ffi/params.ts";
 import { Device, GEMM } from "./scenario.ts";
 import { pinningScenario } from "../pinning_scenario.ts";
@@ -271,7 +271,8 @@ gpuTest(
 
 gpuTest(
   "BRAID_ALLOC=pool: buffers (host ones too) come back zero-filled, a free while capturing " +
-    "waits for its end, and an allocation and free do not wait for another partition's work",
+    "waits for its end, scratch first needed in a capture comes from the pool, and an " +
+    "allocation and free do not wait for another partition's work",
   async () => {
     const backend = cuda();
     const [busyPart, ownPart] = Partition.split(2, { sms: 32, device: "cuda" });
@@ -368,7 +369,26 @@ gpuTest(
         const product = new Float32Array(64 * 64);
         backend.memcpyD2H(ctx, 0n, product, y);
         backend.streamSynchronize(ctx, 0n);
-        for (const m of [x, w, y]) backend.bufferFree(ctx, m);
+        // The same product first issued inside a capture, on a stream of its own: its scratch
+        // comes from the pool through the context's side stream, outside the graph.
+        const capturing = backend.streamCreate(ctx, 0);
+        const yCaptured = backend.bufferAlloc(ctx, 4 * 64 * 64);
+        backend.captureBegin(ctx, capturing);
+        backend.op(
+          "braid_gemm",
+          ctx,
+          capturing,
+          encodeRecord("gemm", { ...GEMM, m: 64, n: 64, k: 64 }),
+          [x, w, 0n, yCaptured],
+        );
+        const productGraph = backend.captureEnd(ctx, capturing);
+        backend.graphLaunch(ctx, productGraph, 0n);
+        const productCaptured = new Float32Array(64 * 64);
+        backend.memcpyD2H(ctx, 0n, productCaptured, yCaptured);
+        backend.streamSynchronize(ctx, 0n);
+        backend.graphDestroy(ctx, productGraph);
+        backend.streamDestroy(ctx, capturing);
+        for (const m of [x, w, y, yCaptured]) backend.bufferFree(ctx, m);
         // Page-locked host memory: kept when freed, and given out again zero-filled.
         const host = backend.hostAlloc(ctx, 4 * count);
         new Float32Array(host.buffer).fill(3);
@@ -383,6 +403,7 @@ gpuTest(
         );
         assert.ok(zeroed, "a reused buffer is zero-filled");
         assert.ok(product.every((v) => v === 64), "ones times ones: 64 everywhere");
+        assert.ok(productCaptured.every((v) => v === 64), "captured: 64 everywhere");
       };
       const direct = await timed("direct");
       const pooled = await timed("pool");
@@ -427,6 +448,21 @@ gpuTest(
       let streams: Awaited<ReturnType<typeof run>> | undefined;
       await withEnv({ BRAID_PARTITION_BINDING: "streams" }, async () => (streams = await run()));
       await withEnv({ BRAID_PARTITION_BINDING: "current" }, async () => {
+        // A context bound through its streams is not silently left so by binding it again.
+        const plain = backend.contextCreate(0);
+        try {
+          withEnvSync(
+            { BRAID_PARTITION_BINDING: "streams" },
+            () => backend.contextSetPartition(plain, b.native.handle),
+          );
+          await throwsCode(
+            () => backend.contextSetPartition(plain, b.native.handle),
+            "NATIVE_INVALID_ARGUMENT",
+            /through its streams only/,
+          );
+        } finally {
+          backend.contextDestroy(plain);
+        }
         const ctx = backend.contextCreate(0);
         const whole = backend.contextCreate(0);
         try {
