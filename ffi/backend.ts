@@ -35,6 +35,16 @@ export function partitionBindingFromEnv(): "streams" | "current" {
 }
 
 /**
+ * Which legacy cuDNN algorithms braid_conv2d_tune times: BRAID_CONV_FIND, else `find` (those
+ * cudnnFindConvolutionForwardAlgorithmEx measures fastest); `heuristic`: those cuDNN's heuristic
+ * ranks first, running nothing. The CUDA library reads the variable itself (ranked_by_heuristic
+ * in csrc/cuda/conv.cu); its default is this list's first value.
+ */
+export function convFindFromEnv(): "find" | "heuristic" {
+  return envChoice("BRAID_CONV_FIND", ["find", "heuristic"]);
+}
+
+/**
  * The backend a device option names: "auto" is CUDA when its library loads and has a GPU, else the
  * CPU (the embedded default); any other name is a BAD_OPTION.
  */
@@ -186,10 +196,12 @@ export class Backend {
   /**
    * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`: the
    * context's device buffers come from a stream-ordered memory pool of its own; `direct`, the
-   * default, cudaMalloc); its value is checked here on every backend.
+   * default, cudaMalloc), and BRAID_CONV_FIND as it tunes a convolution; their values are checked
+   * here on every backend.
    */
   contextCreate(device = 0): Handle {
     allocationFromEnv();
+    convFindFromEnv();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }
 

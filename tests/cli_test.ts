@@ -5,9 +5,14 @@ import { TuningCache } from "../lib/runtime/tuning.ts";
 const main = new URL("../lib/cli/main.ts", import.meta.url).pathname;
 
 async function braid(...args: string[]) {
+  return await braidWith({}, ...args);
+}
+
+/** braid with more environment variables set. */
+async function braidWith(env: Record<string, string>, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "--quiet", main, ...args],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).output();
   const text = new TextDecoder();
   return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
@@ -98,7 +103,26 @@ Deno.test("cli: tune writes the tuning cache and reports per model; partitions n
     assert.equal(zero.code, 2);
     assert.match(zero.stderr, /\[USAGE\] --sms/);
 
-    const noSms = await braid("tune", file, file, "--concurrent", "--device", "cpu");
+    const twice = await braid("tune", file, file, "--device", "cpu", "--cache", cache);
+    assert.equal(twice.code, 2);
+    assert.match(twice.stderr, /\[USAGE\] .*squeezenet\.braid is named twice/);
+
+    // A switch's typo stops the tune before any work, not when its step comes.
+    const badSwitch = await braidWith(
+      { BRAID_TRIAL_TIMING: "sometimes" },
+      "tune",
+      file,
+      "--device",
+      "cpu",
+      "--cache",
+      cache,
+    );
+    assert.equal(badSwitch.code, 1);
+    assert.match(badSwitch.stderr, /\[BAD_OPTION\] BRAID_TRIAL_TIMING is "sometimes"/);
+
+    const other = `${dir}/squeezenet-copy.braid`;
+    await Deno.copyFile(file, other);
+    const noSms = await braid("tune", file, other, "--concurrent", "--device", "cpu");
     assert.equal(noSms.code, 2);
     assert.match(noSms.stderr, /--concurrent needs --sms/);
 
@@ -109,7 +133,7 @@ Deno.test("cli: tune writes the tuning cache and reports per model; partitions n
     const concurrent = await braid(
       "tune",
       file,
-      file,
+      other,
       "--concurrent",
       "--sms",
       "16",

@@ -14,11 +14,19 @@
 import { BraidError } from "../errors.ts";
 import { loadModel } from "../runtime/model.ts";
 import { Partition } from "../runtime/partition.ts";
-import type { Backend, Handle } from "../../ffi/backend.ts";
+import {
+  allocationFromEnv,
+  type Backend,
+  convFindFromEnv,
+  type Handle,
+  partitionBindingFromEnv,
+} from "../../ffi/backend.ts";
 import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
 import { type DeviceOption, ON_CONTEXT, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
-import { takeWarmUpMs } from "../runtime/executable.ts";
+import { takeWarmUpMs, warmUpFromEnv } from "../runtime/executable.ts";
+import { trialTimingFromEnv } from "../runtime/prepare.ts";
+import { stageGraphsFromEnv, stageWarmupsFromEnv } from "../runtime/stage_timer.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
 import { type PoolReport, tunePooled } from "./tune_pool.ts";
@@ -192,11 +200,31 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
 }
 
 /** Tunes every model (one after another, or concurrently) and saves the cache file. */
+/**
+ * Every BRAID_* switch tuning reads, checked before any work: most are read only when their step
+ * comes, which may be minutes in.
+ */
+function checkSwitches(): void {
+  allocationFromEnv();
+  convFindFromEnv();
+  partitionBindingFromEnv();
+  profilingCalls();
+  stageGraphsFromEnv();
+  stageWarmupsFromEnv();
+  trialTimingFromEnv();
+  warmUpFromEnv();
+}
+
 export async function tuneModels(files: string[], options: TuneOptions): Promise<TuneRun> {
   if (files.length === 0) throw new BraidError("USAGE", "usage: braid tune FILE.braid …");
   if (options.group !== undefined && files.length > 1) {
     throw new BraidError("USAGE", "--group applies to one model (--concurrent assigns groups)");
   }
+  const twice = files.find((file, i) => files.indexOf(file) !== i);
+  if (twice !== undefined) {
+    throw new BraidError("USAGE", `${twice} is named twice: tune each model once`);
+  }
+  checkSwitches();
   const start = performance.now();
   let results: TuneResult[];
   let pool: PoolReport | undefined;

@@ -115,7 +115,7 @@ class PoolWorker {
     };
   }
 
-  /** A message that gets no answer (it runs after the worker's current job). */
+  /** A message that gets no answer (the worker handles it after its current job). */
   tell(message: WorkerMessage): void {
     this.#worker.postMessage(message);
   }
@@ -134,8 +134,11 @@ class PoolWorker {
   async close(free: boolean): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
-    await Promise.race([this.ask({ type: "close", free }), late]);
+    const reply = await Promise.race([this.ask({ type: "close", free }), late]);
     clearTimeout(timer);
+    if (reply?.error) {
+      console.error(`braid tune: a worker did not close cleanly: ${reply.error.message}`);
+    }
     this.#worker.terminate();
   }
 }

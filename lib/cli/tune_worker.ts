@@ -6,7 +6,7 @@
  * (conv algorithms, op times, stages) is found by the others.
  */
 import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
-import { BraidError } from "../errors.ts";
+import { BraidError, type BraidErrorCode } from "../errors.ts";
 import { batchOf, type Graph } from "../ir/graph.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
@@ -144,19 +144,48 @@ function profile(): { callMs?: CallTimes } {
   return profilingCalls() ? { callMs: takeCallTimes() } : {};
 }
 
-function close(free: boolean): void {
-  if (free) {
-    // Every prefetch is of a model read here (prefetchFor reads it first).
-    for (const file of [...models.keys()]) retire(file);
-    native?.release();
-    partition?.[Symbol.dispose]();
-  }
-  scope.postMessage({ closed: true });
+/** A thrown error as the parent's BraidError code and message. */
+function errorOf(e: unknown): { code: BraidErrorCode; message: string } {
+  return {
+    code: e instanceof BraidError ? e.code : "NATIVE_INTERNAL",
+    message: e instanceof Error ? e.message : String(e),
+  };
 }
 
-scope.onmessage = async ({ data }) => {
+function close(free: boolean): void {
+  let error: ReturnType<typeof errorOf> | undefined;
+  if (free) {
+    try {
+      // Every prefetch is of a model read here (prefetchFor reads it first).
+      for (const file of [...models.keys()]) retire(file);
+      native?.release();
+      partition?.[Symbol.dispose]();
+    } catch (e) {
+      error = errorOf(e); // answered, not thrown: an uncaught error here would end the process
+    }
+  }
+  scope.postMessage({ closed: true, error });
+}
+
+/**
+ * The messages, one at a time in the order sent: a retire or a close sent while a job runs waits
+ * for it (a job awaits file reads, which would otherwise let the next message in mid-job).
+ */
+let handling = Promise.resolve();
+scope.onmessage = ({ data }) => {
+  handling = handling.then(() => handle(data));
+};
+
+async function handle(data: WorkerMessage): Promise<void> {
   if (data.type === "close") return close(data.free);
-  if (data.type === "retire") return retire(data.file);
+  if (data.type === "retire") {
+    try {
+      return retire(data.file);
+    } catch (e) {
+      // No answer is awaited; the model's memory stays until the worker closes.
+      return console.error(`braid tune: freeing ${data.file}: ${errorOf(e).message}`);
+    }
+  }
   try {
     if (data.type === "init") {
       // On the worker's clock: its thread started and its modules loaded.
@@ -174,7 +203,6 @@ scope.onmessage = async ({ data }) => {
     const reply = { ...await run(data.job), setupMs, warmUpMs: takeWarmUpMs(), ...profile() };
     scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
   } catch (e) {
-    const code = e instanceof BraidError ? e.code : "NATIVE_INTERNAL";
-    scope.postMessage({ error: { code, message: (e as Error).message } });
+    scope.postMessage({ error: errorOf(e) });
   }
-};
+}

@@ -257,6 +257,8 @@ export class Session {
       (partition ? partition.native.backend : openBackend(device));
     const ctx = borrowed?.ctx ?? backend.contextCreate(options.deviceIndex ?? 0);
     const resources = new Resources(backend, ctx, borrowed === undefined);
+    /** The fastest variant so far, its resources not yet adopted (freed if a later one throws). */
+    let best: Prepared | undefined;
     try {
       if (partition && !borrowed) backend.contextSetPartition(ctx, partition.native.handle);
       const deviceInfo = backend.deviceInfo(ctx);
@@ -266,7 +268,6 @@ export class Session {
       const trials: Trial[] = [];
       let trialsMs = 0;
       const stages: StageStats = { measured: 0, ms: 0, opSumUs: 0, criticalPathUs: 0 };
-      let best: Prepared | undefined;
       for (const [i, variant] of variants.entries()) {
         const prepared = await prepare(
           backend,
@@ -335,6 +336,7 @@ export class Session {
       registry.register(session, { resources, partition }, session);
       return session;
     } catch (e) {
+      best?.resources.release(); // empty once adopted
       resources.release();
       throw e;
     }
