@@ -9,6 +9,7 @@ import { cpuAsCuda, throwsCode, withEnv } from "./helpers.ts";
 import { roundStats } from "../lib/runtime/profiler.ts";
 import { timeSchedule, trialTimingFromEnv } from "../lib/runtime/prepare.ts";
 import { Executable, takeWarmUpMs, warmUpFromEnv } from "../lib/runtime/executable.ts";
+import { lowerNode } from "../lib/runtime/lower.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
 import { planMemory } from "../lib/memory/planner.ts";
 import { Resources, Weights } from "../lib/runtime/resources.ts";
@@ -194,6 +195,61 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
     await withEnv({ BRAID_WARM_UP: undefined }, () => {
       const weights = new Weights(backend, resources, graph);
       assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 3], "each, by default");
+    });
+  } finally {
+    resources.release();
+  }
+});
+
+Deno.test("BRAID_WARM_UP=once: an executable whose convolution algorithms changed warms up again", async () => {
+  const b = new GraphBuilder("convnet", 5);
+  b.output(
+    b.relu(b.conv2d(b.input("x", [1, 3, 8, 8]), { name: "conv", out: 4, kernel: 3, padding: 1 })),
+  );
+  const graph = b.build();
+  const shapes = inferShapes(graph);
+  let capturing = false, eager = 0;
+  const native = Backend.open("cpu");
+  const backend = cpuAsCuda(native, (call) => {
+    if (call === "captureBegin") capturing = true;
+    if (call === "captureEnd") capturing = false;
+    if (call === "op" && !capturing) eager++;
+  });
+  const resources = new Resources(backend, backend.contextCreate(0));
+  try {
+    // No measuring: a convolution takes the cache's algorithm, else the backend's heuristic (-1).
+    const tuning = new TuningCache();
+    const options = {
+      ...executableOptions(native.deviceInfo(resources.ctx), { tuning }),
+      tune: false,
+    };
+    const schedule = sequentialSchedule(scheduleContext(graph, shapes).dag);
+    const plan = planMemory(graph, shapes, schedule);
+    const conv = graph.nodes.findIndex((n) => n.op === "Conv2d");
+    const eagerOps = (weights: Weights) => {
+      const before = eager;
+      new Executable(backend, resources, graph, shapes, schedule, plan, options, weights).capture();
+      return eager - before;
+    };
+    await withEnv({ BRAID_WARM_UP: "once" }, () => {
+      const weights = new Weights(backend, resources, graph);
+      const ops = eagerOps(weights);
+      assert.ok(ops > 0, "the first warms up");
+      assert.equal(eagerOps(weights), 0, "the same algorithms: no warm-up");
+      // Another worker's choice arrives: the convolution runs algorithm 0 from now on.
+      const lowered = lowerNode(graph.nodes[conv], shapes, options.precision);
+      assert.equal(lowered.kind, "op");
+      const { algorithm: _a, workspace_bytes: _w, ...signature } =
+        (lowered as Extract<typeof lowered, { kind: "op" }>).values;
+      const key = TuningCache.key(
+        options.device,
+        options.smBudget,
+        "conv2d",
+        JSON.stringify(signature),
+      );
+      tuning.set(key, { algorithm: 0, workspaceBytes: 0, ms: 0.01 });
+      assert.equal(eagerOps(weights), ops, "a new algorithm: its plan built outside the capture");
+      assert.equal(eagerOps(weights), 0, "and known from then on");
     });
   } finally {
     resources.release();

@@ -23,7 +23,8 @@ import { envChoice } from "../platform.ts";
  * Which executables run their schedule eagerly before their first capture (#warmUp): each one,
  * or only the first of a graph's weights on their context (BRAID_WARM_UP=once; default each).
  * The later ones of a tuning (auto's trial executables) issue the same ops with the same
- * algorithms, whose plans the first one's warm-up built.
+ * algorithms, whose plans the first one's warm-up built; one whose convolutions' algorithms
+ * differ (the tuning cache learned another choice meanwhile) warms up again.
  */
 export function warmUpFromEnv(): "each" | "once" {
   return envChoice("BRAID_WARM_UP", ["each", "once"]);
@@ -309,17 +310,24 @@ export class Executable {
    * plan (cuDNN execution plans, cuBLASLt heuristics) is built, and its kernels loaded, outside
    * the capture: the capture then only records launches. The arena's contents are whatever it
    * holds (zero-filled when allocated). With BRAID_WARM_UP=once, an executable whose weights
-   * another one has warmed up already skips it (warmUpFromEnv).
+   * another one has warmed up already, with the same convolution algorithms, skips it
+   * (warmUpFromEnv).
    */
   #warmUp(): void {
     if (this.#warmed || this.backend.kind === "cpu") return;
     this.#warmed = true;
-    if (this.#weights.warmed && warmUpFromEnv() === "once") return;
+    const weights = this.#weights;
+    const convs = this.#calls.flatMap((c) =>
+      c.kind === "op" && c.symbol === "braid_conv2d" ? [JSON.stringify(c.values)] : []
+    );
+    const planned = weights.warmed && convs.every((conv) => weights.warmedConvs.has(conv));
+    if (planned && warmUpFromEnv() === "once") return;
     const started = performance.now();
     this.issue("none");
     this.backend.streamSynchronize(this.resources.ctx, 0n);
     warmUpMs += performance.now() - started;
-    this.#weights.warmed = true;
+    weights.warmed = true;
+    for (const conv of convs) weights.warmedConvs.add(conv);
   }
 
   /** Captures the schedule, with the copies `copies` names (issue), into one graph; its handle. */

@@ -87,6 +87,8 @@ export class Weights {
    * each op's library plan is built there and its kernels are loaded (Executable's warm-up).
    */
   warmed = false;
+  /** The convolutions those warm-ups ran (their parameter records, algorithm included). */
+  readonly warmedConvs = new Set<string>();
 
   constructor(backend: Backend, resources: Resources, graph: Graph) {
     const offsets = new Map<string, number>();
