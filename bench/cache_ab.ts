@@ -33,6 +33,13 @@ if (!args.caches) throw new Error("--caches A.json,B.json is required");
 const files = args.caches.split(",");
 const labels = args.labels?.split(",") ?? files;
 if (labels.length !== files.length) throw new Error("--labels needs one label per cache");
+// TuningCache.load takes a missing file for an empty cache: here that would be a tuning that
+// failed, its sessions tuned afresh and reported as if chosen.
+for (const file of files) {
+  if (!(await Deno.stat(file).catch(() => undefined))?.isFile) {
+    throw new Error(`${file}: no such tuning cache`);
+  }
+}
 const caches = await Promise.all(files.map((file) => TuningCache.load(file)));
 const sms = Number(args.sms);
 

@@ -49,8 +49,10 @@
 #                    after a failed gpu-switched step the switched set leaves BRAID_ALLOC=pool
 #                    out; TUNING_SWITCHES="VAR=value …" replaces it)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
-#                    caches stay in $OUT; PARTITION_TAG=t names its JSON partition_*-t.json;
-#                    PARTITION_PAIRS=N runs (c) N times, the arms' order alternating)
+#                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
+#                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
+#                    names its JSON partition_*-t.json; PARTITION_PAIRS=N runs (c) N times, the
+#                    arms' order alternating)
 # BRAID_CONV_ENGINES=K in the environment: K cuDNN engine configurations of each kind tuned (0:
 # none). BRAID_STAGE_GRAPHS=compose: stage graphs composed from op templates (default: captured).
 # Usage: bash bench/device.sh test-gpu compare-b1
@@ -67,16 +69,21 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu
 cnn=${MODELS:-googlenet,inception_v3,squeezenet1_1,resnet50,densenet121}
 all=sequential,sequential/copy,opara,nimble,ios,auto
 # The contention probe, with 32 queues as libbraid_cuda sets them (the probe does not load it).
-probe() { make contention-probe && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe "$@"; }
+probe() { make contention-probe >&2 && CUDA_DEVICE_MAX_CONNECTIONS=32 ./build/contention_probe "$@"; }
 # pool_contention.ts on captured stage graphs at 1 and 4 threads.
 pc() { deno run --cached-only -A bench/pool_contention.ts --graphs capture --threads 1,4 "$@"; }
 status=0
 for step in "$@"; do
   start=$(date +%s)
-  # A step with many files writes them in /tmp/STEP and packs them into $OUT/STEP.tgz after each
-  # part (few files come back from a call).
+  # A step with many files writes them in /tmp/STEP (emptied first: a warm machine keeps an
+  # earlier call's) and packs them into $OUT/STEP.tgz after each part (few files come back from a
+  # call; the archive is replaced whole, so a kill mid-pack keeps the last one). `failed` counts the
+  # parts of such a step that failed: its exit status.
   work=/tmp/$step
-  pack() { tar czf "$OUT/$step.tgz" -C "$work" .; }
+  rm -rf "$work"
+  failed=0
+  pack() { tar czf "$OUT/.$step.tgz" -C "$work" . && mv "$OUT/.$step.tgz" "$OUT/$step.tgz"; }
+  part() { "$@" || failed=$((failed + 1)); }
   case "$step" in
     test-gpu) make test-gpu ;;
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
@@ -116,62 +123,71 @@ for step in "$@"; do
     contention-probe) probe --threads 1,2,4 --alloc >"$OUT/contention_probe.json" ;;
     green-current) # files in $OUT/green-current.tgz
       mkdir -p $work
-      probe --threads 1,4 --modes primary,green >$work/contention_probe.json
+      part probe --threads 1,4 --modes primary,green >$work/contention_probe.json
       pack
-      BRAID_PARTITION_BINDING=current BRAID_GPU_TESTS=1 deno test --cached-only -A \
+      BRAID_PARTITION_BINDING=current BRAID_GPU_TESTS=1 part deno test --cached-only -A \
         tests/gpu/partition_gpu_test.ts
-      tests=$?
       for kind in stages trials; do
         for binding in streams current; do
-          BRAID_PARTITION_BINDING=$binding pc --work $kind --json $work/pool_$kind-$binding.json
+          BRAID_PARTITION_BINDING=$binding part pc --work $kind \
+            --json $work/pool_$kind-$binding.json
           pack
         done
       done
-      [ $tests -eq 0 ] ;;
+      [ $failed -eq 0 ] ;;
     tuning-ab) # files in $OUT/tuning-ab.tgz
       mkdir -p $work
-      BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each pc --work trials \
+      BRAID_TRIAL_TIMING=isolated BRAID_WARM_UP=each part pc --work trials \
         --json $work/pool_trials-base.json
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once pc --work trials \
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once part pc --work trials \
         --json $work/pool_trials-switched.json
-      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_ALLOC=pool pc --work trials \
+      BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_ALLOC=pool part pc --work trials \
         --json $work/pool_trials-switched-pool.json
       pack
       for find in find heuristic; do
-        BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 pc --work convs \
-          --json $work/pool_convs-$find.json 2> >(gzip >$work/conv-trace-$find.log.gz)
+        # The trace to a file, gzipped after (a process substitution could still be writing it
+        # when the pack runs).
+        BRAID_CONV_FIND=$find BRAID_TRACE_CONV_TUNE=1 part pc --work convs \
+          --json $work/pool_convs-$find.json 2>$work/conv-trace-$find.log
+        gzip -f $work/conv-trace-$find.log
         pack
       done
       # Stage throughput with and without the warm-up replays (BRAID_STAGE_WARMUPS), last.
       for warmups in 2 0; do
-        BRAID_STAGE_WARMUPS=$warmups pc --work stages --json $work/pool_stages-warmups$warmups.json
+        BRAID_STAGE_WARMUPS=$warmups part pc --work stages \
+          --json $work/pool_stages-warmups$warmups.json
       done
-      pack ;;
+      pack
+      [ $failed -eq 0 ] ;;
     tuning-c) # files in $OUT/tuning-c.tgz
       mkdir -p $work
       pb() { deno run --cached-only -A bench/partition_bench.ts --out $work --parts c --pairs 2 "$@"; }
-      # TUNING_SWITCHES replaces the switched set. Without it, a failed gpu-switched step (this
-      # call's, or an earlier one's on the same machine) takes the memory pools, the deepest
-      # change, out of it.
+      # TUNING_SWITCHES replaces the switched set. Without it, the memory pools, the deepest change,
+      # stay out of it when their GPU test did not pass in a gpu-switched step (this call's, or an
+      # earlier one's on the same machine); another test's failure there does not take them out.
       switches="BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic"
-      if [ -n "$(cat /tmp/braid-steps/gpu-switched.rc 2>/dev/null | grep -v '^0$')" ]; then
-        echo "gpu-switched failed: the switched runs allocate directly"
+      log=/tmp/braid-steps/gpu-switched.log
+      if [ -f $log ] && ! grep -q "^BRAID_ALLOC=pool: buffers.*\.\.\. ok" $log; then
+        echo "the pool's GPU test did not pass in gpu-switched: the switched runs allocate directly"
       else
         switches="$switches BRAID_ALLOC=pool"
       fi
       switches=${TUNING_SWITCHES:-$switches}
       echo "switched: $switches"
       switched() { (export $switches && "$@"); }
+      rm -rf /tmp/base /tmp/switched /tmp/switched3 /tmp/profiled
       mkdir -p /tmp/base /tmp/switched /tmp/switched3 /tmp/profiled
-      BRAID_ALLOC=direct pb --tag base --caches /tmp/base && pack
-      switched pb --tag switched --caches /tmp/switched && pack
+      BRAID_ALLOC=direct part pb --tag base --caches /tmp/base
+      pack
+      part switched pb --tag switched --caches /tmp/switched
+      pack
       # The heuristic speeds the sequential arm's convolution tuning too: one pair without it.
-      switched env BRAID_CONV_FIND=find deno run --cached-only -A bench/partition_bench.ts \
+      part switched env BRAID_CONV_FIND=find deno run --cached-only -A bench/partition_bench.ts \
         --out $work --parts c --pairs 1 --tag switched3 --caches /tmp/switched3
       pack
       # What each tuning chose, run side by side: the pool's (32 SMs) and the whole GPU's.
       for f in 32 whole; do
-        deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
+        part deno run --cached-only -A bench/cache_ab.ts --labels base,switched \
           --caches /tmp/base/partition_tuning_$f.json,/tmp/switched/partition_tuning_$f.json \
           --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $work/cache_ab-$f.json
       done
@@ -181,17 +197,25 @@ for step in "$@"; do
       done
       pack
       # One pair more, switched, with every backend call's host time (BRAID_PROFILE_CALLS).
-      switched env BRAID_PROFILE_CALLS=1 deno run --cached-only -A bench/partition_bench.ts \
+      part switched env BRAID_PROFILE_CALLS=1 deno run --cached-only -A bench/partition_bench.ts \
         --out $work --parts c --pairs 1 --tag profiled --caches /tmp/profiled
-      pack ;;
-    partition) deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
-      --parts "${PARTITION_PARTS:-c,b,a}" --caches "$OUT" ${PARTITION_TAG:+--tag "$PARTITION_TAG"} \
-      --pairs "${PARTITION_PAIRS:-1}" ;;
+      pack
+      [ $failed -eq 0 ] ;;
+    partition) # its tuning caches kept in /tmp (for (b) and (a) alone in a later call on the same
+      # machine) and packed into $OUT/partition-caches[-TAG].tgz
+      caches=/tmp/partition-caches${PARTITION_TAG:+-$PARTITION_TAG}
+      mkdir -p "$caches"
+      part deno run --cached-only -A bench/partition_bench.ts --out "$OUT" \
+        --parts "${PARTITION_PARTS:-c,b,a}" --caches "$caches" \
+        ${PARTITION_TAG:+--tag "$PARTITION_TAG"} --pairs "${PARTITION_PAIRS:-1}"
+      tar czf "$OUT/$(basename "$caches").tgz" -C "$caches" .
+      [ $failed -eq 0 ] ;;
     *) echo "unknown step $step" ;;
   esac >"$OUT/$step.log" 2>&1
   rc=$?
-  # Each step's exit status, for the steps after it (tuning-c reads gpu-switched's).
+  # Each step's exit status and log, for the steps after it (tuning-c reads gpu-switched's).
   mkdir -p /tmp/braid-steps && echo $rc >"/tmp/braid-steps/$step.rc"
+  cp "$OUT/$step.log" "/tmp/braid-steps/$step.log"
   [ $rc -eq 0 ] || status=1
   echo "== $step: exit $rc in $(($(date +%s) - start)) s"
   grep -E "^(ok|FAILED) \||FAILED|compute-sanitizer|error:|^in a 32-SM partition" \

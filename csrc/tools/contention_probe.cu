@@ -142,6 +142,17 @@ std::string describe(const char* call, cudaError_t e) {
  * kind's host time (µs) to `us`. Empty on success, else what failed. */
 std::string work(const Options& o, const std::string& mode, CUgreenCtx green,
                  std::atomic<int>* ready, int threads, double* us) {
+  /* Counted as arrived however its set-up ends: a thread whose set-up fails must not leave the
+   * others waiting for it. */
+  struct Arrival {
+    std::atomic<int>* ready;
+    bool counted = false;
+    void now() {
+      if (!counted) ready->fetch_add(1);
+      counted = true;
+    }
+    ~Arrival() { now(); }
+  } arrival{ready};
   if (mode == "green") {
     CUcontext ctx = nullptr;
     CK_DRV(drv.from_green(&ctx, green));
@@ -161,7 +172,7 @@ std::string work(const Options& o, const std::string& mode, CUgreenCtx green,
   cudaEvent_t events[rounds + 1];
   for (cudaEvent_t& e : events) CK_RT(cudaEventCreate(&e));
   const long long cycles = 4000; /* ~2 µs at ~2 GHz */
-  ready->fetch_add(1);
+  arrival.now();
   while (ready->load() < threads) std::this_thread::yield();
 
   auto t = Clock::now();
