@@ -176,9 +176,10 @@ bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked) 
     (void)cudaFreeAsync(*out, on);
   if (e == cudaSuccess) return true;
   (void)cudaGetLastError();
-  /* Out of memory, or a size the pool cannot take: this allocation goes to cudaMalloc. Anything
-   * else (a stream the pool cannot serve, say) turns the pool off for the context. */
-  if (e != cudaErrorMemoryAllocation && e != cudaErrorInvalidValue) {
+  /* Out of memory, or a size the pool cannot take, or a refusal on the side stream during a
+   * capture: this allocation goes to cudaMalloc. Anything else (a stream the pool cannot serve,
+   * say) turns the pool off for the context. */
+  if (!captured && e != cudaErrorMemoryAllocation && e != cudaErrorInvalidValue) {
     c->pool_usable = false;
     note_no_pool("cudaMallocFromPoolAsync failed", e);
   }
