@@ -11,6 +11,7 @@ import { timeSchedule, trialTimingFromEnv } from "../lib/runtime/prepare.ts";
 import { Executable, takeWarmUpMs, warmUpFromEnv } from "../lib/runtime/executable.ts";
 import { lowerNode } from "../lib/runtime/lower.ts";
 import { GraphBuilder } from "../lib/ir/builder.ts";
+import type { Graph } from "../lib/ir/graph.ts";
 import { planMemory } from "../lib/memory/planner.ts";
 import { Resources, Weights } from "../lib/runtime/resources.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
@@ -154,13 +155,13 @@ Deno.test("a trial times a schedule either way on the CPU backend, freeing what 
   }
 });
 
-Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights runs it eagerly", async () => {
-  const b = new GraphBuilder("mlp", 3);
-  b.output(b.linear(b.relu(b.linear(b.input("x", [1, 16]), "fc1", 32)), "fc2", 4));
-  const graph = b.build();
+/**
+ * Executables of `graph` on the CPU backend under the name "cuda" (executables warm up only
+ * there), counting the ops each one issues outside a capture: its warm-up's. `tuning` is the
+ * cache their convolutions' algorithms come from (nothing measured: else the backend's heuristic).
+ */
+function warmUpCounter(graph: Graph) {
   const shapes = inferShapes(graph);
-  // The CPU backend under the name "cuda" (executables warm up only there); counts the ops
-  // issued outside a capture: a warm-up's.
   let capturing = false, eager = 0;
   const native = Backend.open("cpu");
   const backend = cpuAsCuda(native, (call) => {
@@ -169,19 +170,35 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
     if (call === "op" && !capturing) eager++;
   });
   const resources = new Resources(backend, backend.contextCreate(0));
-  try {
-    const options = executableOptions(native.deviceInfo(resources.ctx), {
-      tuning: new TuningCache(),
-    });
-    const schedule = sequentialSchedule(scheduleContext(graph, shapes).dag);
-    const plan = planMemory(graph, shapes, schedule);
-    const eagerOps = (weights: Weights) => {
+  const tuning = new TuningCache();
+  const options = {
+    ...executableOptions(native.deviceInfo(resources.ctx), { tuning }),
+    tune: false,
+  };
+  const schedule = sequentialSchedule(scheduleContext(graph, shapes).dag);
+  const plan = planMemory(graph, shapes, schedule);
+  return {
+    resources,
+    shapes,
+    tuning,
+    options,
+    weights: () => new Weights(backend, resources, graph),
+    /** Ops the warm-up of a new executable on `weights` ran. */
+    eagerOps(weights: Weights): number {
       const before = eager;
       new Executable(backend, resources, graph, shapes, schedule, plan, options, weights).capture();
       return eager - before;
-    };
+    },
+  };
+}
+
+Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights runs it eagerly", async () => {
+  const b = new GraphBuilder("mlp", 3);
+  b.output(b.linear(b.relu(b.linear(b.input("x", [1, 16]), "fc1", 32)), "fc2", 4));
+  const { resources, weights: newWeights, eagerOps } = warmUpCounter(b.build());
+  try {
     await withEnv({ BRAID_WARM_UP: "once" }, () => {
-      const weights = new Weights(backend, resources, graph);
+      const weights = newWeights();
       assert.equal(weights.warmed, false);
       takeWarmUpMs();
       assert.equal(eagerOps(weights), 3, "the first warms up: its three ops run eagerly");
@@ -190,10 +207,10 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
       assert.ok(weights.warmed);
       assert.equal(eagerOps(weights), 0, "the second captures at once");
       assert.equal(takeWarmUpMs(), 0, "no warm-up, no time");
-      assert.equal(eagerOps(new Weights(backend, resources, graph)), 3, "other weights: again");
+      assert.equal(eagerOps(newWeights()), 3, "other weights: again");
     });
     await withEnv({ BRAID_WARM_UP: undefined }, () => {
-      const weights = new Weights(backend, resources, graph);
+      const weights = newWeights();
       assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 3], "each, by default");
     });
   } finally {
@@ -207,32 +224,13 @@ Deno.test("BRAID_WARM_UP=once: an executable whose convolution algorithms change
     b.relu(b.conv2d(b.input("x", [1, 3, 8, 8]), { name: "conv", out: 4, kernel: 3, padding: 1 })),
   );
   const graph = b.build();
-  const shapes = inferShapes(graph);
-  let capturing = false, eager = 0;
-  const native = Backend.open("cpu");
-  const backend = cpuAsCuda(native, (call) => {
-    if (call === "captureBegin") capturing = true;
-    if (call === "captureEnd") capturing = false;
-    if (call === "op" && !capturing) eager++;
-  });
-  const resources = new Resources(backend, backend.contextCreate(0));
+  const { resources, shapes, tuning, options, weights: newWeights, eagerOps } = warmUpCounter(
+    graph,
+  );
   try {
-    // No measuring: a convolution takes the cache's algorithm, else the backend's heuristic (-1).
-    const tuning = new TuningCache();
-    const options = {
-      ...executableOptions(native.deviceInfo(resources.ctx), { tuning }),
-      tune: false,
-    };
-    const schedule = sequentialSchedule(scheduleContext(graph, shapes).dag);
-    const plan = planMemory(graph, shapes, schedule);
     const conv = graph.nodes.findIndex((n) => n.op === "Conv2d");
-    const eagerOps = (weights: Weights) => {
-      const before = eager;
-      new Executable(backend, resources, graph, shapes, schedule, plan, options, weights).capture();
-      return eager - before;
-    };
     await withEnv({ BRAID_WARM_UP: "once" }, () => {
-      const weights = new Weights(backend, resources, graph);
+      const weights = newWeights();
       const ops = eagerOps(weights);
       assert.ok(ops > 0, "the first warms up");
       assert.equal(eagerOps(weights), 0, "the same algorithms: no warm-up");

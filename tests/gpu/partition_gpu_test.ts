@@ -357,13 +357,16 @@ gpuTest(
         const [x, w, y] = [64 * 64, 64 * 64, 64 * 64].map((n) => backend.bufferAlloc(ctx, 4 * n));
         for (const m of [x, w]) backend.memcpyH2D(ctx, 0n, m, new Float32Array(64 * 64).fill(1));
         backend.streamSynchronize(ctx, 0n);
-        backend.op(
-          "braid_gemm",
-          ctx,
-          stream,
-          encodeRecord("gemm", { ...GEMM, m: 64, n: 64, k: 64 }),
-          [x, w, 0n, y],
-        );
+        /** `into` = x · w (ones, 64 × 64) on stream `on`. */
+        const multiply = (on: bigint, into: bigint) =>
+          backend.op(
+            "braid_gemm",
+            ctx,
+            on,
+            encodeRecord("gemm", { ...GEMM, m: 64, n: 64, k: 64 }),
+            [x, w, 0n, into],
+          );
+        multiply(stream, y);
         backend.streamSynchronize(ctx, stream);
         backend.streamDestroy(ctx, stream);
         const product = new Float32Array(64 * 64);
@@ -374,13 +377,7 @@ gpuTest(
         const capturing = backend.streamCreate(ctx, 0);
         const yCaptured = backend.bufferAlloc(ctx, 4 * 64 * 64);
         backend.captureBegin(ctx, capturing);
-        backend.op(
-          "braid_gemm",
-          ctx,
-          capturing,
-          encodeRecord("gemm", { ...GEMM, m: 64, n: 64, k: 64 }),
-          [x, w, 0n, yCaptured],
-        );
+        multiply(capturing, yCaptured);
         const productGraph = backend.captureEnd(ctx, capturing);
         backend.graphLaunch(ctx, productGraph, 0n);
         const productCaptured = new Float32Array(64 * 64);
