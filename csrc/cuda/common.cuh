@@ -248,6 +248,10 @@ BRAID_HIDDEN void context_leave_current(Context* c);
  * the device has no memory pools, noted once on stderr); its deferred frees issued (before the
  * context's last synchronization); destroyed with the context. */
 BRAID_HIDDEN void memory_pool_open(Context* c);
+/* Whether a stream-ordered call on the context's default stream would be recorded into a graph:
+ * the context, or its default stream, captures. Context lock held, and kept until the call is
+ * issued: braid_capture_begin takes it too, so no capture begins between the check and the call. */
+BRAID_HIDDEN bool capturing_locked(Context* c);
 /* `size` bytes from the context's pool, in order on stream `s` (work issued there next may use
  * them), or while the context or `s` captures, on the context's side stream and waited for. False
  * where the context has no usable pool, or the pool cannot serve the size even after handing its

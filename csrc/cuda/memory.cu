@@ -125,11 +125,6 @@ void note_no_pool(const char* why, cudaError_t e) {
                cudaGetErrorString(e));
 }
 
-/* A stream-ordered call on the default stream would be recorded into the graph while the context,
- * or its default stream, captures. Context lock held, and kept until the call is issued:
- * braid_capture_begin takes it too, so no capture begins between this check and the call. */
-bool capturing_locked(Context* c) { return c->capturing != 0 || stream_capturing(&c->stream0); }
-
 /* Frees, in order on the default stream, the pooled buffers freed while the context captured,
  * unless it captures still (context lock held). */
 void release_deferred_locked(Context* c) {
@@ -141,6 +136,8 @@ void release_deferred_locked(Context* c) {
 }
 
 }  // namespace
+
+bool capturing_locked(Context* c) { return c->capturing != 0 || stream_capturing(&c->stream0); }
 
 bool pool_alloc_on(Context* c, Stream* s, size_t size, void** out, bool locked) {
   if (c->pool == nullptr || !c->pool_usable) return false;

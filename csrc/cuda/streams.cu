@@ -156,8 +156,15 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
     return BRAID_OK;
   }
   /* BRAID_PARTITION_BINDING=current: the partition's green context claimed for this thread
-   * first; the handles are made again under it below, so none may have planned anything yet. */
+   * first; the handles are made again under it below, so none may have planned anything yet.
+   * The claim is dropped on any failure before bind_current takes it over. */
   void* current = nullptr;
+  struct ClaimHeld {
+    Partition* part = nullptr;
+    ~ClaimHeld() {
+      if (part != nullptr) partition_unclaim_current(part);
+    }
+  } claim;
   if (part != nullptr && binding_current_from_env()) {
     if (c->conv_cache != nullptr || c->gemm_cache != nullptr ||
         !c->cudnn_partition_views.empty())
@@ -166,14 +173,12 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
                   "operator",
                   fn);
     if ((st = partition_claim_current(part, fn, &current))) return st;
+    claim.part = part;
   }
   /* The default stream is replaced by one in the partition (or on the whole device). */
   cudaStream_t fresh = nullptr;
   if (part) {
-    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) {
-      if (current != nullptr) partition_unclaim_current(part);
-      return st;
-    }
+    if ((st = partition_stream_create(part, c->prio_least, fn, &fresh))) return st;
   } else {
     CUDA_TRY(fn, cudaStreamCreateWithFlags(&fresh, cudaStreamNonBlocking));
   }
@@ -181,7 +186,6 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
   if (e != cudaSuccess) {
     cudaStreamDestroy(fresh);
     if (part) partition_release(part);
-    if (current != nullptr) partition_unclaim_current(part);
     return cuda_fail(fn, "cudaStreamSynchronize", e);
   }
   {
@@ -191,7 +195,6 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
       if (ds != CUDNN_STATUS_SUCCESS) {
         cudaStreamDestroy(fresh);
         if (part) partition_release(part);
-        if (current != nullptr) partition_unclaim_current(part);
         return cudnn_fail(fn, "cudnnSetStream", ds);
       }
       c->cudnn_stream = fresh;
@@ -203,7 +206,9 @@ int32_t braid_context_set_partition(uint64_t ctx, uint64_t partition) {
     c->stream0.part = part;
     c->partition = part;
   }
-  return current != nullptr ? bind_current(c, current, fn) : BRAID_OK;
+  if (current == nullptr) return BRAID_OK;
+  claim.part = nullptr; /* bind_current's now: it drops it itself if it fails */
+  return bind_current(c, current, fn);
 }
 
 int32_t braid_stream_sms(uint64_t ctx, uint64_t stream, int32_t* out) {
@@ -241,8 +246,7 @@ static void free_stream_scratch(Context* c, Stream* s) {
   bool in_order = s->lt_ws_pooled;
   if (in_order) {
     std::lock_guard<std::mutex> g(c->lock);
-    in_order = c->capturing == 0 && !stream_capturing(&c->stream0) &&
-               cudaStreamSynchronize(c->stream0.s) == cudaSuccess;
+    in_order = !capturing_locked(c) && cudaStreamSynchronize(c->stream0.s) == cudaSuccess;
   }
   if (!(in_order && cudaFreeAsync(s->lt_ws, s->s) == cudaSuccess)) cudaFree(s->lt_ws);
   (void)cudaGetLastError();

@@ -199,7 +199,6 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
   return pooled;
 }
 
-/** Tunes every model (one after another, or concurrently) and saves the cache file. */
 /**
  * Every BRAID_* switch tuning reads, checked before any work: most are read only when their step
  * comes, which may be minutes in.
@@ -215,6 +214,7 @@ function checkSwitches(): void {
   warmUpFromEnv();
 }
 
+/** Tunes every model (one after another, or concurrently) and saves the cache file. */
 export async function tuneModels(files: string[], options: TuneOptions): Promise<TuneRun> {
   if (files.length === 0) throw new BraidError("USAGE", "usage: braid tune FILE.braid …");
   if (options.group !== undefined && files.length > 1) {
