@@ -15,12 +15,12 @@ import { envChoice } from "../lib/platform.ts";
 import { profiled, profilingCalls } from "./call_profile.ts";
 
 /**
- * How a CUDA context allocates device buffers: BRAID_ALLOC, else direct (cudaMalloc). The CUDA
+ * How a CUDA context allocates device buffers: BRAID_ALLOC, else pool (stream-ordered). The CUDA
  * library reads the variable itself: its default (POOL_BY_DEFAULT in csrc/cuda/memory.cu) is
  * this list's first value.
  */
 export function allocationFromEnv(): "direct" | "pool" {
-  return envChoice("BRAID_ALLOC", ["direct", "pool"]);
+  return envChoice("BRAID_ALLOC", ["pool", "direct"]);
 }
 
 /**
@@ -35,13 +35,13 @@ export function partitionBindingFromEnv(): "streams" | "current" {
 }
 
 /**
- * Which legacy cuDNN algorithms braid_conv2d_tune times: BRAID_CONV_FIND, else `find` (those
- * cudnnFindConvolutionForwardAlgorithmEx measures fastest); `heuristic`: those cuDNN's heuristic
- * ranks first, running nothing. The CUDA library reads the variable itself (ranked_by_heuristic
+ * Which legacy cuDNN algorithms braid_conv2d_tune times: BRAID_CONV_FIND, else `heuristic` (those
+ * cuDNN's heuristic ranks first, running nothing); `find`: those
+ * cudnnFindConvolutionForwardAlgorithmEx measures fastest. The CUDA library reads the variable itself (ranked_by_heuristic
  * in csrc/cuda/conv.cu); its default is this list's first value.
  */
 export function convFindFromEnv(): "find" | "heuristic" {
-  return envChoice("BRAID_CONV_FIND", ["find", "heuristic"]);
+  return envChoice("BRAID_CONV_FIND", ["heuristic", "find"]);
 }
 
 /**

@@ -110,7 +110,7 @@ Deno.test("BRAID_ALLOC: pool or direct (CUDA's allocation; the CPU backend's the
     await throwsCode(
       () => Session.create(g, { device: "cpu" }),
       "BAD_OPTION",
-      /BRAID_ALLOC is "caching"; use direct or pool/,
+      /BRAID_ALLOC is "caching"; use pool or direct/,
     );
   });
 });

@@ -88,12 +88,12 @@ Deno.test("roundStats: the median round counts, not a slow one", () => {
 Deno.test("BRAID_TRIAL_TIMING and BRAID_WARM_UP: defaults, values, and a clear error", async () => {
   const unset = { BRAID_TRIAL_TIMING: undefined, BRAID_WARM_UP: undefined };
   await withEnv(unset, () => {
-    assert.equal(trialTimingFromEnv(), "isolated");
-    assert.equal(warmUpFromEnv(), "each");
-  });
-  await withEnv({ BRAID_TRIAL_TIMING: "rounds", BRAID_WARM_UP: "once" }, () => {
     assert.equal(trialTimingFromEnv(), "rounds");
     assert.equal(warmUpFromEnv(), "once");
+  });
+  await withEnv({ BRAID_TRIAL_TIMING: "isolated", BRAID_WARM_UP: "each" }, () => {
+    assert.equal(trialTimingFromEnv(), "isolated");
+    assert.equal(warmUpFromEnv(), "each");
   });
   await withEnv({ BRAID_TRIAL_TIMING: "fast", BRAID_WARM_UP: "never" }, async () => {
     await throwsCode(() => trialTimingFromEnv(), "BAD_OPTION", /BRAID_TRIAL_TIMING is "fast"/);
@@ -211,7 +211,11 @@ Deno.test("BRAID_WARM_UP=once: only the first executable of a graph's weights ru
     });
     await withEnv({ BRAID_WARM_UP: undefined }, () => {
       const weights = newWeights();
-      assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 3], "each, by default");
+      assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 0], "once, by default");
+    });
+    await withEnv({ BRAID_WARM_UP: "each" }, () => {
+      const weights = newWeights();
+      assert.deepEqual([eagerOps(weights), eagerOps(weights)], [3, 3], "each");
     });
   } finally {
     resources.release();

@@ -113,7 +113,7 @@ constexpr size_t HOST_CACHE_BYTES = (size_t)256 << 20;
 
 /* BRAID_ALLOC unset or empty: the default, which must match allocationFromEnv()'s first value
  * (ffi/backend.ts, where the variable's values are checked). */
-constexpr bool POOL_BY_DEFAULT = false;
+constexpr bool POOL_BY_DEFAULT = true;
 
 bool pool_wanted() { return env_is("BRAID_ALLOC", "pool", POOL_BY_DEFAULT); }
 

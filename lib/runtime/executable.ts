@@ -21,13 +21,13 @@ import { envChoice } from "../platform.ts";
 
 /**
  * Which executables run their schedule eagerly before their first capture (#warmUp): each one,
- * or only the first of a graph's weights on their context (BRAID_WARM_UP=once; default each).
+ * or only the first of a graph's weights on their context (BRAID_WARM_UP=once, the default; each).
  * The later ones of a tuning (auto's trial executables) issue the same ops with the same
  * algorithms, whose plans the first one's warm-up built; one whose convolutions' algorithms
  * differ (the tuning cache learned another choice meanwhile) warms up again.
  */
 export function warmUpFromEnv(): "each" | "once" {
-  return envChoice("BRAID_WARM_UP", ["each", "once"]);
+  return envChoice("BRAID_WARM_UP", ["once", "each"]);
 }
 
 /**

@@ -227,12 +227,12 @@ export function deviceModelOf(info: DeviceInfo, smBudget: number): DeviceModel {
 
 /**
  * How auto's trials replay a candidate's graph: each replay alone (the host waits for it), or
- * back to back in rounds (roundStats). BRAID_TRIAL_TIMING, else isolated.
+ * back to back in rounds (roundStats). BRAID_TRIAL_TIMING, else rounds.
  */
 export type TrialTiming = "isolated" | "rounds";
 
 export function trialTimingFromEnv(): TrialTiming {
-  return envChoice("BRAID_TRIAL_TIMING", ["isolated", "rounds"]);
+  return envChoice("BRAID_TRIAL_TIMING", ["rounds", "isolated"]);
 }
 
 /**
