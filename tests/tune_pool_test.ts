@@ -21,7 +21,7 @@ import { scheduleStructure } from "../lib/runtime/tuning.ts";
 import type { StageCost } from "../lib/schedule/ios.ts";
 import type { Schedule } from "../lib/schedule/schedule.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
-import { tunePooled } from "../lib/cli/tune_pool.ts";
+import { EarlyWorkers, runningWorkers, tunePooled } from "../lib/cli/tune_pool.ts";
 import { type PoolJob, TuneQueue, variantId } from "../lib/cli/tune_queue.ts";
 import { Random } from "../lib/util/random.ts";
 
@@ -529,6 +529,33 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
       "NATIVE_UNSUPPORTED",
       /no SM partitions/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a pool takes the workers started early, starts those missing, and ends the rest", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/a.braid`;
+    await saveModel(branchyNet("a"), file);
+    const options = { cache: `${dir}/c.json`, scheduler: "auto", device: "cpu" } as const;
+    for (const started of [3, 1]) {
+      const early = new EarlyWorkers(started);
+      const { results, pool } = await tunePooled([file], options, [0, 0], new TuningCache(), early);
+      assert.deepEqual(results.map((r) => r.model), ["a"]);
+      assert.equal(pool.workers, 2);
+      assert.equal(pool.starts.length, 2, `${started} started early: both workers answered`);
+      early.end();
+      assert.equal(runningWorkers(), 0, "every thread ended");
+    }
+    // A concurrent tune whose partition query fails ends the workers it started for it.
+    await throwsCode(
+      () => tuneModels([file], { ...options, concurrent: true, sms: 16, quiet: true }),
+      "NATIVE_UNSUPPORTED",
+      /no SM partitions/,
+    );
+    assert.equal(runningWorkers(), 0, "the early workers ended");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -29,7 +29,7 @@ import { trialTimingFromEnv } from "../runtime/prepare.ts";
 import { stageGraphsFromEnv, stageWarmupsFromEnv } from "../runtime/stage_timer.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
-import { type PoolReport, tunePooled } from "./tune_pool.ts";
+import { EarlyWorkers, type PoolReport, tunePooled } from "./tune_pool.ts";
 
 export const DEFAULT_CACHE = "braid-tuning.json";
 
@@ -190,13 +190,19 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
   if (sms === undefined) {
     throw new BraidError("USAGE", "--concurrent needs --sms N: each model gets an N-SM partition");
   }
-  const split = Partition.query({ sms, fine: options.fine, device: options.device });
-  // One worker per group of the split: every SM that fits a partition of this size works.
-  const groups = Array.from({ length: split.groups }, (_, g) => g);
-  const cache = await TuningCache.load(options.cache);
-  const pooled = await tunePooled(files, { ...options, quiet: true }, groups, cache);
-  await cache.save(options.cache);
-  return pooled;
+  // The workers' threads start first: their modules load while the query initializes CUDA.
+  const early = new EarlyWorkers(files.length);
+  try {
+    const split = Partition.query({ sms, fine: options.fine, device: options.device });
+    // One worker per group of the split: every SM that fits a partition of this size works.
+    const groups = Array.from({ length: split.groups }, (_, g) => g);
+    const cache = await TuningCache.load(options.cache);
+    const pooled = await tunePooled(files, { ...options, quiet: true }, groups, cache, early);
+    await cache.save(options.cache);
+    return pooled;
+  } finally {
+    early.end();
+  }
 }
 
 /**

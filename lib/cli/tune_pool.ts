@@ -33,8 +33,9 @@ export interface PoolReport {
   /** Each worker's time spent in jobs, ms. */
   busyMs: number[];
   /**
-   * Each worker's start: its thread and modules loaded (ms after it was made), its init (the
-   * partition and the context made, ms), and its answer (ms since the pool started).
+   * Each worker's start: its init's start (ms after the worker was made: its modules loaded, and
+   * for an early worker the partition query), its init (the partition and the context made, ms),
+   * and its answer (ms since the pool started).
    */
   starts: { loadedMs: number; initMs: number; readyMs: number }[];
   /** Worker time spent in each kind of job, ms. */
@@ -96,6 +97,14 @@ interface Reply {
   callMs?: CallTimes;
 }
 
+/** Worker threads started and not yet ended, in this process. */
+let threadsRunning = 0;
+
+/** How many of the pool's worker threads are running (for tests: none once a tune is over). */
+export function runningWorkers(): number {
+  return threadsRunning;
+}
+
 /** One worker thread and the mark of the parent's cache it has been sent up to. */
 class PoolWorker {
   readonly #worker = new Worker(new URL("./tune_worker.ts", import.meta.url).href, {
@@ -108,6 +117,7 @@ class PoolWorker {
   readonly holds = new Set<string>();
 
   constructor() {
+    threadsRunning++;
     this.#worker.onmessage = (e: MessageEvent<Reply>) => this.#answer?.(e.data);
     this.#worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
@@ -139,7 +149,39 @@ class PoolWorker {
     if (reply?.error) {
       console.error(`braid tune: a worker did not close cleanly: ${reply.error.message}`);
     }
+    this.terminate();
+  }
+
+  /** Ends the thread (at once: a worker never sent its init holds nothing). */
+  terminate(): void {
     this.#worker.terminate();
+    threadsRunning--;
+  }
+}
+
+/**
+ * Worker threads started before the pool knows its partitions: `braid tune --concurrent` starts
+ * one per model ahead of the partition query, which initializes CUDA (~0.7 s on the H200), so that
+ * their modules load meanwhile (~0.1 s each). tunePooled takes them as its first workers.
+ */
+export class EarlyWorkers {
+  #workers: PoolWorker[];
+
+  constructor(count: number) {
+    this.#workers = Array.from({ length: count }, () => new PoolWorker());
+  }
+
+  /** `count` workers: the early ones first, then new ones; the early ones left over end. */
+  take(count: number): PoolWorker[] {
+    const taken = this.#workers.splice(0, count);
+    this.end();
+    while (taken.length < count) taken.push(new PoolWorker());
+    return taken;
+  }
+
+  /** Ends the workers not taken (all of them when the pool never started). */
+  end(): void {
+    for (const w of this.#workers.splice(0)) w.terminate();
   }
 }
 
@@ -179,17 +221,19 @@ const describeJob = (job: PoolJob) =>
 /**
  * Tunes `files` with one worker per entry of `groups` (each worker's partition is that group of
  * the device's split into options.sms-SM groups; with no options.sms, workers run unpartitioned).
- * Starts from and extends `cache`. Results come in the order of `files`.
+ * Starts from and extends `cache`. Results come in the order of `files`. Workers in `early` are
+ * taken first.
  */
 export async function tunePooled(
   files: string[],
   options: TuneOptions,
   groups: number[],
   cache: TuningCache,
+  early?: EarlyWorkers,
 ): Promise<{ results: TuneResult[]; pool: PoolReport }> {
   // The workers start (thread, CUDA context, partition); each reads the models it plans.
   const origin = performance.now();
-  const workers = groups.map(() => new PoolWorker());
+  const workers = early?.take(groups.length) ?? groups.map(() => new PoolWorker());
   const readyMs: number[] = [];
   const starting = Promise.all(
     workers.map((w, i) =>
