@@ -37,8 +37,8 @@ export function partitionBindingFromEnv(): "streams" | "current" {
 /**
  * Which legacy cuDNN algorithms braid_conv2d_tune times: BRAID_CONV_FIND, else `heuristic` (those
  * cuDNN's heuristic ranks first, running nothing); `find`: those
- * cudnnFindConvolutionForwardAlgorithmEx measures fastest. The CUDA library reads the variable itself (ranked_by_heuristic
- * in csrc/cuda/conv.cu); its default is this list's first value.
+ * cudnnFindConvolutionForwardAlgorithmEx measures fastest. The CUDA library reads the variable
+ * itself (ranked_by_heuristic in csrc/cuda/conv.cu); its default is this list's first value.
  */
 export function convFindFromEnv(): "find" | "heuristic" {
   return envChoice("BRAID_CONV_FIND", ["heuristic", "find"]);

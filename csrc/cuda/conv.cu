@@ -534,9 +534,10 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
  * heuristic query (~0.5 ms). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
-/* BRAID_CONV_FIND=heuristic (also when unset, the default; `find` turns it off): braid_conv2d_tune takes the legacy algorithms it times from cuDNN's
- * heuristic ranking (cudnnGetConvolutionForwardAlgorithm_v7, which runs nothing) instead of
- * FindEx's measurements (which run every algorithm, the slow ones too, several times each). */
+/* BRAID_CONV_FIND=heuristic, the default (unset too; `find` turns it off): braid_conv2d_tune
+ * takes the legacy algorithms it times from cuDNN's heuristic ranking
+ * (cudnnGetConvolutionForwardAlgorithm_v7, which runs nothing) instead of FindEx's measurements
+ * (which run every algorithm, the slow ones too, several times each). */
 static bool ranked_by_heuristic() {
   static const bool on = env_is("BRAID_CONV_FIND", "heuristic", true);
   return on;

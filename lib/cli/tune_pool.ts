@@ -194,9 +194,10 @@ function variantsKnown(options: TuneOptions): number {
 }
 
 /**
- * Makes and frees a context on this thread while the workers load their modules: a process's
- * first context loads cuDNN's and cuBLASLt's libraries, which every worker's own context would
- * otherwise wait for once its modules are in. A failure is left to the workers' inits to report.
+ * Makes and frees a context on this thread while the workers load their modules (or, started
+ * early, begin their inits): a process's first context loads cuDNN's and cuBLASLt's libraries,
+ * which every worker's own context would otherwise wait for. A failure is left to the workers'
+ * inits to report.
  */
 function preloadDeviceLibraries(device: DeviceOption): void {
   try {
