@@ -48,6 +48,10 @@
 #                    file in $OUT/tuning-c.tgz, the base and switched caches too (~5 minutes;
 #                    after a failed gpu-switched step the switched set leaves BRAID_ALLOC=pool
 #                    out; TUNING_SWITCHES="VAR=value …" replaces it)
+#   c-levers         (c) with each set of switches in LEVERS (";"-separated sets of VAR=value,
+#                    "-" for the defaults; default: the defaults, BRAID_PARTITION_BINDING=current,
+#                    BRAID_STAGE_GRAPHS=compose, and both), LEVER_PAIRS pairs each (default 1),
+#                    the sets taking turns pair by pair; JSON and logs in $OUT/c-levers.tgz
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
 #                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
@@ -200,6 +204,24 @@ for step in "$@"; do
       part switched env BRAID_PROFILE_CALLS=1 deno run --cached-only -A bench/partition_bench.ts \
         --out $work --parts c --pairs 1 --tag profiled --caches /tmp/profiled
       pack
+      [ $failed -eq 0 ] ;;
+    c-levers) # files in $OUT/c-levers.tgz; each set's pairs take turns with the others'
+      mkdir -p $work
+      levers=${LEVERS:-"-;BRAID_PARTITION_BINDING=current;BRAID_STAGE_GRAPHS=compose;BRAID_PARTITION_BINDING=current BRAID_STAGE_GRAPHS=compose"}
+      IFS=';' read -ra sets <<<"$levers"
+      for pair in $(seq 1 "${LEVER_PAIRS:-1}"); do
+        for set in "${sets[@]}"; do
+          tag=$(echo "$set" | sed 's/BRAID_//g; s/[^A-Za-z0-9]\+/-/g; s/^-*//; s/-*$//')
+          tag=${tag:-defaults}-$pair
+          echo "== $tag: $set"
+          rm -rf /tmp/lever-caches && mkdir -p /tmp/lever-caches
+          (if [ "$set" != "-" ]; then export $set; fi
+            deno run --cached-only -A bench/partition_bench.ts --out $work --parts c --pairs 1 \
+              --tag "$tag" --caches /tmp/lever-caches) >$work/$tag.log 2>&1 || failed=$((failed + 1))
+          grep -h "^(c) pair\|^(c) pool:\|error" $work/$tag.log | cut -c1-300
+          pack
+        done
+      done
       [ $failed -eq 0 ] ;;
     partition) # its tuning caches kept in /tmp (for (b) and (a) alone in a later call on the same
       # machine) and packed into $OUT/partition-caches[-TAG].tgz

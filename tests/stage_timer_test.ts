@@ -130,8 +130,8 @@ Deno.test("a stage's rounds last roundUs by its floor time, between minReplays a
   }
 });
 
-Deno.test("by default a stage that fills a round alone is warmed up once and replayed once a round", () => {
-  const { timer, counts, dag, close } = countingTimer({});
+Deno.test("a stage that fills a round alone is warmed up once at most and replayed once a round", () => {
+  const { timer, counts, dag, close } = countingTimer({ warmup: 2 });
   try {
     assert.equal(timer.replaysFor(500), 1);
     assert.equal(timer.replaysFor(60), 2);
@@ -147,6 +147,12 @@ Deno.test("by default a stage that fills a round alone is warmed up once and rep
     assert.equal(counts.launches, 1 + 3 * 1);
   } finally {
     close();
+  }
+  const byDefault = countingTimer({});
+  try {
+    assert.deepEqual([byDefault.timer.warmupFor(500), byDefault.timer.warmupFor(60)], [0, 0]);
+  } finally {
+    byDefault.close();
   }
 });
 
@@ -223,7 +229,7 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
   }
 });
 
-Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (2 unless set)", async () => {
+Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (none unless set)", async () => {
   const launchesOf = async (warmups: string | undefined) => {
     let launches = 0;
     await withEnv({ BRAID_STAGE_WARMUPS: warmups }, () => {
@@ -241,8 +247,8 @@ Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (2 u
     return launches;
   };
   const launches = [];
-  for (const warmups of [undefined, "1", "0"]) launches.push(await launchesOf(warmups));
-  assert.deepEqual(launches, [2 + 6, 1 + 6, 0 + 6]);
+  for (const warmups of [undefined, "2", "1", "0"]) launches.push(await launchesOf(warmups));
+  assert.deepEqual(launches, [0 + 6, 2 + 6, 1 + 6, 0 + 6]);
   assert.equal(Deno.env.get("BRAID_STAGE_WARMUPS"), undefined, "put back");
   await withEnv(
     { BRAID_STAGE_WARMUPS: "3" },

@@ -100,7 +100,7 @@ async function onGooglenet(
 }
 
 gpuTest(
-  "googlenet: composed stage graphs, and stages without warm-ups, time what the default times",
+  "googlenet: composed stage graphs, and stages without warm-ups, time what two warm-ups time",
   async () => {
     await onGooglenet(({ backend, ctx, graph, shapes, sctx: { dag }, options, weights }) => {
       // Stages of one to four kernels, side by side (a group each), in topological order.
