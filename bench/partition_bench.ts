@@ -195,19 +195,21 @@ if (parts.has("c")) {
     `(c) sequential arm: ${spent("convs")} s measuring convolutions, ${spent("stages")} s ops ` +
       `and stages, ${spent("trials")} s auto's candidates`,
   );
-  // What each arm spends outside its work: the process's start and exit, the pool's workers'
-  // start and its end (closing the workers, saving the cache). The pool's timeline counts from
-  // its start, a little after its wall's (the partition query, the cache read).
+  // What each arm spends outside its work: the process's start (until the run's wall starts)
+  // and exit, the pool's own start (the partition query, the cache read: until its timeline's
+  // zero), its workers' start, and its end (closing the workers, saving the cache).
   const lastJob = Math.max(...pool.timeline.map((j) => j.endMs));
   const firstJob = Math.min(...pool.timeline.map((j) => j.startMs));
   const modelsMs = sequential.results.reduce((ms, r) => ms + r.wallMs, 0);
+  const exitMs = (run: TunedRun) => run.processMs - run.startedAtMs - run.wallMs;
+  const poolAt = pool.startedAtMs - concurrent.startedAtMs;
   console.log(
-    `(c) outside the work (ms): sequential: process beyond its wall ` +
-      `${f(sequential.processMs - sequential.wallMs, 0)}, wall beyond its models ` +
-      `${f(sequential.wallMs - modelsMs, 0)}; pool: process beyond its wall ` +
-      `${f(concurrent.processMs - concurrent.wallMs, 0)}, first job at ${f(firstJob, 0)}, ` +
-      `wall after its last job ${f(concurrent.wallMs - lastJob, 0)} (closing the workers ` +
-      `${f(pool.closeMs, 0)})`,
+    `(c) outside the work (ms): sequential: process start ${f(sequential.startedAtMs, 0)}, ` +
+      `exit ${f(exitMs(sequential), 0)}, wall beyond its models ` +
+      `${f(sequential.wallMs - modelsMs, 0)}; pool: process start ` +
+      `${f(concurrent.startedAtMs, 0)}, exit ${f(exitMs(concurrent), 0)}, the pool's start at ` +
+      `${f(poolAt, 0)}, first job ${f(firstJob, 0)} later, wall after its last job ` +
+      `${f(concurrent.wallMs - poolAt - lastJob, 0)} (closing the workers ${f(pool.closeMs, 0)})`,
   );
   // The workers' start: each thread's modules loaded, then its partition and context made.
   const starts = pool.starts.map((s) =>

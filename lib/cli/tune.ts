@@ -90,6 +90,8 @@ export interface TuneRun {
   mode: "sequential" | "concurrent";
   /** Wall time of the whole run, process starts and cache merges included, ms. */
   wallMs: number;
+  /** When the run started, ms since the process started (its imports, the runtime's start). */
+  startedAtMs: number;
   results: TuneResult[];
   /** Entries in the cache file afterwards. */
   entries: number;
@@ -256,6 +258,7 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
   const run: TuneRun = {
     mode: options.concurrent ? "concurrent" : "sequential",
     wallMs,
+    startedAtMs: start,
     results,
     entries,
     pool,

@@ -53,6 +53,8 @@ export interface PoolReport {
   /** Closing the workers once the jobs are done (each freeing what it still held, unless the
    * process exits next: options.exiting), ms. */
   closeMs: number;
+  /** When the pool started (its timeline's zero), ms since the process started. */
+  startedAtMs: number;
   /** With BRAID_PROFILE_CALLS=1: the workers' backend calls' host time, ms, by kind of job (init:
    * the workers' start), by call. */
   callMs?: Partial<Record<PoolJob["kind"] | "init", CallTimes>>;
@@ -261,6 +263,7 @@ export async function tunePooled(
     warmUpMs: 0,
     retired: 0,
     closeMs: 0,
+    startedAtMs: origin,
     timeline: [],
   };
   let succeeded = false;
