@@ -207,7 +207,7 @@ Deno.test("a tune whose process exits next skips freeing at the end, and exits c
       const files = ${JSON.stringify(files)};
       const one = await tuneModels(files, options);
       const { results, pool } = await tunePooled(files, options, [0, 0], new TuningCache());
-      console.log(JSON.stringify({ one: one.results, run: one, pooled: results, pool }));
+      console.log(JSON.stringify({ run: one, pooled: results, pool }));
       Deno.exit(0);`;
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["eval", script],
@@ -216,11 +216,11 @@ Deno.test("a tune whose process exits next skips freeing at the end, and exits c
     }).output();
     const text = new TextDecoder();
     assert.equal(out.code, 0, text.decode(out.stderr));
-    const { one, run, pooled, pool } = JSON.parse(text.decode(out.stdout));
+    const { run, pooled, pool } = JSON.parse(text.decode(out.stdout));
     const chosen = (results: { model: string; scheduler: string }[]) =>
       results.map((r) => `${r.model} ${r.scheduler}`);
-    assert.deepEqual(chosen(one), ["a auto:sequential", "inception auto:sequential"]);
-    assert.deepEqual(chosen(pooled), chosen(one));
+    assert.deepEqual(chosen(run.results), ["a auto:sequential", "inception auto:sequential"]);
+    assert.deepEqual(chosen(pooled), chosen(run.results));
     assert.equal(pool.jobs.tune, 2);
     assert.ok(pool.closeMs < 5000, `the workers answered their close (${pool.closeMs} ms)`);
     // Both clocks count from the process's start: the run began after the imports, the pool

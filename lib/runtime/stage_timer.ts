@@ -39,7 +39,7 @@ export function stageGraphsFromEnv(): StageGraphs {
  * Untimed replays before a stage's rounds: BRAID_STAGE_WARMUPS, else 0. A stage graph's first
  * launch (its upload, cold caches) then falls in its first timed round, which the median of the
  * rounds leaves out unless two rounds are slow; on a busy partition, where a stage waits for the
- * device, the warm-ups cost a sixth of tuning's stage time (bench/NOTES.md v0.19).
+ * device, the warm-ups cost up to a sixth of tuning's stage time (bench/NOTES.md v0.19).
  */
 export function stageWarmupsFromEnv(): number {
   return Number(envChoice("BRAID_STAGE_WARMUPS", ["0", "1", "2"]));
