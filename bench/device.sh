@@ -28,6 +28,9 @@
 #                    (as braid does), with each thread's green context current, and on plain
 #                    streams, and a cudaMalloc/cudaFree beside them ($OUT/contention_probe.json;
 #                    ~30 s)
+#   startup-probe    bench/startup_probe.ts in fresh processes, three ending each way (BRAID_EXIT=fast,
+#                    teardown): the library's open, cuInit, the primary context, the first and a
+#                    second braid context, and each process's wall from outside (~15 s)
 #   green-current    BRAID_PARTITION_BINDING=current beside the default binding (streams): the
 #                    contention probe (primary and green, 1 and 4 threads), the partition GPU
 #                    tests with it, then pool_contention's stages and trials at 1 and 4 threads
@@ -221,6 +224,14 @@ for step in "$@"; do
           grep -h "^(c) pair\|^(c) pool:\|error" $work/$tag.log | cut -c1-300
           pack
         done
+      done
+      [ $failed -eq 0 ] ;;
+    startup-probe)
+      for mode in fast teardown fast teardown fast teardown; do
+        began=$(date +%s%N)
+        line=$(BRAID_EXIT=$mode deno run --cached-only -A bench/startup_probe.ts) ||
+          failed=$((failed + 1))
+        echo "$mode: process $((($(date +%s%N) - began) / 1000000)) ms: $line"
       done
       [ $failed -eq 0 ] ;;
     partition) # its tuning caches kept in /tmp (for (b) and (a) alone in a later call on the same

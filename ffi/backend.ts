@@ -45,6 +45,16 @@ export function convFindFromEnv(): "find" | "heuristic" {
 }
 
 /**
+ * How braid_conv2d_tune times a candidate's captured graph: BRAID_CONV_TIMING, else `upload` (the
+ * graph uploaded, then each of two replays timed apart and the faster kept); `warm`: an untimed
+ * replay first, then two timed together. The CUDA library reads the variable itself
+ * (timing_by_upload in csrc/cuda/conv.cu); its default is this list's first value.
+ */
+export function convTimingFromEnv(): "upload" | "warm" {
+  return envChoice("BRAID_CONV_TIMING", ["upload", "warm"]);
+}
+
+/**
  * The backend a device option names: "auto" is CUDA when its library loads and has a GPU, else the
  * CPU (the embedded default); any other name is a BAD_OPTION.
  */
@@ -194,14 +204,15 @@ export class Backend {
   }
 
   /**
-   * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`: the
-   * context's device buffers come from a stream-ordered memory pool of its own; `direct`, the
-   * default, cudaMalloc), and BRAID_CONV_FIND as it tunes a convolution; their values are checked
-   * here on every backend.
+   * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`, the default:
+   * the context's device buffers come from a stream-ordered memory pool of its own; `direct`,
+   * cudaMalloc), and BRAID_CONV_FIND and BRAID_CONV_TIMING as it tunes a convolution; their values
+   * are checked here on every backend.
    */
   contextCreate(device = 0): Handle {
     allocationFromEnv();
     convFindFromEnv();
+    convTimingFromEnv();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }
 

@@ -148,3 +148,37 @@ Deno.test("cli: tune writes the tuning cache and reports per model; partitions n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: both ways of ending the process leave the same files, output and exit code", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/squeezenet.braid`;
+    assert.equal((await braid("zoo", "squeezenet1_1", "-o", file)).code, 0);
+    const ends: Record<string, { stdout: string; entries: number; results: number }> = {};
+    for (const mode of ["fast", "teardown"]) {
+      const cache = `${dir}/${mode}.json`;
+      const json = `${dir}/${mode}-run.json`;
+      const args = ["tune", file, "--device", "cpu", "--cache", cache, "--json", json];
+      const out = await braidWith({ BRAID_EXIT: mode }, ...args);
+      assert.equal(out.code, 0, out.stderr);
+      const run = JSON.parse(await Deno.readTextFile(json)); // written whole before the exit
+      assert.ok(run.endedAtMs >= run.startedAtMs + run.wallMs, "the run ended after its wall");
+      ends[mode] = {
+        stdout: out.stdout.replace(/[\d.]+ m?s\b/g, "T").replaceAll(mode, "MODE"),
+        entries: (await TuningCache.load(cache)).size, // saved whole before the exit
+        results: run.results.length,
+      };
+      // An error still ends with its own code and message, either way.
+      const missing = await braidWith({ BRAID_EXIT: mode }, "info", `${dir}/none.braid`);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /\[MALFORMED_FILE\]/);
+    }
+    assert.equal(ends.fast.results, 1);
+    assert.deepEqual(ends.fast, ends.teardown);
+    const bad = await braidWith({ BRAID_EXIT: "later" }, "zoo");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /\[BAD_OPTION\] BRAID_EXIT is "later"; use fast or teardown/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -227,6 +227,7 @@ Deno.test("a tune whose process exits next skips freeing at the end, and exits c
     // after the run.
     assert.ok(run.startedAtMs > 0, `the run started at ${run.startedAtMs} ms`);
     assert.ok(pool.startedAtMs >= run.startedAtMs + run.wallMs, "the pool started after the run");
+    assert.ok(run.endedAtMs >= run.startedAtMs + run.wallMs, "the run ended after its wall");
     await TuningCache.load(`${dir}/c.json`); // saved whole before the exit
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -27,6 +27,7 @@
 #include "common.cuh"
 #include "conv_engine.cuh"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -474,13 +475,53 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
 /* Device time of one launch of a record: a first launch (which also builds the plan), a second
  * one timed eagerly (when even that is far slower than `best_ms` plus any host overhead, its time
  * is the answer), then TIME_REPS launches captured on the stream into a graph, replayed
- * TIME_LAUNCHES times between two events (context lock held; the stream is not capturing). */
+ * TIME_LAUNCHES times (context lock held; the stream is not capturing).
+ *
+ * BRAID_CONV_TIMING=upload, the default (unset too): the graph is uploaded (cudaGraphUpload) and
+ * each replay timed between its own events, the faster kept: the upload does what an untimed
+ * first replay did, without running the record TIME_REPS more times, and the second replay runs
+ * warm. `warm`: one untimed replay, then the replays timed together. On a 32-SM partition a
+ * candidate's runs are device time the tuning thread waits for (bench/NOTES.md v0.20). */
 constexpr int TIME_REPS = 5, TIME_LAUNCHES = 2;
+
+static bool timing_by_upload() {
+  static const bool on = env_is("BRAID_CONV_TIMING", "upload", true);
+  return on;
+}
+
+/* The replays of an instantiated candidate graph, timed as timing_by_upload() says: ms a replay. */
+static cudaError_t time_replays(cudaGraphExec_t exec, cudaStream_t s, cudaEvent_t e0,
+                                cudaEvent_t e1, cudaEvent_t e2, float* ms) {
+  cudaError_t e;
+  if (timing_by_upload()) {
+    float first = 0.0f, second = 0.0f;
+    e = cudaGraphUpload(exec, s);
+    if (e == cudaSuccess) e = cudaEventRecord(e0, s);
+    if (e == cudaSuccess) e = cudaGraphLaunch(exec, s);
+    if (e == cudaSuccess) e = cudaEventRecord(e1, s);
+    if (e == cudaSuccess) e = cudaGraphLaunch(exec, s);
+    if (e == cudaSuccess) e = cudaEventRecord(e2, s);
+    if (e == cudaSuccess) e = cudaEventSynchronize(e2);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&first, e0, e1);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&second, e1, e2);
+    *ms = std::min(first, second);
+    return e;
+  }
+  e = cudaGraphLaunch(exec, s); /* warm */
+  if (e == cudaSuccess) e = cudaEventRecord(e0, s);
+  for (int l = 0; l < TIME_LAUNCHES && e == cudaSuccess; l++) e = cudaGraphLaunch(exec, s);
+  if (e == cudaSuccess) e = cudaEventRecord(e1, s);
+  if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+  float total = 0.0f;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&total, e0, e1);
+  *ms = total / TIME_LAUNCHES;
+  return e;
+}
 
 static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_conv2d_params* q,
                              uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
-                             uint64_t workspace, cudaEvent_t e0, cudaEvent_t e1, float best_ms,
-                             float* out_ms) {
+                             uint64_t workspace, cudaEvent_t e0, cudaEvent_t e1, cudaEvent_t e2,
+                             float best_ms, float* out_ms) {
   /* The first launch of a plan pays one-time set-up (cuDNN loads its kernels): untimed. */
   int32_t st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   if (st) return st;
@@ -510,16 +551,11 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
-  e = cudaGraphLaunch(exec, s->s); /* warm */
-  if (e == cudaSuccess) e = cudaEventRecord(e0, s->s);
-  for (int l = 0; l < TIME_LAUNCHES && e == cudaSuccess; l++) e = cudaGraphLaunch(exec, s->s);
-  if (e == cudaSuccess) e = cudaEventRecord(e1, s->s);
-  if (e == cudaSuccess) e = cudaEventSynchronize(e1);
   float ms = 0.0f;
-  if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+  e = time_replays(exec, s->s, e0, e1, e2, &ms);
   cudaGraphExecDestroy(exec);
   if (e != cudaSuccess) return cuda_fail(fn, "timing a captured graph", e);
-  *out_ms = ms / (TIME_REPS * TIME_LAUNCHES);
+  *out_ms = ms / TIME_REPS;
   return BRAID_OK;
 }
 
@@ -777,11 +813,13 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   double legacy_ms = 0.0;
   const int align = operand_alignment(x, w, bias, residual, y);
 
-  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr, e2 = nullptr;
   CUDA_TRY(fn, cudaEventCreate(&e0));
   cudaError_t ce = cudaEventCreate(&e1);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&e2);
   if (ce != cudaSuccess) {
     cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
     return cuda_fail(fn, "cudaEventCreate", ce);
   }
   int best = -1;
@@ -796,7 +834,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     q.algorithm = algo;
     std::lock_guard<std::mutex> g(c->lock);
     float ms = 0.0f;
-    st = time_in_graph(c, s, fn, &q, x, w, bias, residual, y, workspace, e0, e1,
+    st = time_in_graph(c, s, fn, &q, x, w, bias, residual, y, workspace, e0, e1, e2,
                        best < 0 ? -1.0f : best_ms, &ms);
     if (st) {
       last_error = st;
@@ -813,6 +851,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
+  cudaEventDestroy(e2);
   if (trace_conv_tune()) {
     const double timed_ms = ms_since(timing);
     if (legacy == candidates.size()) legacy_ms = timed_ms;

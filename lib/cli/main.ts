@@ -18,6 +18,7 @@ import { importCommand } from "./import.ts";
 import { DEFAULT_CACHE, tune } from "./tune.ts";
 import { isSchedulerName, SCHEDULERS } from "../schedule/mod.ts";
 import { fail, paint } from "./output.ts";
+import { exitProcess, fastExit } from "./exit.ts";
 
 const USAGE = `usage: braid <command> [options]
 
@@ -147,13 +148,14 @@ function need(value: string | undefined, usage: string): string {
 }
 
 if (import.meta.main) {
+  let code: number;
   try {
-    Deno.exit(await main(Deno.args, { exiting: true }));
+    fastExit(); // a bad BRAID_EXIT fails before any work
+    code = await main(Deno.args, { exiting: true });
   } catch (e) {
-    if (e instanceof BraidError) {
-      fail(`${paint("red", "error")} [${e.code}] ${e.message}`);
-      Deno.exit(e.code === "USAGE" ? 2 : 1);
-    }
-    throw e;
+    if (!(e instanceof BraidError)) throw e;
+    fail(`${paint("red", "error")} [${e.code}] ${e.message}`);
+    code = e.code === "USAGE" ? 2 : 1;
   }
+  exitProcess(code);
 }

@@ -18,6 +18,7 @@ import {
   allocationFromEnv,
   type Backend,
   convFindFromEnv,
+  convTimingFromEnv,
   type Handle,
   partitionBindingFromEnv,
 } from "../../ffi/backend.ts";
@@ -92,6 +93,9 @@ export interface TuneRun {
   wallMs: number;
   /** When the run started, ms since the process started (its imports, the runtime's start). */
   startedAtMs: number;
+  /** When the run ended (its wall, then the count of the cache's entries), ms since the process
+   * started: what follows is writing this report and the process's exit. */
+  endedAtMs: number;
   results: TuneResult[];
   /** Entries in the cache file afterwards. */
   entries: number;
@@ -214,6 +218,7 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
 function checkSwitches(): void {
   allocationFromEnv();
   convFindFromEnv();
+  convTimingFromEnv();
   partitionBindingFromEnv();
   profilingCalls();
   stageGraphsFromEnv();
@@ -259,6 +264,7 @@ export async function tuneModels(files: string[], options: TuneOptions): Promise
     mode: options.concurrent ? "concurrent" : "sequential",
     wallMs,
     startedAtMs: start,
+    endedAtMs: performance.now(),
     results,
     entries,
     pool,

@@ -125,9 +125,13 @@ export async function prepare(
         stages.opSumUs = scheduleCtx.opTimeUs.reduce((a, b) => a + b, 0);
         stages.criticalPathUs = criticalPath(dag, (v) => scheduleCtx.opTimeUs![v]).length;
         // The stages the scheduler will ask for, measured first in one pipelined batch; the
-        // scheduler then finds them cached.
+        // scheduler then finds them cached. A reused timer's (a tuning pool's choose) were
+        // measured ahead by the pool's stage jobs: listing them would run the scheduler once more
+        // for nothing, and the few left are measured as the scheduler asks.
         const launches = (v: number) => timer.launchesKernel(v);
-        measureStages(await plannedStages(scheduler, scheduleCtx, tuned, launches), tuned, timer);
+        if (timer !== reused?.timer) {
+          measureStages(await plannedStages(scheduler, scheduleCtx, tuned, launches), tuned, timer);
+        }
         scheduleCtx.measureStage = (groups) =>
           tuned.stage(groups, () => timer.measure(groups), launches);
       }
