@@ -518,13 +518,31 @@ static cudaError_t time_replays(cudaGraphExec_t exec, cudaStream_t s, cudaEvent_
   return e;
 }
 
+static double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+/* Where a tuning's candidate timing went, host clock, ms (BRAID_TRACE_CONV_TUNE): the untimed
+ * first runs (plans built, kernels loaded), the timed eager runs with their waits, the captures
+ * and instantiations, the replays with their waits; and the candidates the eager run ruled out. */
+struct CandidateSplit {
+  double first = 0, eager = 0, graph = 0, replays = 0;
+  int pruned = 0;
+};
+
 static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_conv2d_params* q,
                              uint64_t x, uint64_t w, uint64_t bias, uint64_t residual, uint64_t y,
                              uint64_t workspace, cudaEvent_t e0, cudaEvent_t e1, cudaEvent_t e2,
-                             float best_ms, float* out_ms) {
+                             float best_ms, float* out_ms, CandidateSplit* split) {
+  auto mark = std::chrono::steady_clock::now();
+  const auto lap = [&](double* into) {
+    *into += ms_since(mark);
+    mark = std::chrono::steady_clock::now();
+  };
   /* The first launch of a plan pays one-time set-up (cuDNN loads its kernels): untimed. */
   int32_t st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   if (st) return st;
+  lap(&split->first);
   CUDA_TRY(fn, cudaEventRecord(e0, s->s));
   st = run_conv(c, s, fn, q, x, w, bias, residual, y, workspace, true);
   if (st) return st;
@@ -532,8 +550,10 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   CUDA_TRY(fn, cudaStreamSynchronize(s->s));
   float warm_ms = 0.0f;
   CUDA_TRY(fn, cudaEventElapsedTime(&warm_ms, e0, e1));
+  lap(&split->eager);
   /* Far slower than the best so far even with its launch overhead: not worth timing. */
   if (best_ms >= 0.0f && warm_ms > 4.0f * best_ms + 0.3f) {
+    split->pruned++;
     *out_ms = warm_ms;
     return BRAID_OK;
   }
@@ -551,9 +571,11 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
   e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", e);
+  lap(&split->graph);
   float ms = 0.0f;
   e = time_replays(exec, s->s, e0, e1, e2, &ms);
   cudaGraphExecDestroy(exec);
+  lap(&split->replays);
   if (e != cudaSuccess) return cuda_fail(fn, "timing a captured graph", e);
   *out_ms = ms / TIME_REPS;
   return BRAID_OK;
@@ -638,9 +660,6 @@ static bool trace_conv_tune() {
   return on;
 }
 
-static double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
                                   bool extra, std::vector<int>* out) {
@@ -822,6 +841,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     if (e1) cudaEventDestroy(e1);
     return cuda_fail(fn, "cudaEventCreate", ce);
   }
+  CandidateSplit split;
   int best = -1;
   size_t best_ws = 0;
   float best_ms = 0.0f;
@@ -835,7 +855,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     std::lock_guard<std::mutex> g(c->lock);
     float ms = 0.0f;
     st = time_in_graph(c, s, fn, &q, x, w, bias, residual, y, workspace, e0, e1, e2,
-                       best < 0 ? -1.0f : best_ms, &ms);
+                       best < 0 ? -1.0f : best_ms, &ms, &split);
     if (st) {
       last_error = st;
       continue;
@@ -857,9 +877,11 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     if (legacy == candidates.size()) legacy_ms = timed_ms;
     std::fprintf(stderr,
                  "braid_conv2d_tune: c %d k %d %dx%d kernel %dx%d on %d SMs: ranking %.2f ms, %zu "
-                 "algorithms %.2f ms, %zu engines %.2f ms, best %d (%.4f ms)\n",
+                 "algorithms %.2f ms, %zu engines %.2f ms (first runs %.2f, eager %.2f, graphs %.2f, "
+                 "replays %.2f; %d ruled out eagerly), best %d (%.4f ms)\n",
                  p->c, p->k, p->h, p->w, p->kh, p->kw, s->sms, ranking_ms, legacy, legacy_ms,
-                 candidates.size() - legacy, timed_ms - legacy_ms, best, best_ms);
+                 candidates.size() - legacy, timed_ms - legacy_ms, split.first, split.eager,
+                 split.graph, split.replays, split.pruned, best, best_ms);
   }
   if (best < 0) {
     if (last_error) return last_error;
