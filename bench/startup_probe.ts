@@ -34,24 +34,17 @@ const ctx = step("first context (cuDNN, cuBLAS)", () => backend.contextCreate(0)
 step("second context", () => backend.contextDestroy(backend.contextCreate(0)));
 // A 3×3 convolution tuned twice, each time on buffers of its own (the tuning's first run loads cuDNN's
 // engine libraries and kernels), then a third of another shape.
+/** A 3×3 convolution, stride 1, padding 1: c channels in and out, hw × hw. */
+const threeByThree = { kh: 3, kw: 3, stride_h: 1, stride_w: 1, pad_top: 1, pad_left: 1 };
 const tuneConv = (c: number, hw: number) => {
+  const shape = { n: 1, c, h: hw, w: hw, k: c, oh: hw, ow: hw, dilation_h: 1, dilation_w: 1 };
   const params = encodeRecord("conv2d", {
-    n: 1,
-    c,
-    h: hw,
-    w: hw,
-    k: c,
-    oh: hw,
-    ow: hw,
-    kh: 3,
-    kw: 3,
-    stride_h: 1,
-    stride_w: 1,
-    pad_top: 1,
-    pad_left: 1,
-    dilation_h: 1,
-    dilation_w: 1,
+    ...shape,
+    ...threeByThree,
     groups: 1,
+    activation: 0,
+    act_min: 0,
+    act_max: 0,
     algorithm: -1,
     workspace_bytes: 1 << 26,
     allow_tf32: 1,
