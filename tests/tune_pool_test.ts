@@ -22,7 +22,12 @@ import type { StageCost } from "../lib/schedule/ios.ts";
 import type { Schedule } from "../lib/schedule/schedule.ts";
 import { scheduleContext } from "../lib/schedule/mod.ts";
 import { EarlyWorkers, runningWorkers, tunePooled } from "../lib/cli/tune_pool.ts";
-import { type PoolJob, TuneQueue, variantId } from "../lib/cli/tune_queue.ts";
+import {
+  poolChunkOrderFromEnv,
+  type PoolJob,
+  TuneQueue,
+  variantId,
+} from "../lib/cli/tune_queue.ts";
 import { Random } from "../lib/util/random.ts";
 
 const stage = (key: string) => ({ key, groups: [[Number(key.slice(1))]] });
@@ -150,6 +155,40 @@ Deno.test("the tuning pool's queue gives a worker the variants it holds first", 
   assert.deepEqual(queue.next(holdsB1), { kind: "choose", file: "b", variant: 1 });
   assert.deepEqual(queue.next(holdsB1), { kind: "tune", file: "a" });
   assert.deepEqual(queue.next(), { kind: "choose", file: "b", variant: 0 });
+});
+
+Deno.test("BRAID_POOL_CHUNKS=model: stage chunks model by model, the biggest first", async () => {
+  const plannedQueue = (chunks: "held" | "model") => {
+    const queue = new TuneQueue(
+      [{ file: "a", variants: 1 }, { file: "b", variants: 2 }],
+      1,
+      4,
+      chunks,
+    );
+    const [planA, planB] = [queue.next()!, queue.next()!];
+    queue.planned(planA as PoolJob & { kind: "plan" }, [stage("s1"), stage("s2"), stage("s3")]);
+    queue.planned(planB as PoolJob & { kind: "plan" }, [stage("s4")]);
+    queue.planned(queue.next()! as PoolJob & { kind: "plan" }, [stage("s5")]);
+    return queue;
+  };
+  const where = (job: PoolJob | undefined) =>
+    job?.kind === "stages" && `${job.file}#${job.variant}`;
+  const holdsB1 = new Set([variantId("b", 1)]);
+  // By model: all of a (the most planned stages) first, though this worker holds b's variant 1;
+  // then b's, the held variant first.
+  const byModel = plannedQueue("model");
+  const order = [0, 1, 2, 3, 4].map(() => where(byModel.next(holdsB1)));
+  assert.deepEqual(order, ["a#0", "a#0", "a#0", "b#1", "b#0"]);
+  // Held first (the default): b's variant 1 at once.
+  assert.equal(where(plannedQueue("held").next(holdsB1)), "b#1");
+  await withEnv(
+    { BRAID_POOL_CHUNKS: "model" },
+    () => assert.equal(poolChunkOrderFromEnv(), "model"),
+  );
+  assert.equal(poolChunkOrderFromEnv(), "held");
+  await withEnv({ BRAID_POOL_CHUNKS: "biggest" }, async () => {
+    await throwsCode(() => poolChunkOrderFromEnv(), "BAD_OPTION", /BRAID_POOL_CHUNKS is "biggest"/);
+  });
 });
 
 Deno.test("the tuning pool's queue gives a model's tune to a worker that has held its variants", () => {

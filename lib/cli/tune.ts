@@ -31,6 +31,7 @@ import { stageGraphsFromEnv, stageWarmupsFromEnv } from "../runtime/stage_timer.
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
 import { EarlyWorkers, type PoolReport, tunePooled } from "./tune_pool.ts";
+import { poolChunkOrderFromEnv } from "./tune_queue.ts";
 
 export const DEFAULT_CACHE = "braid-tuning.json";
 
@@ -220,6 +221,7 @@ function checkSwitches(): void {
   convFindFromEnv();
   convTimingFromEnv();
   partitionBindingFromEnv();
+  poolChunkOrderFromEnv();
   profilingCalls();
   stageGraphsFromEnv();
   stageWarmupsFromEnv();

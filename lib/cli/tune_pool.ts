@@ -14,7 +14,7 @@ import { BraidError, type BraidErrorCode } from "../errors.ts";
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import type { TuneOptions, TuneResult } from "./tune.ts";
-import { type PoolJob, TuneQueue, variantId } from "./tune_queue.ts";
+import { poolChunkOrderFromEnv, type PoolJob, TuneQueue, variantId } from "./tune_queue.ts";
 import type { WorkerMessage } from "./tune_worker.ts";
 import { openBackend } from "../../ffi/backend.ts";
 import type { DeviceOption } from "../runtime/session.ts";
@@ -247,7 +247,12 @@ export async function tunePooled(
     ),
   );
   preloadDeviceLibraries(options.device);
-  const queue = new TuneQueue(files.map((file) => ({ file, variants: variantsKnown(options) })));
+  const queue = new TuneQueue(
+    files.map((file) => ({ file, variants: variantsKnown(options) })),
+    undefined,
+    undefined,
+    poolChunkOrderFromEnv(),
+  );
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
   const pool: PoolReport = {

@@ -19,14 +19,34 @@
  * algorithms the first one measured. The next job is a plan, else a ready choose or tune (they
  * are the serial tails), else a trials job, else a stage chunk of the model with the most planned
  * stages (its tune can then start early). A worker asking says which variants it already holds
- * (a worker sets a variant up once, weights and timer, a few hundred milliseconds): among ready
- * chooses, trials and stage chunks, those of its variants come first, and a model's tune goes
- * first to a worker that has held one of its variants (the tune's session runs on the worker's
- * context, where their jobs built the convolutions' library plans). Once a model's tune is
+ * (a worker sets a variant up once, weights and timer): among ready chooses, trials and stage
+ * chunks, those of its variants come first, and a model's tune goes first to a worker that has
+ * held one of its variants (the tune's session runs on the worker's context, where their jobs
+ * built the convolutions' library plans). With `chunks: "model"` (BRAID_POOL_CHUNKS=model, to
+ * measure) stage chunks go model by model instead, the one with the most planned stages first and
+ * a worker's held variant only among one model's: then the model with the longest serial tail
+ * (inception_v3's chooses and tune) never ends the pool, as it did in two runs of five on the H200
+ * when the workers holding each model kept to its chunks (bench/NOTES.md v0.20), at the cost of
+ * more variants set up on more workers (~50–120 ms each, with the warm-up). Once a model's tune is
  * queued, no job needs its variants' set-ups again: the model is retired (retire()), and the
  * workers free them while the pool's last jobs run rather than all at the end.
  */
 import type { PlannedStage } from "../runtime/stage_plan.ts";
+import { envChoice } from "../platform.ts";
+
+/** Which stage chunk a worker asking gets first: of a variant it holds, or of the biggest model. */
+export type PoolChunkOrder = "held" | "model";
+
+/** BRAID_POOL_CHUNKS, else held. */
+export function poolChunkOrderFromEnv(): PoolChunkOrder {
+  return envChoice("BRAID_POOL_CHUNKS", ["held", "model"]);
+}
+
+/** Compares two ranks key by key, the first key first. */
+function compareRanks(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
 
 /** What a worker holds for one model variant (its weights and stage timer). */
 export const variantId = (file: string, variant: number) => `${file}#${variant}`;
@@ -68,12 +88,13 @@ export class TuneQueue {
   /**
    * `variants`: how many graph variants each model's plan covers (0: nothing to measure; a first
    * plan may reveal more, see planned()); `chunkSize` stages a stages job, `trialsSize`
-   * candidates a trials job.
+   * candidates a trials job; `chunks`: which stage chunk a worker gets first (the file's comment).
    */
   constructor(
     models: { file: string; variants: number }[],
     readonly chunkSize = 64,
     readonly trialsSize = 4,
+    readonly chunks: PoolChunkOrder = "held",
   ) {
     for (const { file, variants } of models) {
       const work: ModelWork = { file, variants, open: variants, planned: 0, phase: "measure" };
@@ -109,8 +130,10 @@ export class TuneQueue {
     for (const [id, { work, jobs }] of this.#chunks) {
       if (jobs.length === 0) continue;
       const candidate = { id, held: holds.has(id), planned: work.planned };
-      const better = !best || (candidate.held && !best.held) ||
-        (candidate.held === best.held && candidate.planned > best.planned);
+      // A held variant before the model with the most planned stages, or the other way round.
+      const rank = (c: typeof candidate) =>
+        this.chunks === "held" ? [Number(c.held), c.planned] : [c.planned, Number(c.held)];
+      const better = !best || compareRanks(rank(candidate), rank(best)) > 0;
       if (better) best = candidate;
     }
     return best && this.#chunks.get(best.id)!.jobs.shift();
