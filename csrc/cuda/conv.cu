@@ -477,15 +477,15 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
  * is the answer), then TIME_REPS launches captured on the stream into a graph, replayed
  * TIME_LAUNCHES times (context lock held; the stream is not capturing).
  *
- * BRAID_CONV_TIMING=upload, the default (unset too): the graph is uploaded (cudaGraphUpload) and
- * each replay timed between its own events, the faster kept: the upload does what an untimed
- * first replay did, without running the record TIME_REPS more times, and the second replay runs
- * warm. `warm`: one untimed replay, then the replays timed together. On a 32-SM partition a
- * candidate's runs are device time the tuning thread waits for (bench/NOTES.md v0.20). */
+ * BRAID_CONV_TIMING=warm, the default (unset too): one untimed replay, then the replays timed
+ * together. `upload` (to measure; bench/NOTES.md v0.20): the graph is uploaded (cudaGraphUpload)
+ * and each replay timed between its own events, the faster kept: the upload does what the untimed
+ * replay did without running the record TIME_REPS more times, and the second replay runs warm. On
+ * a 32-SM partition a candidate's runs are device time the tuning thread waits for. */
 constexpr int TIME_REPS = 5, TIME_LAUNCHES = 2;
 
 static bool timing_by_upload() {
-  static const bool on = env_is("BRAID_CONV_TIMING", "upload", true);
+  static const bool on = env_is("BRAID_CONV_TIMING", "upload", false);
   return on;
 }
 
