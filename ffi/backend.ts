@@ -72,7 +72,7 @@ export function openBackend(device: "auto" | BackendKind = "auto"): Backend {
   return Backend.open("cpu");
 }
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 
 /** braid_status → BraidError code. */
 const STATUS_CODES: Record<number, BraidErrorCode> = {
@@ -351,6 +351,17 @@ export class Backend {
 
   eventRecord(ctx: Handle, event: Handle, stream: Handle): void {
     this.unwrap(this.#sym.braid_event_record(ctx, event, stream), "braid_event_record");
+  }
+
+  /**
+   * Records the event like eventRecord; inside a capture it becomes part of the graph, which
+   * records it each time it runs, so eventElapsed can time parts of a graph once it has run.
+   */
+  eventRecordTiming(ctx: Handle, event: Handle, stream: Handle): void {
+    this.unwrap(
+      this.#sym.braid_event_record_timing(ctx, event, stream),
+      "braid_event_record_timing",
+    );
   }
 
   streamWaitEvent(ctx: Handle, stream: Handle, event: Handle): void {

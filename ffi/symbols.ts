@@ -46,6 +46,7 @@ export const symbols = {
   braid_event_create: { parameters: [u64, buffer], result: status },
   braid_event_destroy: { parameters: [u64, u64], result: status },
   braid_event_record: { parameters: [u64, u64, u64], result: status },
+  braid_event_record_timing: { parameters: [u64, u64, u64], result: status },
   braid_stream_wait_event: { parameters: [u64, u64, u64], result: status },
   braid_event_synchronize: { parameters: [u64, u64], result: status },
   braid_event_elapsed: { parameters: [u64, u64, u64, buffer], result: status },

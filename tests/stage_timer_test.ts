@@ -13,6 +13,7 @@ import { Resources, Weights } from "../lib/runtime/resources.ts";
 import { executableOptions } from "../lib/runtime/session.ts";
 import { stageFloorUs } from "../lib/runtime/stage_plan.ts";
 import {
+  stageBatchFromEnv,
   stageGraphsFromEnv,
   StageTimer,
   type StageTimerOptions,
@@ -268,5 +269,98 @@ Deno.test("BRAID_STAGE_GRAPHS picks how stage graphs are made", async () => {
   await withEnv(
     { BRAID_STAGE_GRAPHS: "splice" },
     () => throwsCode(() => stageGraphsFromEnv(), "BAD_OPTION", /BRAID_STAGE_GRAPHS is "splice"/),
+  );
+});
+
+Deno.test("batched: stages captured together, each timed between timing records, in order", () => {
+  const { timer, counts, dag, close } = countingTimer({ batch: 3, batchRounds: 4, warmup: 1 });
+  try {
+    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+      timer.launchesKernel(v)
+    );
+    // Seven stages: batches of 3, 3 and 1, each captured once and launched 1 + 4 times.
+    const stages = kernels.slice(0, 7).map((v) => [[v]]);
+    stages[1] = [[kernels[1]], [kernels[2]]];
+    const captures = counts.calls.get("captureBegin") ?? 0;
+    const launches = counts.launches;
+    const times = timer.measureMany(stages);
+    assert.equal(times.length, stages.length);
+    assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${times}`);
+    assert.equal(timer.measured, stages.length);
+    assert.equal((counts.calls.get("captureBegin") ?? 0) - captures, 3, "one capture a batch");
+    assert.equal(counts.launches - launches, 3 * (1 + 4), "warm-up and rounds, per batch");
+    assert.equal(
+      counts.calls.get("eventRecordTiming"),
+      3 + 1 + (3 + 1) + (1 + 1),
+      "a timing record before each stage and after each batch's last",
+    );
+    // A stage's time is its own: a heavy stage against the empty one, in the same batch.
+    const heavy = [kernels.slice(0, 12)];
+    const [empty, full] = timer.measureMany([[[]], heavy]);
+    assert.ok(full > empty, `a stage of 12 ops ${full} µs against an empty one ${empty} µs`);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("batched: a replay failing frees the batches in flight; the timer goes on", async () => {
+  const { timer, counts, dag, close } = countingTimer({ batch: 2, batchRounds: 3, warmup: 0 });
+  let closed = false;
+  try {
+    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
+      timer.launchesKernel(v)
+    );
+    const stages = kernels.slice(0, 5).map((v) => [[v]]);
+    counts.failAt = counts.launches + 4; // the second batch's second round
+    assert.throws(() => timer.measureMany(stages), /a replay failed/);
+    counts.failAt = -1;
+    await throwsCode(() => timer.measureMany([[[kernels[0]]], [[10000]]]), "BAD_NODE");
+    assert.equal(timer.measureMany(stages.slice(0, 3)).length, 3, "the timer goes on");
+    close(); // refuses while any graph of the context is left
+    closed = true;
+  } finally {
+    if (!closed) close();
+  }
+});
+
+Deno.test("a timing record in a capture records each time the graph runs", async () => {
+  const backend = Backend.open("cpu");
+  const ctx = backend.contextCreate(0);
+  try {
+    const [before, after] = [backend.eventCreate(ctx), backend.eventCreate(ctx)];
+    // Outside a capture it records at once, like eventRecord.
+    backend.eventRecordTiming(ctx, before, 0n);
+    backend.eventRecordTiming(ctx, after, 0n);
+    assert.ok(backend.eventElapsed(ctx, before, after) >= 0);
+    const buffer = backend.bufferAlloc(ctx, 4 << 20);
+    backend.captureBegin(ctx, 0n);
+    backend.eventRecordTiming(ctx, before, 0n);
+    for (let i = 0; i < 20; i++) backend.memcpyD2D(ctx, 0n, buffer, buffer + (2n << 20n), 2 << 20);
+    backend.eventRecordTiming(ctx, after, 0n);
+    const graph = backend.captureEnd(ctx, 0n);
+    const t0 = performance.now();
+    backend.graphLaunch(ctx, graph, 0n);
+    const hostMs = performance.now() - t0;
+    const ms = backend.eventElapsed(ctx, before, after);
+    assert.ok(ms > 0 && ms <= hostMs + 0.01, `${ms} ms inside a replay of ${hostMs} ms`);
+    backend.graphDestroy(ctx, graph);
+    await throwsCode(
+      () => backend.eventRecordTiming(ctx, 0x1234n, 0n),
+      "NATIVE_INVALID_HANDLE",
+      /braid_event_record_timing/,
+    );
+    for (const e of [before, after]) backend.eventDestroy(ctx, e);
+    backend.bufferFree(ctx, buffer);
+  } finally {
+    backend.contextDestroy(ctx);
+  }
+});
+
+Deno.test("BRAID_STAGE_BATCH: stages timed together (none unless set)", async () => {
+  await withEnv({ BRAID_STAGE_BATCH: undefined }, () => assert.equal(stageBatchFromEnv(), 0));
+  await withEnv({ BRAID_STAGE_BATCH: "16" }, () => assert.equal(stageBatchFromEnv(), 16));
+  await withEnv(
+    { BRAID_STAGE_BATCH: "12" },
+    () => throwsCode(() => stageBatchFromEnv(), "BAD_OPTION", /BRAID_STAGE_BATCH is "12"/),
   );
 });

@@ -112,7 +112,7 @@ struct Event {
   uint32_t magic;
   Context* ctx;
   cudaEvent_t e;
-  int recorded; /* recorded outside a capture at least once */
+  int recorded; /* recorded outside a capture, or as a timing record in one, at least once */
 };
 
 /* An executable graph (exec), or a template (graph: captured work kept for composing). */

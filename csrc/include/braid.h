@@ -35,7 +35,7 @@
 extern "C" {
 #endif
 
-#define BRAID_ABI_VERSION 6
+#define BRAID_ABI_VERSION 7
 #define BRAID_MAX_RANK 6        /* largest tensor rank any operator accepts */
 #define BRAID_MAX_BATCH_RANK 4  /* largest number of batch dimensions of braid_matmul */
 #define BRAID_MAX_CONCAT 64     /* largest number of inputs of one braid_concat */
@@ -131,6 +131,10 @@ int32_t braid_event_create(uint64_t ctx, uint64_t* out_event);
 int32_t braid_event_destroy(uint64_t ctx, uint64_t event);
 /* Records the event at the current end of the stream's work (also a timestamp). */
 int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream);
+/* Records the event like braid_event_record; inside a capture it becomes part of the graph, which
+ * then records the event each time it runs (where braid_event_record only orders the captured
+ * work), so that braid_event_elapsed can time parts of a graph once it has run. */
+int32_t braid_event_record_timing(uint64_t ctx, uint64_t event, uint64_t stream);
 /* Makes later work on `stream` wait until the event's recorded work is done. */
 int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event);
 /* Blocks the calling thread until the event's recorded work is done (at once if never recorded). */

@@ -27,7 +27,11 @@ import { type DeviceOption, ON_CONTEXT, Session } from "../runtime/session.ts";
 import { TuningCache } from "../runtime/tuning.ts";
 import { takeWarmUpMs, warmUpFromEnv } from "../runtime/executable.ts";
 import { trialTimingFromEnv } from "../runtime/prepare.ts";
-import { stageGraphsFromEnv, stageWarmupsFromEnv } from "../runtime/stage_timer.ts";
+import {
+  stageBatchFromEnv,
+  stageGraphsFromEnv,
+  stageWarmupsFromEnv,
+} from "../runtime/stage_timer.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
 import { paint } from "./output.ts";
 import { EarlyWorkers, type PoolReport, tunePooled } from "./tune_pool.ts";
@@ -223,6 +227,7 @@ function checkSwitches(): void {
   partitionBindingFromEnv();
   poolChunkOrderFromEnv();
   profilingCalls();
+  stageBatchFromEnv();
   stageGraphsFromEnv();
   stageWarmupsFromEnv();
   trialTimingFromEnv();

@@ -373,6 +373,41 @@ export class Executable {
     events: Handle[],
     workspaces: bigint[],
   ): Handle {
+    return this.#captured(this.#stageIssuer(groups, streams, events, workspaces));
+  }
+
+  /**
+   * Several IOS stages captured into one graph, one after another as captureGroups() captures
+   * each, with a timing record (Backend.eventRecordTiming) of `marks[k]` before stage k and of
+   * `marks[stages.length]` after the last: once the graph has run, stage k's time is the time
+   * between marks k and k + 1.
+   */
+  captureTimedStages(
+    stages: number[][][],
+    streams: Handle[],
+    events: Handle[],
+    workspaces: bigint[],
+    marks: Handle[],
+  ): Handle {
+    const { backend } = this;
+    const ctx = this.resources.ctx;
+    const issuers = stages.map((groups) => this.#stageIssuer(groups, streams, events, workspaces));
+    return this.#captured(() => {
+      issuers.forEach((issue, k) => {
+        backend.eventRecordTiming(ctx, marks[k], 0n);
+        issue();
+      });
+      backend.eventRecordTiming(ctx, marks[stages.length], 0n);
+    });
+  }
+
+  /** Issues one stage's groups, forked from and joined into the capture stream (0n). */
+  #stageIssuer(
+    groups: number[][],
+    streams: Handle[],
+    events: Handle[],
+    workspaces: bigint[],
+  ): () => void {
     const { backend } = this;
     const ctx = this.resources.ctx;
     this.#warmUp();
@@ -381,7 +416,7 @@ export class Executable {
         this.#issuer(this.#callOf(node), streams[g], this.#addressWith(workspaces[g]))
       )
     );
-    return this.#captured(() => {
+    return () => {
       backend.eventRecord(ctx, events[0], 0n);
       groups.forEach((_, g) => {
         backend.streamWaitEvent(ctx, streams[g], events[0]);
@@ -389,7 +424,7 @@ export class Executable {
         backend.eventRecord(ctx, events[g + 1], streams[g]);
         backend.streamWaitEvent(ctx, 0n, events[g + 1]);
       });
-    });
+    };
   }
 
   /**

@@ -16,6 +16,12 @@
  * captured once per op: the same graph without the backend's host-side work of issuing the ops
  * again (cuDNN's costs tens of microseconds a convolution), which four tuning threads at once pay
  * four times.
+ *
+ * With `batch: K` (BRAID_STAGE_BATCH, to measure) K stages are captured into one graph, a timing
+ * record before each and after the last, and the graph is launched once a round: a stage costs
+ * its ops' captures, not a graph of its own with its instantiation, launches, event records and
+ * destruction, which four tuning threads contend for in the driver (bench/NOTES.md v0.19, v0.20).
+ * Batches are always captured (`graphs` does not apply).
  */
 import type { Backend, Handle } from "../../ffi/backend.ts";
 import type { Graph, Value } from "../ir/graph.ts";
@@ -45,6 +51,14 @@ export function stageWarmupsFromEnv(): number {
   return Number(envChoice("BRAID_STAGE_WARMUPS", ["0", "1", "2"]));
 }
 
+/**
+ * Stages timed together, in one graph: BRAID_STAGE_BATCH (8, 16 or 32), else 0, each stage a graph
+ * of its own. Not yet measured on a GPU: to measure (bench/NOTES.md v0.20).
+ */
+export function stageBatchFromEnv(): number {
+  return Number(envChoice("BRAID_STAGE_BATCH", ["0", "8", "16", "32"]));
+}
+
 export interface StageTimerOptions {
   /** Replays launched back to back in one timed round (the most, for a stage with a floor). */
   replays?: number;
@@ -58,6 +72,14 @@ export interface StageTimerOptions {
   warmup?: number;
   /** How stage graphs are made (default: stageGraphsFromEnv()). */
   graphs?: StageGraphs;
+  /**
+   * Stages captured into one graph and timed together (default: stageBatchFromEnv(); 0 or 1: each
+   * stage a graph of its own). In a batch each stage runs once a round, timed between timing
+   * records before and after it, as it runs in a session's graph: after the previous stage's join.
+   */
+  batch?: number;
+  /** Timed rounds of a batch (each stage once a round); the median round counts. */
+  batchRounds?: number;
 }
 
 export class StageTimer {
@@ -70,6 +92,8 @@ export class StageTimer {
   readonly #streams: Handle[] = [];
   readonly #workspaces: bigint[] = [];
   readonly #events: Handle[] = [];
+  /** A batch's timing records: one before each stage and one after the last. */
+  readonly #marks: Handle[] = [];
   /** Two sets of round boundaries (rounds + 1 events each), one per stage in flight. */
   readonly #roundEvents: Handle[][];
   readonly #options: Required<StageTimerOptions>;
@@ -93,8 +117,10 @@ export class StageTimer {
       roundUs: 100,
       rounds: 3,
       warmup: stageWarmupsFromEnv(),
+      batchRounds: 5,
       ...timerOptions,
       graphs: timerOptions.graphs ?? stageGraphsFromEnv(),
+      batch: timerOptions.batch ?? stageBatchFromEnv(),
     };
     this.#resources = new Resources(backend, ctx, false);
     try {
@@ -166,6 +192,7 @@ export class StageTimer {
    * (replaysFor).
    */
   measureMany(stages: number[][][], floorsUs: (number | undefined)[] = []): number[] {
+    if (this.#options.batch > 1) return this.#measureBatched(stages);
     const { backend } = this;
     const ctx = this.#resources.ctx;
     const { rounds } = this.#options;
@@ -223,6 +250,92 @@ export class StageTimer {
       for (const { graph } of inFlight.splice(0)) {
         try {
           backend.graphDestroy(ctx, graph);
+        } catch { /* reported by e */ }
+      }
+      throw e;
+    } finally {
+      this.spentMs += performance.now() - began;
+    }
+    return times;
+  }
+
+  /**
+   * measureMany() in batches: `batch` stages captured into one graph with a timing record between
+   * each two (Executable.captureTimedStages), launched warm-up times untimed, then once a round;
+   * after each round the host waits and reads each stage's time between its records. While one
+   * batch's first round runs, the host captures the next batch.
+   */
+  #measureBatched(stages: number[][][]): number[] {
+    const { backend } = this;
+    const ctx = this.#resources.ctx;
+    const { batch, batchRounds, warmup } = this.#options;
+    const times: number[] = [];
+    const began = performance.now();
+    this.#ensureStreams(stages.reduce((most, groups) => Math.max(most, groups.length), 1));
+    while (this.#marks.length < batch + 1) this.#marks.push(this.#event());
+    /** A batch captured, and whether its first round is already launched. */
+    type Flight = { graph: Handle; size: number; launched: boolean };
+    /** The batch's warm-ups and first round. */
+    const launch = (flight: Flight) => {
+      for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, flight.graph, 0n);
+      backend.graphLaunch(ctx, flight.graph, 0n);
+      flight.launched = true;
+    };
+    const finish = (flight: Flight) => {
+      const samples = Array.from({ length: flight.size }, () => [] as number[]);
+      if (!flight.launched) launch(flight);
+      for (let r = 0; r < batchRounds; r++) {
+        if (r > 0) backend.graphLaunch(ctx, flight.graph, 0n);
+        backend.streamSynchronize(ctx, 0n);
+        samples.forEach((s, k) =>
+          s.push(backend.eventElapsed(ctx, this.#marks[k], this.#marks[k + 1]))
+        );
+        flight.launched = false;
+      }
+      for (const s of samples) times.push(stats(s).medianMs * 1000);
+      this.measured += flight.size;
+    };
+    let previous: Flight | undefined;
+    try {
+      for (let from = 0; from < stages.length; from += batch) {
+        const chunk = stages.slice(from, from + batch);
+        if (previous) launch(previous);
+        const graph = this.#exec.captureTimedStages(
+          chunk,
+          this.#streams,
+          this.#events,
+          this.#workspaces,
+          this.#marks,
+        );
+        const current: Flight = { graph, size: chunk.length, launched: false };
+        if (previous) {
+          const done = previous;
+          previous = current;
+          try {
+            finish(done);
+          } finally {
+            backend.graphDestroy(ctx, done.graph);
+          }
+        } else {
+          previous = current;
+        }
+      }
+      if (previous) {
+        const done = previous;
+        previous = undefined;
+        try {
+          finish(done);
+        } finally {
+          backend.graphDestroy(ctx, done.graph);
+        }
+      }
+    } catch (e) {
+      try {
+        backend.streamSynchronize(ctx, 0n);
+      } catch { /* reported by e */ }
+      if (previous) {
+        try {
+          backend.graphDestroy(ctx, previous.graph);
         } catch { /* reported by e */ }
       }
       throw e;

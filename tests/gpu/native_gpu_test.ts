@@ -418,3 +418,31 @@ gpuTest("events time device work and report incomplete use", () => {
     d.close();
   }
 });
+
+gpuTest("timing records in a capture time each replay's parts", () => {
+  const d = new Device(cuda());
+  try {
+    const { backend, ctx } = d;
+    const marks = [d.event(), d.event(), d.event()];
+    const x = d.alloc(1 << 22), y = d.alloc(1 << 22);
+    const unary = (count: number) =>
+      d.op("braid_unary", "unary", { count, kind: 5, act_min: 0, act_max: 0 }, [x, y]);
+    // Two parts, the second four times the first's work; one graph, replayed twice.
+    backend.captureBegin(ctx, 0n);
+    backend.eventRecordTiming(ctx, marks[0], 0n);
+    unary(1 << 20);
+    backend.eventRecordTiming(ctx, marks[1], 0n);
+    unary(1 << 22);
+    backend.eventRecordTiming(ctx, marks[2], 0n);
+    const graph = backend.captureEnd(ctx, 0n);
+    for (let replay = 0; replay < 2; replay++) {
+      backend.graphLaunch(ctx, graph, 0n);
+      backend.streamSynchronize(ctx, 0n);
+      const [small, large] = [0, 1].map((k) => backend.eventElapsed(ctx, marks[k], marks[k + 1]));
+      assert.ok(small > 0 && large > small, `parts ${small} and ${large} ms (replay ${replay})`);
+    }
+    backend.graphDestroy(ctx, graph);
+  } finally {
+    d.close();
+  }
+});

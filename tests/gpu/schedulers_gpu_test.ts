@@ -144,9 +144,47 @@ gpuTest(
           `(${(100 * (coldRatio - 1)).toFixed(1)}%; worst stage ${(100 * worst).toFixed(0)}%)`,
       );
       assert.ok(coldRatio > 0.9 && coldRatio < 1.1, `unwarmed / warmed stage time ${coldRatio}`);
+      // BRAID_STAGE_BATCH: a stage inside a batch's graph, after the previous stage's join, runs
+      // without the launch of a graph of its own: no slower, and ranked as when alone.
+      const batched = (() => {
+        const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, {
+          batch: 16,
+          warmup: 0,
+        });
+        try {
+          const live = stages.map((s) => s.filter(([v]) => timer.launchesKernel(v)));
+          const started = performance.now();
+          const us = timer.measureMany(live);
+          return { us, hostMs: performance.now() - started };
+        } finally {
+          timer.release();
+        }
+      })();
+      const batchRatio = sum(batched.us) / sum(captured.us);
+      const r = correlation(batched.us, captured.us);
+      console.log(
+        `  in batches of 16 ${sum(batched.us).toFixed(0)} µs in ${batched.hostMs.toFixed(0)} ms ` +
+          `(${(100 * (batchRatio - 1)).toFixed(1)}%; correlation ${r.toFixed(3)})`,
+      );
+      assert.ok(batched.us.every((us) => us > 0), `${batched.us}`);
+      assert.ok(batchRatio > 0.5 && batchRatio < 1.1, `batched / alone stage time ${batchRatio}`);
+      assert.ok(r > 0.8, `batched and alone stage times correlate: ${r}`);
     });
   },
 );
+
+/** Pearson's correlation of two equally long lists. */
+function correlation(a: number[], b: number[]): number {
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  const [ma, mb] = [mean(a), mean(b)];
+  let ab = 0, aa = 0, bb = 0;
+  a.forEach((x, i) => {
+    ab += (x - ma) * (b[i] - mb);
+    aa += (x - ma) ** 2;
+    bb += (b[i] - mb) ** 2;
+  });
+  return ab / Math.sqrt(aa * bb);
+}
 
 gpuTest(
   "googlenet: trials in rounds time what isolated replays time, warmed up once or each",
