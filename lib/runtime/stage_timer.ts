@@ -295,6 +295,13 @@ export class StageTimer {
       for (const s of samples) times.push(stats(s).medianMs * 1000);
       this.measured += flight.size;
     };
+    const finishAndFree = (flight: Flight) => {
+      try {
+        finish(flight);
+      } finally {
+        backend.graphDestroy(ctx, flight.graph);
+      }
+    };
     let previous: Flight | undefined;
     try {
       for (let from = 0; from < stages.length; from += batch) {
@@ -307,28 +314,13 @@ export class StageTimer {
           this.#workspaces,
           this.#marks,
         );
-        const current: Flight = { graph, size: chunk.length, launched: false };
-        if (previous) {
-          const done = previous;
-          previous = current;
-          try {
-            finish(done);
-          } finally {
-            backend.graphDestroy(ctx, done.graph);
-          }
-        } else {
-          previous = current;
-        }
-      }
-      if (previous) {
         const done = previous;
-        previous = undefined;
-        try {
-          finish(done);
-        } finally {
-          backend.graphDestroy(ctx, done.graph);
-        }
+        previous = { graph, size: chunk.length, launched: false };
+        if (done) finishAndFree(done);
       }
+      const last = previous;
+      previous = undefined;
+      if (last) finishAndFree(last);
     } catch (e) {
       try {
         backend.streamSynchronize(ctx, 0n);

@@ -109,10 +109,11 @@ gpuTest(
         const width = 1 + (i % 4);
         return kernels.slice(4 * i, 4 * i + width).map((v) => [v]);
       });
-      const timed = (graphs: "capture" | "compose", warmup = 2) => {
+      const timed = (graphs: "capture" | "compose", warmup = 2, batch = 0) => {
         const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, {
           graphs,
           warmup,
+          batch,
         });
         try {
           const live = stages.map((s) => s.filter(([v]) => timer.launchesKernel(v)));
@@ -146,20 +147,7 @@ gpuTest(
       assert.ok(coldRatio > 0.9 && coldRatio < 1.1, `unwarmed / warmed stage time ${coldRatio}`);
       // BRAID_STAGE_BATCH: a stage inside a batch's graph, after the previous stage's join, runs
       // without the launch of a graph of its own: no slower, and ranked as when alone.
-      const batched = (() => {
-        const timer = new StageTimer(backend, ctx, graph, shapes, dag, options, weights, {
-          batch: 16,
-          warmup: 0,
-        });
-        try {
-          const live = stages.map((s) => s.filter(([v]) => timer.launchesKernel(v)));
-          const started = performance.now();
-          const us = timer.measureMany(live);
-          return { us, hostMs: performance.now() - started };
-        } finally {
-          timer.release();
-        }
-      })();
+      const batched = timed("capture", 0, 16);
       const batchRatio = sum(batched.us) / sum(captured.us);
       const r = correlation(batched.us, captured.us);
       console.log(
