@@ -479,6 +479,32 @@ Deno.test("a stage prefetch lists the stages tuning will time; measured, a secon
   }
 });
 
+Deno.test("BRAID_STAGE_BATCH: a prefetch measures the same stages, batched, and a choose finds them", async () => {
+  const keys: Record<string, string[]> = {};
+  const measure = (batch: string | undefined) =>
+    withEnv({ BRAID_STAGE_BATCH: batch }, async () => {
+      const backend = cpuAsCuda(Backend.open("cpu"));
+      const { ctx, cache, prefetch } = inceptionPrefetch(backend);
+      try {
+        const planned = await prefetch.plan("auto");
+        prefetch.measure(planned);
+        const prepared = await prefetch.prepare("auto", "");
+        prepared.resources.release();
+        assert.equal(prepared.stages.measured, 0, "the choose found every stage cached");
+        const stages = planned.map(({ key }) => cache.getStage(key)!);
+        assert.ok(stages.every((us) => Number.isFinite(us) && us >= 0), `${stages}`);
+        keys[batch ?? "alone"] = planned.map(({ key }) => key).sort();
+      } finally {
+        prefetch.release();
+        backend.contextDestroy(ctx);
+      }
+    });
+  await measure(undefined);
+  await measure("16");
+  assert.ok(keys.alone.length > 10);
+  assert.deepEqual(keys["16"], keys.alone, "the same stages listed and measured");
+});
+
 Deno.test("a prefetch prepares its variant on its own weights and stage timer, as a choose does", async () => {
   const native = Backend.open("cpu");
   let allocations = 0;
