@@ -4,10 +4,11 @@
  * libraries it links), counts devices (cuInit), queries a 32-SM split (cudaSetDevice: the primary
  * context), makes a braid context (its stream, cuDNN and cuBLAS handles, cuDNN's sub-libraries
  * loaded), makes a second one (what a context costs once the libraries are in), and tunes a
- * convolution three times (the first loads cuDNN's engine libraries and kernels). Prints one JSON line: each step's ms, and when the
- * script began, ms since the process started. The process then ends as the CLI ends it
- * (lib/cli/exit.ts, BRAID_EXIT): `bash bench/device.sh startup-probe` times each process from
- * outside, so the exit's share is what the outside sees after the printed end.
+ * convolution three times (the first loads cuDNN's engine libraries and kernels). Prints one JSON
+ * line: each step's ms, and when the script began, ms since the process started. The process
+ * then ends as the CLI ends it (lib/cli/exit.ts, BRAID_EXIT): `bash bench/device.sh
+ * startup-probe` times each process from outside, so the exit's share is what the outside sees
+ * after the printed end.
  *
  *   deno run -A bench/startup_probe.ts
  */
@@ -32,10 +33,9 @@ step("query a 32-SM split (primary context)", () => backend.partitionQuery(0, 32
 // The first context is left to the process's exit, as `braid tune` leaves its last session.
 const ctx = step("first context (cuDNN, cuBLAS)", () => backend.contextCreate(0));
 step("second context", () => backend.contextDestroy(backend.contextCreate(0)));
-// A 3×3 convolution tuned twice, each time on buffers of its own (the tuning's first run loads cuDNN's
-// engine libraries and kernels), then a third of another shape.
-/** A 3×3 convolution, stride 1, padding 1: c channels in and out, hw × hw. */
+/** A 3×3 convolution's kernel, stride and padding. */
 const threeByThree = { kh: 3, kw: 3, stride_h: 1, stride_w: 1, pad_top: 1, pad_left: 1 };
+/** Tunes a 3×3 convolution of c channels in and out, hw × hw, on buffers of its own. */
 const tuneConv = (c: number, hw: number) => {
   const shape = { n: 1, c, h: hw, w: hw, k: c, oh: hw, ow: hw, dilation_h: 1, dilation_w: 1 };
   const params = encodeRecord("conv2d", {

@@ -693,21 +693,30 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Resolves ctx and stream (as an operator does) and the event (the CUDA backend's twin). */
+static int32_t stream_event(uint64_t ctx, uint64_t stream, uint64_t event, const char* fn,
+                            braid_context** c, braid_event** e) {
+  int32_t st = braid__resolve(ctx, stream, fn, c);
+  return st ? st : get_event(*c, event, fn, e);
+}
+
+/* The event takes the time now. */
+static void stamp(braid_event* e) {
+  e->time_ns = now_ns();
+  e->recorded = 1;
+}
+
 int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
   static const char fn[] = "braid_event_record";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  int32_t st = braid__resolve(ctx, stream, fn, &c);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = stream_event(ctx, stream, event, fn, &c, &e);
   if (st) return st;
   pthread_mutex_lock(&c->lock);
   int capturing = c->capturing;
   pthread_mutex_unlock(&c->lock);
   /* Inside a capture a record is only an ordering point, and replay runs in order anyway. */
-  if (capturing) return BRAID_OK;
-  e->time_ns = now_ns();
-  e->recorded = 1;
+  if (!capturing) stamp(e);
   return BRAID_OK;
 }
 
@@ -717,8 +726,7 @@ static int32_t run_timing_record(const braid_op* op) {
   if (e->magic != BRAID_MAGIC_EVENT)
     return braid__fail(BRAID_ERR_INVALID_HANDLE,
                        "braid_graph_launch: a timing record's event was destroyed");
-  e->time_ns = now_ns();
-  e->recorded = 1;
+  stamp(e);
   return BRAID_OK;
 }
 
@@ -726,9 +734,7 @@ int32_t braid_event_record_timing(uint64_t ctx, uint64_t event, uint64_t stream)
   static const char fn[] = "braid_event_record_timing";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  int32_t st = braid__resolve(ctx, stream, fn, &c);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = stream_event(ctx, stream, event, fn, &c, &e);
   if (st) return st;
   /* Recorded now, or, inside a capture, each time the graph runs (as CUDA's event-record node). */
   braid_op op = {.run = run_timing_record, .name = fn};
@@ -740,9 +746,7 @@ int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
   static const char fn[] = "braid_stream_wait_event";
   braid_context* c = NULL;
   braid_event* e = NULL;
-  int32_t st = braid__resolve(ctx, stream, fn, &c);
-  if (st) return st;
-  st = get_event(c, event, fn, &e);
+  int32_t st = stream_event(ctx, stream, event, fn, &c, &e);
   if (st) return st;
   return BRAID_OK; /* everything issued before has already run */
 }

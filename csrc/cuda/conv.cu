@@ -660,7 +660,6 @@ static bool trace_conv_tune() {
   return on;
 }
 
-
 static void add_engine_candidates(const Context* c, const Stream* s, const braid_conv2d_params* p,
                                   bool extra, std::vector<int>* out) {
   int fused_tries = ENGINE_FUSED_TRIES, plain_tries = ENGINE_PLAIN_TRIES;

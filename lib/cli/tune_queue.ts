@@ -126,13 +126,14 @@ export class TuneQueue {
     for (const jobs of [this.#ready, this.#trials]) {
       if (jobs.length > 0) return jobs.splice(Math.max(0, jobs.findIndex(held)), 1)[0];
     }
-    let best: { id: string; held: boolean; planned: number } | undefined;
+    type Candidate = { id: string; held: boolean; planned: number };
+    // A held variant before the model with the most planned stages, or the other way round.
+    const rank = (c: Candidate) =>
+      this.chunks === "held" ? [Number(c.held), c.planned] : [c.planned, Number(c.held)];
+    let best: Candidate | undefined;
     for (const [id, { work, jobs }] of this.#chunks) {
       if (jobs.length === 0) continue;
       const candidate = { id, held: holds.has(id), planned: work.planned };
-      // A held variant before the model with the most planned stages, or the other way round.
-      const rank = (c: typeof candidate) =>
-        this.chunks === "held" ? [Number(c.held), c.planned] : [c.planned, Number(c.held)];
       const better = !best || compareRanks(rank(candidate), rank(best)) > 0;
       if (better) best = candidate;
     }
