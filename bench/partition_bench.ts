@@ -180,7 +180,7 @@ if (parts.has("c")) {
       `${f(pool.kindMs.stages / 1000, 1)} s, chooses ` +
       `${f(pool.kindMs.choose / 1000, 1)} s, tunes ` +
       `${f(pool.kindMs.tune / 1000, 1)} s (of all that, variants set up on workers ` +
-      `${f(pool.setupMs / 1000, 1)} s); ran ` +
+      `${f(pool.setupMs / 1000, 1)} s); model files read ${pool.reads} times; ran ` +
       pool.timeline.filter((j) => j.kind === "tune" || j.kind === "choose").map((j) =>
         `${j.kind} ${j.file.replace(/.*\//, "")} ${f(j.startMs / 1000, 1)}–${
           f(j.endMs / 1000, 1)
@@ -217,7 +217,9 @@ if (parts.has("c")) {
   );
   // The workers' start: each thread's modules loaded, then its partition and context made.
   const starts = pool.starts.map((s) =>
-    `${f(s.loadedMs, 0)} + ${f(s.initMs, 0)} (ready at ${f(s.readyMs, 0)})`
+    `${f(s.loadedMs, 0)} (preload ${f(s.preloadMs, 0)}) + ${f(s.initMs, 0)} (ready at ${
+      f(s.readyMs, 0)
+    })`
   );
   if (starts.length > 0) console.log(`(c) the pool's workers' start (ms): ${starts.join(", ")}`);
   // A variant's first use on a worker: its executables' warm-ups (every op's plan built there).

@@ -16,6 +16,23 @@ export function readFile(path: string): Promise<Uint8Array> {
   return RUNTIME === "deno" ? Deno.readFile(path) : node.readFile(path);
 }
 
+/**
+ * A file's bytes in a SharedArrayBuffer (from offset 0): worker threads it is posted to see the
+ * same memory, with no copy of their own.
+ */
+export async function readSharedFile(path: string): Promise<Uint8Array> {
+  if (RUNTIME === "node") return await node.readSharedFile(path);
+  using file = await Deno.open(path);
+  const { size } = await file.stat();
+  const bytes = new Uint8Array(new SharedArrayBuffer(size));
+  for (let at = 0; at < size;) {
+    const n = await file.read(bytes.subarray(at));
+    if (n === null) throw new Error(`${path} ended at byte ${at} of ${size}`);
+    at += n;
+  }
+  return bytes;
+}
+
 export function writeFile(path: string, bytes: Uint8Array): Promise<void> {
   return RUNTIME === "deno" ? Deno.writeFile(path, bytes) : node.writeFile(path, bytes);
 }

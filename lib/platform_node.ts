@@ -1,5 +1,5 @@
 /** The Node versions of the platform helpers (lib/platform.ts chooses them outside Deno). */
-import { readFile as read, writeFile as write } from "node:fs/promises";
+import { open, readFile as read, writeFile as write } from "node:fs/promises";
 import process from "node:process";
 
 export async function readFile(path: string): Promise<Uint8Array> {
@@ -9,6 +9,23 @@ export async function readFile(path: string): Promise<Uint8Array> {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? new Uint8Array(bytes.buffer, 0, bytes.byteLength)
     : new Uint8Array(bytes);
+}
+
+/** platform.ts's readSharedFile. */
+export async function readSharedFile(path: string): Promise<Uint8Array> {
+  const file = await open(path);
+  try {
+    const { size } = await file.stat();
+    const bytes = new Uint8Array(new SharedArrayBuffer(size));
+    for (let at = 0; at < size;) {
+      const { bytesRead } = await file.read(bytes, at, size - at, at);
+      if (bytesRead === 0) throw new Error(`${path} ended at byte ${at} of ${size}`);
+      at += bytesRead;
+    }
+    return bytes;
+  } finally {
+    await file.close();
+  }
 }
 
 export function writeFile(path: string, bytes: Uint8Array): Promise<void> {

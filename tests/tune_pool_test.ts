@@ -570,6 +570,11 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
       assert.ok(s.readyMs > 0 && s.readyMs <= firstJob, JSON.stringify({ s, firstJob }));
     }
     assert.equal(pool.retired, 3, "every model's variants freed once its tune was queued");
+    assert.equal(
+      pool.reads,
+      3,
+      "each model file read once, its bytes shared with the other worker",
+    );
     assert.equal(pool.prefetched, results.reduce((n, r) => n + r.stagesMeasured, 0));
     // Every planned stage reached the parent's cache: a fresh plan here finds them all.
     const backend = Backend.open("cpu");
@@ -607,15 +612,26 @@ Deno.test("a pooled tune: two workers plan, measure and tune three models, shari
 Deno.test("a pool takes the workers started early, starts those missing, and ends the rest", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const file = `${dir}/a.braid`;
-    await saveModel(branchyNet("a"), file);
+    const files = [`${dir}/a.braid`, `${dir}/b.braid`];
+    await saveModel(branchyNet("a"), files[0]);
+    await saveModel(inceptionNet(), files[1]);
+    const file = files[0];
     const options = { cache: `${dir}/c.json`, scheduler: "auto", device: "cpu" } as const;
-    for (const started of [3, 1]) {
-      const early = new EarlyWorkers(started);
-      const { results, pool } = await tunePooled([file], options, [0, 0], new TuningCache(), early);
-      assert.deepEqual(results.map((r) => r.model), ["a"]);
+    for (const preloading of [[...files, file], [file]]) {
+      // Each early worker reads the model of the plan it will take first.
+      const early = new EarlyWorkers(preloading, options);
+      const { results, pool } = await tunePooled(files, options, [0, 0], new TuningCache(), early);
+      assert.deepEqual(results.map((r) => r.model), ["a", "inception"]);
       assert.equal(pool.workers, 2);
+      const started = preloading.length;
       assert.equal(pool.starts.length, 2, `${started} started early: both workers answered`);
+      const preloaded = pool.starts.map((s) => s.preloadMs > 0);
+      assert.deepEqual(preloaded, [true, started > 2], JSON.stringify(pool.starts));
+      files.forEach((f, i) => {
+        const plan = pool.timeline.find((j) => j.kind === "plan" && j.file === f);
+        assert.equal(plan?.worker, i, `${f}'s first plan went to worker ${plan?.worker}`);
+      });
+      assert.equal(pool.reads, 2, "each model read once, by its first worker, and shared");
       early.end();
       assert.equal(runningWorkers(), 0, "every thread ended");
     }

@@ -12,7 +12,7 @@
  * tunings then run on the partitions side by side.
  */
 import { BraidError } from "../errors.ts";
-import { loadModel } from "../runtime/model.ts";
+import { loadModel, modelFromBytes } from "../runtime/model.ts";
 import { Partition } from "../runtime/partition.ts";
 import {
   allocationFromEnv,
@@ -130,6 +130,8 @@ export interface TuneOneWhere {
   context?: { backend: Backend; ctx: Handle };
   /** The process exits next: the session (and its partition) are left to the driver. */
   last?: boolean;
+  /** The model file's bytes, already read (a pool's shared copy): decoded, not read again. */
+  bytes?: Uint8Array;
 }
 
 /** Tunes one model with `cache`, as a session on its budget is tuned. */
@@ -140,7 +142,7 @@ export async function tuneOne(
   where: TuneOneWhere = {},
 ): Promise<TuneResult> {
   const start = performance.now();
-  using model = await loadModel(file);
+  using model = where.bytes ? modelFromBytes(where.bytes, file) : await loadModel(file);
   const own = where.partition ? undefined : tuningPartition(options);
   const partition = where.partition ?? own;
   let session: Session | undefined;
@@ -202,7 +204,7 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
     throw new BraidError("USAGE", "--concurrent needs --sms N: each model gets an N-SM partition");
   }
   // The workers' threads start first: their modules load while the query initializes CUDA.
-  const early = new EarlyWorkers(files.length);
+  const early = new EarlyWorkers(files, { ...options, quiet: true });
   try {
     const split = Partition.query({ sms, fine: options.fine, device: options.device });
     // One worker per group of the split: every SM that fits a partition of this size works.

@@ -34,10 +34,11 @@ export interface PoolReport {
   busyMs: number[];
   /**
    * Each worker's start: its init's start (ms after the worker was made: its modules loaded, and
-   * for an early worker the partition query), its init (the partition and the context made, ms),
-   * and its answer (ms since the pool started).
+   * for an early worker its preload and the partition query), an early worker's preload (its
+   * first model read and its variants derived, ms; 0 for the others), its init (the partition
+   * and the context made, ms), and its answer (ms since the pool started).
    */
-  starts: { loadedMs: number; initMs: number; readyMs: number }[];
+  starts: { loadedMs: number; preloadMs: number; initMs: number; readyMs: number }[];
   /** Worker time spent in each kind of job, ms. */
   kindMs: Record<PoolJob["kind"], number>;
   /** Worker time spent setting model variants up (weights, stage timers), ms, within the jobs. */
@@ -50,6 +51,9 @@ export interface PoolReport {
   /** Models whose variants the workers were told to free before the end (once their tunes were
    * queued). */
   retired: number;
+  /** Model files the workers read from disk: once each (the others get the first one's bytes),
+   * unless two workers needed one at the same time. */
+  reads: number;
   /** Closing the workers once the jobs are done (each freeing what it still held, unless the
    * process exits next: options.exiting), ms. */
   closeMs: number;
@@ -90,6 +94,11 @@ interface Reply {
   };
   closed?: boolean;
   cache?: string;
+  /** Model files the worker read from disk for this message, in shared memory. */
+  read?: Record<string, Uint8Array>;
+  /** A preload's answer, and its time, ms. */
+  preloaded?: boolean;
+  preloadMs?: number;
   error?: { code: BraidErrorCode; message: string };
   ready?: boolean;
   /** An init's start on the worker's clock (its modules loaded), and its own time, ms. */
@@ -112,18 +121,24 @@ class PoolWorker {
   readonly #worker = new Worker(new URL("./tune_worker.ts", import.meta.url).href, {
     type: "module",
   });
-  #answer: ((r: Reply) => void) | undefined;
+  /** The asks not yet answered, oldest first: the worker answers its messages in order. */
+  readonly #answers: ((r: Reply) => void)[] = [];
   sent = 0;
   busyMs = 0;
   /** The model variants this worker has set up (variantId): its plan, stage and choose jobs. */
   readonly holds = new Set<string>();
+  /** The model files whose bytes this worker has (read itself, or sent with a job). */
+  readonly hasBytes = new Set<string>();
+  /** An early worker's preload (of the model of the plan it takes first), answered. */
+  preloaded?: Promise<Reply>;
 
   constructor() {
     threadsRunning++;
-    this.#worker.onmessage = (e: MessageEvent<Reply>) => this.#answer?.(e.data);
+    this.#worker.onmessage = (e: MessageEvent<Reply>) => this.#answers.shift()?.(e.data);
     this.#worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      this.#answer?.({ error: { code: "NATIVE_INTERNAL", message: e.message } });
+      const error = { code: "NATIVE_INTERNAL" as const, message: e.message };
+      for (const answer of this.#answers.splice(0)) answer({ error });
     };
   }
 
@@ -134,7 +149,7 @@ class PoolWorker {
 
   ask(message: WorkerMessage): Promise<Reply> {
     return new Promise((resolve) => {
-      this.#answer = resolve;
+      this.#answers.push(resolve);
       this.#worker.postMessage(message);
     });
   }
@@ -164,13 +179,19 @@ class PoolWorker {
 /**
  * Worker threads started before the pool knows its partitions: `braid tune --concurrent` starts
  * one per model ahead of the partition query, which initializes CUDA (~0.7 s on the H200), so that
- * their modules load meanwhile (~0.1 s each). tunePooled takes them as its first workers.
+ * meanwhile their modules load (~0.1 s each) and each reads the model of the plan it will take
+ * first (worker i the i-th file's, up to 0.2 s for a 100 MB file) and derives its graph
+ * variants. tunePooled takes them as its first workers.
  */
 export class EarlyWorkers {
   #workers: PoolWorker[];
 
-  constructor(count: number) {
-    this.#workers = Array.from({ length: count }, () => new PoolWorker());
+  constructor(files: string[], options: TuneOptions) {
+    this.#workers = files.map((file) => {
+      const worker = new PoolWorker();
+      worker.preloaded = worker.ask({ type: "preload", file, options });
+      return worker;
+    });
   }
 
   /** `count` workers: the early ones first, then new ones; the early ones left over end. */
@@ -255,6 +276,15 @@ export async function tunePooled(
   );
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
+  /** Each model file's bytes, in shared memory, as the first worker to read it posted them. */
+  const shared = new Map<string, Uint8Array>();
+  const shareRead = (worker: PoolWorker, read: Record<string, Uint8Array> | undefined) => {
+    for (const [file, bytes] of Object.entries(read ?? {})) {
+      pool.reads++;
+      if (!shared.has(file)) shared.set(file, bytes);
+      worker.hasBytes.add(file);
+    }
+  };
   const pool: PoolReport = {
     workers: workers.length,
     jobs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
@@ -267,6 +297,7 @@ export async function tunePooled(
     setupMs: 0,
     warmUpMs: 0,
     retired: 0,
+    reads: 0,
     closeMs: 0,
     startedAtMs: origin,
     timeline: [],
@@ -280,26 +311,36 @@ export async function tunePooled(
       if (times) addCallTimes((pool.callMs ??= {})[kind] ??= {}, times);
     };
     for (const r of started) profile("init", r.callMs);
+    // Answered before the inits (a worker answers in order): the models the early workers read.
+    const preloads = await Promise.all(workers.map((w) => w.preloaded));
+    preloads.forEach((r, i) => shareRead(workers[i], r?.read));
     pool.starts = started.map((r, i) => ({
       loadedMs: r.loadedMs ?? 0,
+      preloadMs: preloads[i]?.preloadMs ?? 0,
       initMs: r.initMs ?? 0,
       readyMs: readyMs[i],
     }));
 
-    // Each idle worker takes the next ready job; a finished job may make more ready.
+    // Each idle worker takes the next ready job; a finished job may make more ready. Idle workers
+    // are taken from the end: reversed, the first plans go to the workers in order, the i-th
+    // file's to the early worker that preloaded its model.
     let failure: BraidError | undefined;
-    const idle = [...workers];
+    const idle = [...workers].reverse();
     const running = new Set<Promise<void>>();
     const runJob = async (worker: PoolWorker, job: PoolJob) => {
       const started = performance.now();
-      const message = {
+      const bytes = worker.hasBytes.has(job.file) ? undefined : shared.get(job.file);
+      if (bytes) worker.hasBytes.add(job.file);
+      const message: WorkerMessage = {
         type: "job",
         job,
         cache: JSON.stringify(cache.since(worker.sent).toJSON()),
+        models: bytes && { [job.file]: bytes },
       };
       worker.sent = cache.mark();
       if (job.kind !== "tune") worker.holds.add(variantId(job.file, job.variant));
-      const r = await worker.ask(message as WorkerMessage);
+      const r = await worker.ask(message);
+      shareRead(worker, r.read);
       const ended = performance.now();
       worker.busyMs += ended - started;
       pool.kindMs[job.kind] += ended - started;

@@ -3,12 +3,14 @@
  * partition (group `group` of the device's split), that runs the jobs it is sent (tune_queue.ts)
  * and posts back each one's result with the tuning-cache entries it added. Each job comes with
  * the entries the parent has gathered since this worker's last job, so what one worker measured
- * (conv algorithms, op times, stages) is found by the others.
+ * (conv algorithms, op times, stages) is found by the others. Model files are read once in the
+ * pool, into shared memory: a worker that reads one posts its bytes back, and the parent sends
+ * them on with the other workers' jobs of that model, which decode them without a copy.
  */
 import { type CallTimes, profilingCalls, takeCallTimes } from "../../ffi/call_profile.ts";
 import { BraidError, type BraidErrorCode } from "../errors.ts";
 import { batchOf, type Graph } from "../ir/graph.ts";
-import { loadModel, type Model } from "../runtime/model.ts";
+import { loadModel, type Model, modelFromBytes } from "../runtime/model.ts";
 import type { Partition } from "../runtime/partition.ts";
 import { graphVariants } from "../runtime/prepare.ts";
 import { executableOptions } from "../runtime/session.ts";
@@ -22,8 +24,15 @@ import { tuneOne, type TuneOptions, tuningPartition } from "./tune.ts";
 import { isVariantOf, type PoolJob, variantId } from "./tune_queue.ts";
 
 export type WorkerMessage =
+  /**
+   * Sent to an early worker as it starts, before the pool knows its partitions: reads and
+   * prepares the model of the plan it will take first (its graph variants), while the partition
+   * query initializes CUDA.
+   */
+  | { type: "preload"; file: string; options: TuneOptions }
   | { type: "init"; group: number; options: TuneOptions }
-  | { type: "job"; job: PoolJob; cache: string }
+  /** `models`: model files' bytes (shared memory) this worker has not been sent yet. */
+  | { type: "job"; job: PoolJob; cache: string; models?: Record<string, Uint8Array> }
   /** The model's variants are no longer needed (its tune loads it afresh): freed, no answer. */
   | { type: "retire"; file: string }
   /**
@@ -46,6 +55,11 @@ const cache = new TuningCache();
 let native: Resources | undefined;
 /** Each model file, with its graph variants as a session derives them and its batch. */
 const models = new Map<string, { model: Model; variants: Graph[]; batch: number }>();
+/** Each model file's bytes this worker has, in memory shared with the pool (kept to the end: a
+ * model's tune, after its retire, decodes them again). */
+const fileBytes = new Map<string, Uint8Array>();
+/** The model files read from disk while handling the current message (posted back). */
+let readHere: Record<string, Uint8Array> = {};
 const prefetches = new Map<string, StagePrefetch>();
 /** Time the current job spent setting variants up on this worker (weights, stage timer), ms. */
 let setupMs = 0;
@@ -53,7 +67,9 @@ let setupMs = 0;
 async function modelFor(file: string) {
   let known = models.get(file);
   if (!known) {
-    const model = await loadModel(file);
+    const shared = fileBytes.get(file);
+    const model = shared ? modelFromBytes(shared, file) : await loadModel(file, true);
+    if (!shared) fileBytes.set(file, readHere[file] = model.bytes!);
     const variants = graphVariants(optimize(model.graph), "auto", options.scheduler === "auto");
     known = { model, variants, batch: options.batch ?? batchOf(model.graph) };
     models.set(file, known);
@@ -96,7 +112,8 @@ async function prefetchFor(file: string, variant: number): Promise<StagePrefetch
 async function run(job: PoolJob): Promise<Record<string, unknown>> {
   // The model's session on this worker's context: plans its trials built here are found.
   if (job.kind === "tune") {
-    return { result: await tuneOne(job.file, options, cache, { partition, context: native }) };
+    const where = { partition, context: native, bytes: fileBytes.get(job.file) };
+    return { result: await tuneOne(job.file, options, cache, where) };
   }
   const prefetch = await prefetchFor(job.file, job.variant);
   if (job.kind === "choose") return await choose(prefetch, job.variant);
@@ -125,6 +142,22 @@ async function choose(prefetch: StagePrefetch, variant: number) {
   const prepared = await prefetch.prepare(options.scheduler, label);
   prepared.resources.release();
   return { measured: prepared.stages.measured, trialsLate: prepared.trialsTimed };
+}
+
+/**
+ * The preload: the model read (into shared memory, posted back) and its graph variants derived,
+ * ms. A failure is not answered as one: the plan job that needs the model meets it again and
+ * reports it with the job.
+ */
+async function preload(file: string, preloadOptions: TuneOptions): Promise<void> {
+  const started = performance.now();
+  options = preloadOptions;
+  try {
+    await modelFor(file);
+  } catch {
+    // Reported by the model's plan.
+  }
+  scope.postMessage({ preloaded: true, preloadMs: performance.now() - started, read: readHere });
 }
 
 /** Frees a retired model's variants on this worker (their weights, stage timers) and its graph. */
@@ -178,6 +211,8 @@ scope.onmessage = ({ data }) => {
 
 async function handle(data: WorkerMessage): Promise<void> {
   if (data.type === "close") return close(data.free);
+  readHere = {};
+  if (data.type === "preload") return await preload(data.file, data.options);
   if (data.type === "retire") {
     try {
       return retire(data.file);
@@ -196,12 +231,13 @@ async function handle(data: WorkerMessage): Promise<void> {
       const initMs = performance.now() - loadedMs;
       return scope.postMessage({ ready: true, loadedMs, initMs, ...profile() });
     }
+    for (const [file, bytes] of Object.entries(data.models ?? {})) fileBytes.set(file, bytes);
     cache.merge(TuningCache.fromJSON(data.cache, "the parent's cache"));
     const mark = cache.mark();
     setupMs = 0;
     takeWarmUpMs();
     const reply = { ...await run(data.job), setupMs, warmUpMs: takeWarmUpMs(), ...profile() };
-    scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()) });
+    scope.postMessage({ reply, cache: JSON.stringify(cache.since(mark).toJSON()), read: readHere });
   } catch (e) {
     scope.postMessage({ error: errorOf(e) });
   }

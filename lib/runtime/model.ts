@@ -6,7 +6,7 @@ import { decodeModel } from "../format/read.ts";
 import { encodeModel } from "../format/write.ts";
 import type { Graph } from "../ir/graph.ts";
 import { validateGraph } from "../ir/validate.ts";
-import { readFile, writeFile } from "../platform.ts";
+import { readFile, readSharedFile, writeFile } from "../platform.ts";
 
 export class Model {
   #graph: Graph | undefined;
@@ -38,11 +38,14 @@ export function modelFromBytes(bytes: Uint8Array, source = "<memory>"): Model {
   return new Model(graph, source, bytes);
 }
 
-/** Reads, decodes and validates a .braid file. */
-export async function loadModel(path: string): Promise<Model> {
+/**
+ * Reads, decodes and validates a .braid file. `shared`: its bytes in a SharedArrayBuffer
+ * (Model.bytes), which worker threads can be sent and decode without a copy of their own.
+ */
+export async function loadModel(path: string, shared = false): Promise<Model> {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await (shared ? readSharedFile(path) : readFile(path));
   } catch (e) {
     throw new BraidError(
       "MALFORMED_FILE",
