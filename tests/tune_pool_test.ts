@@ -635,6 +635,14 @@ Deno.test("a pool takes the workers started early, starts those missing, and end
       early.end();
       assert.equal(runningWorkers(), 0, "every thread ended");
     }
+    // A preload that cannot read its file answers all the same; the model's plan then reports it.
+    const missing = `${dir}/missing.braid`;
+    const early = new EarlyWorkers([missing], options);
+    await assert.rejects(
+      () => tunePooled([missing], options, [0], new TuningCache(), early),
+      /planning .*missing\.braid.*cannot read model file/,
+    );
+    early.end();
     // A concurrent tune whose partition query fails ends the workers it started for it.
     await throwsCode(
       () => tuneModels([file], { ...options, concurrent: true, sms: 16, quiet: true }),
