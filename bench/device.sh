@@ -55,6 +55,11 @@
 #                    "-" for the defaults; default: the defaults, BRAID_PARTITION_BINDING=current,
 #                    BRAID_STAGE_GRAPHS=compose, and both), LEVER_PAIRS pairs each (default 1),
 #                    the sets taking turns pair by pair; JSON and logs in $OUT/c-levers.tgz
+#   tree-ab          (c) on an older commit's TypeScript beside this tree's, AB_PAIRS pairs (default
+#                    3), the trees taking turns (tags base-N, new-N); the older tree is made here with
+#                    `git archive REV lib ffi bench | tar -x -C bench/base` (ignored: pass bench/base in
+#                    the call's carry) and runs on this tree's native library (its ABI must match);
+#                    JSON and logs in $OUT/tree-ab.tgz (~30 s a run)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
 #                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
@@ -222,6 +227,29 @@ for step in "$@"; do
             deno run --cached-only -A bench/partition_bench.ts --out $work --parts c --pairs 1 \
               --tag "$tag" --caches /tmp/lever-caches) >$work/$tag.log 2>&1 || failed=$((failed + 1))
           grep -h "^(c) pair\|^(c) pool:\|error" $work/$tag.log | cut -c1-300
+          pack
+        done
+      done
+      [ $failed -eq 0 ] ;;
+    tree-ab) # (c) with an older tree (bench/base: carried) beside this one; JSON and logs in
+      # $OUT/tree-ab.tgz
+      if [ ! -f bench/base/bench/partition_bench.ts ]; then
+        echo "bench/base is missing: git archive REV lib ffi bench | tar -x -C bench/base; carry it"
+        exit 1
+      fi
+      mkdir -p $work
+      for pair in $(seq 1 "${AB_PAIRS:-3}"); do
+        order="base new"
+        [ $((pair % 2)) = 0 ] && order="new base"
+        for tree in $order; do
+          script=bench/partition_bench.ts
+          [ $tree = base ] && script=bench/base/bench/partition_bench.ts
+          rm -rf /tmp/ab-caches && mkdir -p /tmp/ab-caches
+          # The native library is this tree's build (the older tree has none of its own).
+          BRAID_LIB=$PWD/build deno run --cached-only -A $script --out $work --parts c --pairs 1 \
+            --tag "$tree-$pair" --caches /tmp/ab-caches >$work/$tree-$pair.log 2>&1 ||
+            failed=$((failed + 1))
+          grep -h "^(c) outside\|workers' start\|error" $work/$tree-$pair.log | cut -c1-300
           pack
         done
       done
