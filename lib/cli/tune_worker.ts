@@ -33,7 +33,7 @@ export type WorkerMessage =
   | { type: "init"; group: number; options: TuneOptions }
   /** `models`: model files' bytes (shared memory) this worker has not been sent yet. */
   | { type: "job"; job: PoolJob; cache: string; models?: Record<string, Uint8Array> }
-  /** The model's variants are no longer needed (its tune loads it afresh): freed, no answer. */
+  /** The model's variants are no longer needed (its tune decodes it afresh): freed, no answer. */
   | { type: "retire"; file: string }
   /**
    * The pool is done. `free` false: the process exits next, so nothing is freed (the driver
@@ -145,9 +145,9 @@ async function choose(prefetch: StagePrefetch, variant: number) {
 }
 
 /**
- * The preload: the model read (into shared memory, posted back) and its graph variants derived,
- * ms. A failure is not answered as one: the plan job that needs the model meets it again and
- * reports it with the job.
+ * The preload: the model read (into shared memory, posted back) and its graph variants derived;
+ * answers with its time. A failure is not answered as one: the plan job that needs the model
+ * meets it again and reports it with the job.
  */
 async function preload(file: string, preloadOptions: TuneOptions): Promise<void> {
   const started = performance.now();
