@@ -96,6 +96,16 @@ for step in "$@"; do
   failed=0
   pack() { tar czf "$OUT/.$step.tgz" -C "$work" . && mv "$OUT/.$step.tgz" "$OUT/$step.tgz"; }
   part() { "$@" || failed=$((failed + 1)); }
+  # One (c) pair of partition_bench.ts ($2: this tree's or an older one's) from fresh caches,
+  # tagged $1, its JSON in $work and its output in $work/$1.log, with the VAR=value settings after
+  # them in its environment.
+  c_run() {
+    local tag=$1 script=$2
+    shift 2
+    rm -rf /tmp/c-run-caches && mkdir -p /tmp/c-run-caches
+    part env "$@" deno run --cached-only -A "$script" --out "$work" --parts c --pairs 1 \
+      --tag "$tag" --caches /tmp/c-run-caches >"$work/$tag.log" 2>&1
+  }
   case "$step" in
     test-gpu) make test-gpu ;;
     compare-b1) bash bench/compare.sh --batch 1 --models "$cnn" --schedulers "$all" ;;
@@ -222,10 +232,9 @@ for step in "$@"; do
           tag=$(echo "$set" | sed 's/BRAID_//g; s/[^A-Za-z0-9]\+/-/g; s/^-*//; s/-*$//')
           tag=${tag:-defaults}-$pair
           echo "== $tag: $set"
-          rm -rf /tmp/lever-caches && mkdir -p /tmp/lever-caches
-          (if [ "$set" != "-" ]; then export $set; fi
-            deno run --cached-only -A bench/partition_bench.ts --out $work --parts c --pairs 1 \
-              --tag "$tag" --caches /tmp/lever-caches) >$work/$tag.log 2>&1 || failed=$((failed + 1))
+          if [ "$set" = "-" ]; then c_run "$tag" bench/partition_bench.ts; else
+            c_run "$tag" bench/partition_bench.ts $set
+          fi
           grep -h "^(c) pair\|^(c) pool:\|error" $work/$tag.log | cut -c1-300
           pack
         done
@@ -244,11 +253,8 @@ for step in "$@"; do
         for tree in $order; do
           script=bench/partition_bench.ts
           [ $tree = base ] && script=bench/base/bench/partition_bench.ts
-          rm -rf /tmp/ab-caches && mkdir -p /tmp/ab-caches
           # The native library is this tree's build (the older tree has none of its own).
-          BRAID_LIB=$PWD/build deno run --cached-only -A $script --out $work --parts c --pairs 1 \
-            --tag "$tree-$pair" --caches /tmp/ab-caches >$work/$tree-$pair.log 2>&1 ||
-            failed=$((failed + 1))
+          c_run "$tree-$pair" $script BRAID_LIB=$PWD/build
           grep -h "^(c) outside\|workers' start\|error" $work/$tree-$pair.log | cut -c1-300
           pack
         done
