@@ -46,9 +46,10 @@ export function convFindFromEnv(): "find" | "heuristic" {
 
 /**
  * How braid_conv2d_tune times a candidate's captured graph: BRAID_CONV_TIMING, else `warm` (an
- * untimed replay first, then two timed together); `upload` (to measure): the graph uploaded, then
- * each of two replays timed apart and the faster kept. The CUDA library reads the variable itself
- * (timing_by_upload in csrc/cuda/conv.cu); its default is this list's first value.
+ * untimed replay first, then two timed together); `upload` (measured no faster: bench/NOTES.md
+ * v0.21): the graph uploaded, then each of two replays timed apart and the faster kept. The CUDA
+ * library reads the variable itself (timing_by_upload in csrc/cuda/conv.cu); its default is this
+ * list's first value.
  */
 export function convTimingFromEnv(): "warm" | "upload" {
   return envChoice("BRAID_CONV_TIMING", ["warm", "upload"]);

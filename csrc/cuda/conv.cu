@@ -478,10 +478,11 @@ static int32_t run_conv(Context* c, Stream* s, const char* fn, const braid_conv2
  * TIME_LAUNCHES times (context lock held; the stream is not capturing).
  *
  * BRAID_CONV_TIMING=warm, the default (unset too): one untimed replay, then the replays timed
- * together. `upload` (to measure; bench/NOTES.md v0.20): the graph is uploaded (cudaGraphUpload)
- * and each replay timed between its own events, the faster kept: the upload does what the untimed
- * replay did without running the record TIME_REPS more times, and the second replay runs warm. On
- * a 32-SM partition a candidate's runs are device time the tuning thread waits for. */
+ * together. `upload` (an option, measured no faster: bench/NOTES.md v0.20, v0.21): the graph is
+ * uploaded (cudaGraphUpload) and each replay timed between its own events, the faster kept: the
+ * upload does what the untimed replay did without running the record TIME_REPS more times, and the
+ * second replay runs warm. On a 32-SM partition a candidate's runs are device time the tuning
+ * thread waits for. */
 constexpr int TIME_REPS = 5, TIME_LAUNCHES = 2;
 
 static bool timing_by_upload() {

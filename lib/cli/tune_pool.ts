@@ -276,15 +276,6 @@ export async function tunePooled(
   );
   const results = new Map<string, TuneResult>();
   const prefetched = new Map<string, number>();
-  /** Each model file's bytes, in shared memory, as the first worker to read it posted them. */
-  const shared = new Map<string, Uint8Array>();
-  const shareRead = (worker: PoolWorker, read: Record<string, Uint8Array> | undefined) => {
-    for (const [file, bytes] of Object.entries(read ?? {})) {
-      pool.reads++;
-      if (!shared.has(file)) shared.set(file, bytes);
-      worker.hasBytes.add(file);
-    }
-  };
   const pool: PoolReport = {
     workers: workers.length,
     jobs: { plan: 0, trials: 0, stages: 0, choose: 0, tune: 0 },
@@ -301,6 +292,15 @@ export async function tunePooled(
     closeMs: 0,
     startedAtMs: origin,
     timeline: [],
+  };
+  /** Each model file's bytes, in shared memory, as the first worker to read it posted them. */
+  const shared = new Map<string, Uint8Array>();
+  const shareRead = (worker: PoolWorker, read: Record<string, Uint8Array> | undefined) => {
+    for (const [file, bytes] of Object.entries(read ?? {})) {
+      pool.reads++;
+      if (!shared.has(file)) shared.set(file, bytes);
+      worker.hasBytes.add(file);
+    }
   };
   let succeeded = false;
   try {

@@ -22,14 +22,15 @@
  * (a worker sets a variant up once, weights and timer): among ready chooses, trials and stage
  * chunks, those of its variants come first, and a model's tune goes first to a worker that has
  * held one of its variants (the tune's session runs on the worker's context, where their jobs
- * built the convolutions' library plans). With `chunks: "model"` (BRAID_POOL_CHUNKS=model, to
- * measure) stage chunks go model by model instead, the one with the most planned stages first and
- * a worker's held variant only among one model's: then the model with the longest serial tail
- * (inception_v3's chooses and tune) never ends the pool, as it did in two runs of five on the H200
- * when the workers holding each model kept to its chunks (bench/NOTES.md v0.20), at the cost of
- * more variants set up on more workers (~50–120 ms each, with the warm-up). Once a model's tune is
- * queued, no job needs its variants' set-ups again: the model is retired (retire()), and the
- * workers free them while the pool's last jobs run rather than all at the end.
+ * built the convolutions' library plans). With `chunks: "model"` (BRAID_POOL_CHUNKS=model; off,
+ * measured slower: bench/NOTES.md v0.21) stage chunks go model by model instead, the one with the
+ * most planned stages first and a worker's held variant only among one model's: then the model
+ * with the longest serial tail (inception_v3's chooses and tune) never ends the pool, as it did in
+ * two runs of five on the H200 when the workers holding each model kept to its chunks
+ * (bench/NOTES.md v0.20), at the cost of more variants set up on more workers (~50–120 ms each,
+ * with the warm-up). Once a model's tune is queued, no job needs its variants' set-ups again: the
+ * model is retired (retire()), and the workers free them while the pool's last jobs run rather
+ * than all at the end.
  */
 import type { PlannedStage } from "../runtime/stage_plan.ts";
 import { envChoice } from "../platform.ts";

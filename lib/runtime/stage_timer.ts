@@ -17,7 +17,7 @@
  * again (cuDNN's costs tens of microseconds a convolution), which four tuning threads at once pay
  * four times.
  *
- * With `batch: K` (BRAID_STAGE_BATCH, to measure) K stages are captured into one graph, a timing
+ * With `batch: K` (BRAID_STAGE_BATCH) K stages are captured into one graph, a timing
  * record before each and after the last, and the graph is launched once a round: a stage costs
  * its ops' captures, not a graph of its own with its instantiation, launches, event records and
  * destruction, which four tuning threads contend for in the driver (bench/NOTES.md v0.19, v0.20).
@@ -53,7 +53,8 @@ export function stageWarmupsFromEnv(): number {
 
 /**
  * Stages timed together, in one graph: BRAID_STAGE_BATCH (8, 16 or 32), else 0, each stage a graph
- * of its own. Not yet measured on a GPU: to measure (bench/NOTES.md v0.20).
+ * of its own. Opt-in until the schedules it leads to are compared with the default's
+ * (bench/NOTES.md v0.21).
  */
 export function stageBatchFromEnv(): number {
   return Number(envChoice("BRAID_STAGE_BATCH", ["0", "8", "16", "32"]));
