@@ -60,6 +60,12 @@
 #                    `git archive REV lib ffi bench | tar -x -C bench/base` (ignored: pass bench/base in
 #                    the call's carry) and runs on this tree's native library (its ABI must match);
 #                    JSON and logs in $OUT/tree-ab.tgz (~30 s a run)
+#   js-prof          V8 tick logs (--v8-flags=--prof) of one sequential and one pooled (c) tuning,
+#                    every thread's summarized by bench/v8_ticks.py ($OUT/js-prof.txt; the logs,
+#                    compressed, in $OUT/js-prof.tgz; ~1.5 minutes)
+#   batch-quality    one (c) pair on the defaults and one with BRAID_STAGE_BATCH=16, then the
+#                    sessions each chose run side by side (bench/cache_ab.ts, 32 SMs and the whole
+#                    GPU); JSON, logs and caches in $OUT/batch-quality.tgz (~3 minutes)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
 #                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
@@ -259,6 +265,53 @@ for step in "$@"; do
           pack
         done
       done
+      [ $failed -eq 0 ] ;;
+    js-prof) # text in $OUT/js-prof.txt, logs in $OUT/js-prof.tgz
+      mkdir -p $work/models
+      files=""
+      for m in googlenet inception_v3 resnet50 densenet121; do
+        part deno run --cached-only -A lib/cli/main.ts zoo $m -o $work/models/$m.braid >/dev/null
+        files="$files $work/models/$m.braid"
+      done
+      # $1: Deno's flags (may be empty); the rest: braid tune's.
+      tune() {
+        local flags=$1
+        shift
+        deno run --cached-only -A $flags lib/cli/main.ts tune $files "$@"
+      }
+      # An untimed run first, as partition_bench's: Deno's code cache and the driver warmed.
+      tune "" --cache /tmp/js-prof-warm.json --scheduler sequential >/dev/null
+      for arm in sequential pooled; do
+        extra=""
+        [ $arm = pooled ] && extra="--sms 32 --concurrent"
+        rm -f isolate-*.log /tmp/js-prof-$arm.json
+        part tune --v8-flags=--prof $extra --cache /tmp/js-prof-$arm.json \
+          --json $work/$arm.json >$work/$arm.log 2>&1
+        tail -n 2 $work/$arm.log
+        mkdir -p $work/$arm && mv isolate-*.log $work/$arm/
+        python3 bench/v8_ticks.py --top 40 $work/$arm/*.log >>"$OUT/js-prof.txt"
+        xz -T4 $work/$arm/*.log
+      done
+      rm -rf $work/models
+      pack
+      [ $failed -eq 0 ] ;;
+    batch-quality) # files in $OUT/batch-quality.tgz
+      mkdir -p $work
+      for set in defaults batch16; do
+        if [ $set = defaults ]; then c_run $set bench/partition_bench.ts; else
+          c_run $set bench/partition_bench.ts BRAID_STAGE_BATCH=16
+        fi
+        grep -h "^(c) pair\|^(c) pool:\|error" $work/$set.log | cut -c1-300
+        rm -rf /tmp/bq-$set && cp -r /tmp/c-run-caches /tmp/bq-$set
+        for f in 32 whole; do cp /tmp/bq-$set/partition_tuning_$f.json $work/cache-$set-$f.json; done
+        pack
+      done
+      for f in 32 whole; do
+        part deno run --cached-only -A bench/cache_ab.ts --labels defaults,batch16 \
+          --caches /tmp/bq-defaults/partition_tuning_$f.json,/tmp/bq-batch16/partition_tuning_$f.json \
+          --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $work/cache_ab-$f.json
+      done
+      pack
       [ $failed -eq 0 ] ;;
     startup-probe)
       for mode in fast teardown fast teardown fast teardown; do
