@@ -62,7 +62,9 @@
 #                    JSON and logs in $OUT/tree-ab.tgz (~30 s a run)
 #   js-prof          V8 tick logs (--v8-flags=--prof) of one sequential and one pooled (c) tuning,
 #                    every thread's summarized by bench/v8_ticks.py ($OUT/js-prof.txt; the logs,
-#                    compressed, in $OUT/js-prof.tgz; ~1.5 minutes)
+#                    compressed, in $OUT/js-prof.tgz), then each arm once more with the
+#                    convolutions' tuning traced (BRAID_TRACE_CONV_TUNE, summed by
+#                    bench/conv_trace.py into js-prof.txt); ~2 minutes
 #   batch-quality    one (c) pair on the defaults and one with BRAID_STAGE_BATCH=16, then the
 #                    sessions each chose run side by side (bench/cache_ab.ts, 32 SMs and the whole
 #                    GPU); JSON, logs and caches in $OUT/batch-quality.tgz (~3 minutes)
@@ -291,6 +293,15 @@ for step in "$@"; do
         mkdir -p $work/$arm && mv isolate-*.log $work/$arm/
         python3 bench/v8_ticks.py --top 40 $work/$arm/*.log >>"$OUT/js-prof.txt"
         xz -T4 $work/$arm/*.log
+      done
+      # The convolutions' tuning traced, each arm once more (without the profiler).
+      for arm in sequential pooled; do
+        extra=""
+        [ $arm = pooled ] && extra="--sms 32 --concurrent"
+        rm -f /tmp/js-prof-$arm.json
+        BRAID_TRACE_CONV_TUNE=1 part tune "" $extra --cache /tmp/js-prof-$arm.json \
+          --json $work/$arm-traced.json >$work/$arm-traced.log 2>&1
+        python3 bench/conv_trace.py $work/$arm-traced.log | tee -a "$OUT/js-prof.txt"
       done
       rm -rf $work/models
       pack
