@@ -63,8 +63,9 @@
 #   js-prof          V8 tick logs (--v8-flags=--prof) of one sequential and one pooled (c) tuning,
 #                    every thread's summarized by bench/v8_ticks.py ($OUT/js-prof.txt; the logs,
 #                    compressed, in $OUT/js-prof.tgz), then each arm once more with the
-#                    convolutions' tuning traced (BRAID_TRACE_CONV_TUNE, summed by
-#                    bench/conv_trace.py into js-prof.txt); ~2 minutes
+#                    convolutions' tuning traced and every backend call timed
+#                    (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS; bench/conv_trace.py and
+#                    bench/call_compare.py sum them into js-prof.txt); ~2 minutes
 #   batch-quality    one (c) pair on the defaults and one with BRAID_STAGE_BATCH=16, then the
 #                    sessions each chose run side by side (bench/cache_ab.ts, 32 SMs and the whole
 #                    GPU); JSON, logs and caches in $OUT/batch-quality.tgz (~3 minutes)
@@ -294,15 +295,18 @@ for step in "$@"; do
         python3 bench/v8_ticks.py --top 40 $work/$arm/*.log >>"$OUT/js-prof.txt"
         xz -T4 $work/$arm/*.log
       done
-      # The convolutions' tuning traced, each arm once more (without the profiler).
+      # Each arm once more without the profiler, the convolutions' tuning traced and every
+      # backend call timed (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS).
       for arm in sequential pooled; do
         extra=""
         [ $arm = pooled ] && extra="--sms 32 --concurrent"
         rm -f /tmp/js-prof-$arm.json
-        BRAID_TRACE_CONV_TUNE=1 part tune "" $extra --cache /tmp/js-prof-$arm.json \
-          --json $work/$arm-traced.json >$work/$arm-traced.log 2>&1
+        BRAID_TRACE_CONV_TUNE=1 BRAID_PROFILE_CALLS=1 part tune "" $extra \
+          --cache /tmp/js-prof-$arm.json --json $work/$arm-traced.json >$work/$arm-traced.log 2>&1
         python3 bench/conv_trace.py $work/$arm-traced.log | tee -a "$OUT/js-prof.txt"
       done
+      python3 bench/call_compare.py $work/sequential-traced.json $work/pooled-traced.json |
+        tee -a "$OUT/js-prof.txt"
       rm -rf $work/models
       pack
       [ $failed -eq 0 ] ;;
