@@ -362,31 +362,29 @@ static int32_t stream_event(uint64_t ctx, uint64_t stream, uint64_t event, const
   return st ? st : get_event(c, event, fn, e);
 }
 
-int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
-  static const char fn[] = "braid_event_record";
+/* Records `event` on `stream`. Inside a capture a plain record only orders the work; with
+ * `timing` it is external, an event-record node that records each time the graph runs, and the
+ * event then counts as recorded (braid_event_elapsed reports an event the graph has not yet
+ * reached as not completed). */
+static int32_t record_event(uint64_t ctx, uint64_t event, uint64_t stream, const char* fn,
+                            bool timing) {
   Stream* s = nullptr;
   Event* e = nullptr;
   int32_t st = stream_event(ctx, stream, event, fn, &s, &e);
   if (st) return st;
-  bool capturing = stream_capturing(s);
-  CUDA_TRY(fn, cudaEventRecord(e->e, s->s));
-  if (!capturing) e->recorded = 1;
+  const bool capturing = stream_capturing(s);
+  CUDA_TRY(fn, cudaEventRecordWithFlags(e->e, s->s,
+                                        timing && capturing ? cudaEventRecordExternal : 0));
+  if (timing || !capturing) e->recorded = 1;
   return BRAID_OK;
 }
 
+int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
+  return record_event(ctx, event, stream, "braid_event_record", false);
+}
+
 int32_t braid_event_record_timing(uint64_t ctx, uint64_t event, uint64_t stream) {
-  static const char fn[] = "braid_event_record_timing";
-  Stream* s = nullptr;
-  Event* e = nullptr;
-  int32_t st = stream_event(ctx, stream, event, fn, &s, &e);
-  if (st) return st;
-  /* External: an event-record node, which records each time the graph runs (a plain record in a
-   * capture only orders the work). The event then counts as recorded: braid_event_elapsed reports
-   * an event the graph has not yet reached as not completed. */
-  CUDA_TRY(fn, cudaEventRecordWithFlags(e->e, s->s,
-                                        stream_capturing(s) ? cudaEventRecordExternal : 0));
-  e->recorded = 1;
-  return BRAID_OK;
+  return record_event(ctx, event, stream, "braid_event_record_timing", true);
 }
 
 int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
