@@ -56,9 +56,10 @@
 #                    BRAID_STAGE_GRAPHS=compose, and both), LEVER_PAIRS pairs each (default 1),
 #                    the sets taking turns pair by pair; JSON and logs in $OUT/c-levers.tgz
 #   tree-ab          (c) on an older commit's TypeScript beside this tree's, AB_PAIRS pairs (default
-#                    3), the trees taking turns (tags base-N, new-N); the older tree is made here with
-#                    `git archive REV lib ffi bench | tar -x -C bench/base` (ignored: pass bench/base in
-#                    the call's carry) and runs on this tree's native library (its ABI must match);
+#                    3), the trees taking turns (tags base-N, new-N); the older tree is made here
+#                    with `git archive REV lib ffi bench mod.ts | tar -x -C bench/base` (ignored:
+#                    pass bench/base in the call's carry) and runs on this tree's native library
+#                    (its ABI must match);
 #                    JSON and logs in $OUT/tree-ab.tgz (~30 s a run)
 #   js-prof          V8 tick logs (--v8-flags=--prof) of one sequential and one pooled (c) tuning,
 #                    every thread's summarized by bench/v8_ticks.py ($OUT/js-prof.txt; the logs,
@@ -251,8 +252,9 @@ for step in "$@"; do
       [ $failed -eq 0 ] ;;
     tree-ab) # (c) with an older tree (bench/base: carried) beside this one; JSON and logs in
       # $OUT/tree-ab.tgz
-      if [ ! -f bench/base/bench/partition_bench.ts ]; then
-        echo "bench/base is missing: git archive REV lib ffi bench | tar -x -C bench/base; carry it"
+      if [ ! -f bench/base/bench/partition_bench.ts ] || [ ! -f bench/base/mod.ts ]; then
+        echo "bench/base is missing: git archive REV lib ffi bench mod.ts | tar -x -C bench/base;" \
+          "carry it"
         exit 1
       fi
       mkdir -p $work

@@ -326,6 +326,15 @@ const T0150: PoolCosts = {
  * timed by trials jobs after each plan, and a choice times the other three and confirms (two).
  */
 function simulatePool(costs: PoolCosts, affinity: boolean, ahead = false): number {
+  return simulatePoolWork(costs, affinity, ahead).end;
+}
+
+/** simulatePool's makespan, and the workers' busy time summed (their work), seconds. */
+function simulatePoolWork(
+  costs: PoolCosts,
+  affinity: boolean,
+  ahead = false,
+): { end: number; busy: number } {
   const byFile = new Map(costs.models.map((m) => [m.file, m]));
   const queue = new TuneQueue(
     costs.models.map((m) => ({ file: m.file, variants: m.plans.length })),
@@ -346,7 +355,7 @@ function simulatePool(costs: PoolCosts, affinity: boolean, ahead = false): numbe
     if (job.kind === "tune") s += costs.tune + (m.plans.length === 1 ? chosen : 0);
     return s;
   };
-  let now = 0, uid = 0;
+  let now = 0, uid = 0, busy = 0;
   const idle = new Set([0, 1, 2, 3]);
   const running: { end: number; worker: number; job: PoolJob }[] = [];
   while (!queue.done) {
@@ -354,7 +363,9 @@ function simulatePool(costs: PoolCosts, affinity: boolean, ahead = false): numbe
       const job = queue.next(affinity ? holds[worker] : undefined);
       if (!job) break;
       idle.delete(worker);
-      running.push({ end: now + cost(worker, job), worker, job });
+      const seconds = cost(worker, job);
+      busy += seconds;
+      running.push({ end: now + seconds, worker, job });
     }
     running.sort((a, b) => a.end - b.end);
     const done = running.shift()!;
@@ -367,7 +378,7 @@ function simulatePool(costs: PoolCosts, affinity: boolean, ahead = false): numbe
       queue.planned(done.job, stages, ahead ? Math.max(0, m.candidates - 3) : 0);
     }
   }
-  return now;
+  return { end: now, busy };
 }
 
 Deno.test("simulated on T2140's job costs, workers keeping to their variants shorten the pool", () => {
@@ -390,6 +401,38 @@ Deno.test("simulated on T0150's job costs, candidates timed ahead cost the pool 
   // Here the pool is bound by its work either way (45.8 s over four workers); on the device the
   // inception chooses ran 3 s with two workers idle, the tail that timing ahead takes away.
   assert.ok(ahead <= after, `ahead: ${ahead} s against ${after} s`);
+});
+
+/**
+ * T0149 (H200, pair 3 of stop 27's pool): each plan as measured, 0.77 ms a stage (13.5 s for
+ * 17.6k), 45 ms a candidate (trials 3.8 s for 85), 15 ms to set a further variant up (the first
+ * set-ups of later jobs: 9–39 ms), 0.1 s for a final session (googlenet's 75 ms, resnet50's 0.27 s
+ * with its choice).
+ */
+const T0149: PoolCosts = {
+  models: [
+    { file: "googlenet", plans: [2.63, 0.53], stages: [3600, 3328], candidates: 19 },
+    { file: "inception_v3", plans: [2.96, 0.93], stages: [5800, 4243], candidates: 24 },
+    { file: "resnet50", plans: [1.38], stages: [125], candidates: 17 },
+    { file: "densenet121", plans: [2.83], stages: [498], candidates: 1 },
+  ],
+  stage: 0.77e-3,
+  candidate: 0.045,
+  setup: 0.015,
+  tune: 0.1,
+};
+
+Deno.test("simulated on T0149's job costs, the pool ends within its last model's tail of its work bound", () => {
+  const { end, busy } = simulatePoolWork(T0149, true, true);
+  console.log(
+    `  pool of 4, simulated: ${end.toFixed(2)} s, its work ÷ 4 ${(busy / 4).toFixed(2)} s`,
+  );
+  // T0149 measured 7.7–8.0 s from the workers' start to the last job's end.
+  assert.ok(end > 7.3 && end < 8.5, `the simulation is off: ${end} s`);
+  // Over the bound: googlenet's last chooses and tune, run with workers idle (measured: 0.43 s
+  // over, with the worker that planned resnet50 idle until the next plans end). Neither
+  // reordering tried in bench/NOTES.md v0.22 took anything off it.
+  assert.ok(end - busy / 4 < 0.3, `${end} s against a bound of ${busy / 4} s`);
 });
 
 Deno.test("the stages auto asks to time do not depend on their times (so they can be listed ahead)", async () => {
