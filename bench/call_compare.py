@@ -5,8 +5,8 @@ workers' jobs, and their quotient (k), the largest first.
 
 Usage: python3 bench/call_compare.py SEQUENTIAL.json POOLED.json [--top N]
 """
+import argparse
 import json
-import sys
 
 
 def sequential_calls(report):
@@ -26,19 +26,18 @@ def pooled_calls(report):
 
 
 def main():
-    args = sys.argv[1:]
-    top = 25
-    if "--top" in args:
-        i = args.index("--top")
-        top = int(args[i + 1])
-        del args[i:i + 2]
-    seq = sequential_calls(json.load(open(args[0])))
-    pool_report = json.load(open(args[1]))
+    parser = argparse.ArgumentParser(description="Backend calls' host time, arm by arm.")
+    parser.add_argument("sequential")
+    parser.add_argument("pooled")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    seq = sequential_calls(json.load(open(args.sequential)))
+    pool_report = json.load(open(args.pooled))
     pool = pooled_calls(pool_report)
     print(f"backend calls' host time, s: sequential {sum(seq.values()) / 1000:.2f}, "
           f"pooled {sum(pool.values()) / 1000:.2f} (worker time by job kind: "
           + ", ".join(f"{k} {v / 1000:.2f}" for k, v in pool_report["pool"]["kindMs"].items()) + ")")
-    for call in sorted(set(seq) | set(pool), key=lambda c: -max(seq.get(c, 0), pool.get(c, 0)))[:top]:
+    for call in sorted(set(seq) | set(pool), key=lambda c: -max(seq.get(c, 0), pool.get(c, 0)))[:args.top]:
         s, p = seq.get(call, 0), pool.get(call, 0)
         k = f"{p / s:5.2f}" if s > 0 else "    -"
         print(f"  {call:28s} sequential {s / 1000:7.3f}  pooled {p / 1000:7.3f}  k {k}")

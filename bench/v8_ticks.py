@@ -9,6 +9,7 @@ function on the stack (inclusive).
 
 Usage: python3 bench/v8_ticks.py LOG... [--top N]
 """
+import argparse
 import bisect
 import collections
 import sys
@@ -90,14 +91,12 @@ def summarize(path, top):
 
 
 def main():
-    args = sys.argv[1:]
-    top = 30
-    if "--top" in args:
-        i = args.index("--top")
-        top = int(args[i + 1])
-        del args[i:i + 2]
-    for path in args:
-        summarize(path, top)
+    parser = argparse.ArgumentParser(description="Summarizes Deno's V8 tick logs.")
+    parser.add_argument("logs", nargs="+")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    for path in args.logs:
+        summarize(path, args.top)
 
 
 if __name__ == "__main__":
