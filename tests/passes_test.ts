@@ -8,6 +8,7 @@ import { dedupeNodes, optimize } from "../lib/passes/mod.ts";
 import { Random } from "../lib/util/random.ts";
 import { caseSeed, rerunHint } from "./helpers.ts";
 import { evaluateGraph, relativeError } from "./reference.ts";
+import { buildZooModel } from "../lib/models/index.ts";
 
 /** conv → bn → relu; a ResNet-style residual; a Relu6 head; dropout; a graph output via Identity. */
 function sample(): Graph {
@@ -95,4 +96,23 @@ Deno.test("dedupeNodes merges repeated work, chains included, and keeps graph ou
   const inner = repeated();
   inner.outputs = inner.outputs.slice(0, 1);
   assert.equal(dedupeNodes(inner).nodes.filter((n) => n.op === "MaxPool2d").length, 1);
+});
+
+Deno.test("optimize is idempotent on the tuned zoo models: a second run changes nothing", () => {
+  // What lets an optimized graph stand in for its model (its tuning keys are the same).
+  const describe = (g: Graph) =>
+    JSON.stringify({
+      nodes: g.nodes.map((n) => [n.op, n.name, n.inputs, n.outputs, n.attrs]),
+      inputs: g.inputs,
+      outputs: g.outputs,
+      initializers: [...g.initializers].map(([name, t]) => [name, t.shape]),
+    });
+  for (const name of ["googlenet", "inception_v3", "resnet50", "densenet121"]) {
+    const once = optimize(buildZooModel(name));
+    const twice = optimize(once);
+    assert.equal(describe(twice), describe(once), name);
+    for (const [tensor, t] of once.initializers) {
+      assert.deepEqual(twice.initializers.get(tensor)!.data, t.data, `${name}: ${tensor}`);
+    }
+  }
 });
