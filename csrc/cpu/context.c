@@ -706,20 +706,6 @@ static void stamp(braid_event* e) {
   e->recorded = 1;
 }
 
-int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
-  static const char fn[] = "braid_event_record";
-  braid_context* c = NULL;
-  braid_event* e = NULL;
-  int32_t st = stream_event(ctx, stream, event, fn, &c, &e);
-  if (st) return st;
-  pthread_mutex_lock(&c->lock);
-  int capturing = c->capturing;
-  pthread_mutex_unlock(&c->lock);
-  /* Inside a capture a record is only an ordering point, and replay runs in order anyway. */
-  if (!capturing) stamp(e);
-  return BRAID_OK;
-}
-
 /* A timing record replayed: the event takes the time the graph reaches it. */
 static int32_t run_timing_record(const braid_op* op) {
   braid_event* e = (braid_event*)(uintptr_t)op->addr[0];
@@ -730,16 +716,34 @@ static int32_t run_timing_record(const braid_op* op) {
   return BRAID_OK;
 }
 
-int32_t braid_event_record_timing(uint64_t ctx, uint64_t event, uint64_t stream) {
-  static const char fn[] = "braid_event_record_timing";
+/* Records `event` on `stream` (the CUDA backend's record_event). Inside a capture a plain record
+ * is only an ordering point, and replay runs in order anyway; a timing record is submitted as an
+ * op, so it takes the time now, or, inside a capture, each time the graph runs (as CUDA's
+ * event-record node). */
+static int32_t record_event(uint64_t ctx, uint64_t event, uint64_t stream, const char* fn,
+                            int timing) {
   braid_context* c = NULL;
   braid_event* e = NULL;
   int32_t st = stream_event(ctx, stream, event, fn, &c, &e);
   if (st) return st;
-  /* Recorded now, or, inside a capture, each time the graph runs (as CUDA's event-record node). */
-  braid_op op = {.run = run_timing_record, .name = fn};
-  op.addr[0] = (uint64_t)(uintptr_t)e;
-  return braid__submit(c, &op);
+  if (timing) {
+    braid_op op = {.run = run_timing_record, .name = fn};
+    op.addr[0] = (uint64_t)(uintptr_t)e;
+    return braid__submit(c, &op);
+  }
+  pthread_mutex_lock(&c->lock);
+  int capturing = c->capturing;
+  pthread_mutex_unlock(&c->lock);
+  if (!capturing) stamp(e);
+  return BRAID_OK;
+}
+
+int32_t braid_event_record(uint64_t ctx, uint64_t event, uint64_t stream) {
+  return record_event(ctx, event, stream, "braid_event_record", 0);
+}
+
+int32_t braid_event_record_timing(uint64_t ctx, uint64_t event, uint64_t stream) {
+  return record_event(ctx, event, stream, "braid_event_record_timing", 1);
 }
 
 int32_t braid_stream_wait_event(uint64_t ctx, uint64_t stream, uint64_t event) {
