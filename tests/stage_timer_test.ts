@@ -61,9 +61,7 @@ function countingTimer(options: StageTimerOptions) {
 Deno.test("measureMany: a pipelined batch times each stage once; a bad stage fails alone", async () => {
   const { backend, ctx, timer, dag, close } = countingTimer({ replays: 2, rounds: 3, warmup: 1 });
   try {
-    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-      timer.launchesKernel(v)
-    );
+    const kernels = timer.kernelNodes(dag.size);
     const sources = kernels.filter((v) => dag.preds[v].length === 0);
     const stages = [[[]], [[kernels[0]]], [[kernels[0]], [kernels[1]]], [sources]];
     const times = timer.measureMany(stages);
@@ -118,9 +116,7 @@ Deno.test("a stage's rounds last roundUs by its floor time, between minReplays a
     assert.equal(timer.replaysFor(40), 3);
     assert.equal(timer.replaysFor(60), 2);
     assert.equal(timer.replaysFor(500), 2, "a long stage: the fewest");
-    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-      timer.launchesKernel(v)
-    );
+    const kernels = timer.kernelNodes(dag.size);
     const stages = [[[kernels[0]]], [[kernels[1]], [kernels[2]]]];
     // 1 warm-up + 3 rounds of the stage's replays: 5 for the first (no floor), 2 for the second.
     const times = timer.measureMany(stages, [undefined, 250]);
@@ -141,9 +137,7 @@ Deno.test("a stage that fills a round alone is warmed up once at most and replay
       2,
       2,
     ]);
-    const kernel = Array.from({ length: dag.size }, (_, v) => v).find((v) =>
-      timer.launchesKernel(v)
-    )!;
+    const kernel = timer.kernelNodes(dag.size)[0];
     timer.measureMany([[[kernel]]], [500]);
     assert.equal(counts.launches, 1 + 3 * 1);
   } finally {
@@ -168,9 +162,7 @@ Deno.test("a replay failing mid-batch frees the stages in flight and reports its
   const { timer, counts, dag, close } = countingTimer({ replays: 2, rounds: 3, warmup: 1 });
   let closed = false;
   try {
-    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-      timer.launchesKernel(v)
-    );
+    const kernels = timer.kernelNodes(dag.size);
     // Stage 0 replays 1 + 3 × 2 = 7 times; the first replay of stage 1 fails.
     counts.failAt = counts.launches + 8;
     assert.throws(() => timer.measureMany([[[kernels[0]]], [[kernels[1]]]]), /a replay failed/);
@@ -201,9 +193,7 @@ Deno.test("composed stage graphs capture each op once; captured ones capture eve
       graphs,
     });
     try {
-      const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-        timer.launchesKernel(v)
-      );
+      const kernels = timer.kernelNodes(dag.size);
       const convs = kernels.filter((v) => graph.nodes[v].op === "Conv2d");
       const pool = kernels.find((v) => graph.nodes[v].op === "MaxPool2d")!;
       const stages = stagesOf([convs[0], pool, convs[1]]);
@@ -236,9 +226,7 @@ Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (non
     await withEnv({ BRAID_STAGE_WARMUPS: warmups }, () => {
       const { timer, counts, dag, close } = countingTimer({ replays: 2 });
       try {
-        const kernel = Array.from({ length: dag.size }, (_, v) => v).find((v) =>
-          timer.launchesKernel(v)
-        )!;
+        const kernel = timer.kernelNodes(dag.size)[0];
         timer.measureMany([[[kernel]]], [60]); // two replays a round, three rounds
         launches = counts.launches;
       } finally {
@@ -275,9 +263,7 @@ Deno.test("BRAID_STAGE_GRAPHS picks how stage graphs are made", async () => {
 Deno.test("batched: stages captured together, each timed between timing records, in order", () => {
   const { timer, counts, dag, close } = countingTimer({ batch: 3, batchRounds: 4, warmup: 1 });
   try {
-    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-      timer.launchesKernel(v)
-    );
+    const kernels = timer.kernelNodes(dag.size);
     // Seven stages: batches of 3, 3 and 1, each captured once and launched 1 + 4 times.
     const stages = kernels.slice(0, 7).map((v) => [[v]]);
     stages[1] = [[kernels[1]], [kernels[2]]];
@@ -307,9 +293,7 @@ Deno.test("batched: a replay failing frees the batches in flight; the timer goes
   const { timer, counts, dag, close } = countingTimer({ batch: 2, batchRounds: 3, warmup: 0 });
   let closed = false;
   try {
-    const kernels = Array.from({ length: dag.size }, (_, v) => v).filter((v) =>
-      timer.launchesKernel(v)
-    );
+    const kernels = timer.kernelNodes(dag.size);
     const stages = kernels.slice(0, 5).map((v) => [[v]]);
     counts.failAt = counts.launches + 4; // the second batch's second round
     assert.throws(() => timer.measureMany(stages), /a replay failed/);

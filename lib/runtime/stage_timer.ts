@@ -153,9 +153,7 @@ export class StageTimer {
    * fork/join cost every stage pays); views and in-place concats launch nothing and take 0.
    */
   opTimes(nodes: number): number[] {
-    const kernels = Array.from({ length: nodes }, (_, v) => v).filter((v) =>
-      this.launchesKernel(v)
-    );
+    const kernels = this.kernelNodes(nodes);
     const [empty, ...alone] = this.measureMany([[[]], ...kernels.map((v) => [[v]])]);
     const us = new Array<number>(nodes).fill(0);
     kernels.forEach((v, i) => (us[v] = Math.max(0.5, alone[i] - empty)));
@@ -165,6 +163,11 @@ export class StageTimer {
   /** Whether the node launches a kernel (views and in-place concats do not). */
   launchesKernel(node: number): boolean {
     return this.#exec.launchesKernel(node);
+  }
+
+  /** The nodes of 0 … nodes − 1 that launch a kernel, in order. */
+  kernelNodes(nodes: number): number[] {
+    return Array.from({ length: nodes }, (_, v) => v).filter((v) => this.launchesKernel(v));
   }
 
   /** Median time of one replay of the stage, in microseconds. */
@@ -291,7 +294,6 @@ export class StageTimer {
         samples.forEach((s, k) =>
           s.push(backend.eventElapsed(ctx, this.#marks[k], this.#marks[k + 1]))
         );
-        flight.launched = false;
       }
       for (const s of samples) times.push(stats(s).medianMs * 1000);
       this.measured += flight.size;
