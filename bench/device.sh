@@ -63,7 +63,7 @@
 #                    JSON and logs in $OUT/tree-ab.tgz (~30 s a run)
 #   js-prof          V8 tick logs (--v8-flags=--prof) of one sequential and one pooled (c) tuning,
 #                    every thread's summarized by bench/v8_ticks.py ($OUT/js-prof.txt; the logs,
-#                    compressed, in $OUT/js-prof.tgz), then each arm once more with the
+#                    compressed, in $OUT/js-prof.tgz), each arm run once more after it with the
 #                    convolutions' tuning traced and every backend call timed
 #                    (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS; bench/conv_trace.py and
 #                    bench/call_compare.py sum them into js-prof.txt); ~2 minutes
@@ -296,12 +296,8 @@ for step in "$@"; do
         mkdir -p $work/$arm && mv isolate-*.log $work/$arm/
         python3 bench/v8_ticks.py --top 40 $work/$arm/*.log >>"$OUT/js-prof.txt"
         xz -T4 $work/$arm/*.log
-      done
-      # Each arm once more without the profiler, the convolutions' tuning traced and every
-      # backend call timed (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS).
-      for arm in sequential pooled; do
-        extra=""
-        [ $arm = pooled ] && extra="--sms 32 --concurrent"
+        # Once more without the profiler, the convolutions' tuning traced and every backend
+        # call timed (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS).
         rm -f /tmp/js-prof-$arm.json
         BRAID_TRACE_CONV_TUNE=1 BRAID_PROFILE_CALLS=1 part tune "" $extra \
           --cache /tmp/js-prof-$arm.json --json $work/$arm-traced.json >$work/$arm-traced.log 2>&1
