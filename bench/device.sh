@@ -67,9 +67,10 @@
 #                    convolutions' tuning traced and every backend call timed
 #                    (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS; bench/conv_trace.py and
 #                    bench/call_compare.py sum them into js-prof.txt); ~2 minutes
-#   batch-quality    one (c) pair on the defaults and one with BRAID_STAGE_BATCH=16, then the
-#                    sessions each chose run side by side (bench/cache_ab.ts, 32 SMs and the whole
-#                    GPU); JSON, logs and caches in $OUT/batch-quality.tgz (~3 minutes)
+#   batch-quality    BQ_PAIRS (default 1) (c) pairs on the defaults and as many with
+#                    BRAID_STAGE_BATCH=16, taking turns, then the sessions each set's last pair
+#                    chose run side by side (bench/cache_ab.ts, 32 SMs and the whole GPU); JSON,
+#                    logs and caches in $OUT/batch-quality.tgz (~3 minutes a pair of each)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
 #                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
@@ -308,16 +309,19 @@ for step in "$@"; do
       rm -rf $work/models
       pack
       [ $failed -eq 0 ] ;;
-    batch-quality) # files in $OUT/batch-quality.tgz
+    batch-quality) # files in $OUT/batch-quality.tgz; the sets take turns, pair by pair
       mkdir -p $work
-      for set in defaults batch16; do
-        if [ $set = defaults ]; then c_run $set bench/partition_bench.ts; else
-          c_run $set bench/partition_bench.ts BRAID_STAGE_BATCH=16
-        fi
-        grep -h "^(c) pair\|^(c) pool:\|error" $work/$set.log | cut -c1-300
-        rm -rf /tmp/bq-$set && cp -r /tmp/c-run-caches /tmp/bq-$set
-        for f in 32 whole; do cp /tmp/bq-$set/partition_tuning_$f.json $work/cache-$set-$f.json; done
-        pack
+      for pair in $(seq 1 "${BQ_PAIRS:-1}"); do
+        for set in defaults batch16; do
+          if [ $set = defaults ]; then c_run $set-$pair bench/partition_bench.ts; else
+            c_run $set-$pair bench/partition_bench.ts BRAID_STAGE_BATCH=16
+          fi
+          grep -h "^(c) pair\|^(c) pool:\|error" $work/$set-$pair.log | cut -c1-300
+          # The last pair's caches are the ones compared.
+          rm -rf /tmp/bq-$set && cp -r /tmp/c-run-caches /tmp/bq-$set
+          for f in 32 whole; do cp /tmp/bq-$set/partition_tuning_$f.json $work/cache-$set-$f.json; done
+          pack
+        done
       done
       for f in 32 whole; do
         part deno run --cached-only -A bench/cache_ab.ts --labels defaults,batch16 \

@@ -289,6 +289,35 @@ Deno.test("batched: stages captured together, each timed between timing records,
   }
 });
 
+Deno.test("batched: stages that fill a round alone are batched apart and timed in `rounds` rounds", () => {
+  const { timer, counts, dag, close } = countingTimer({
+    batch: 3,
+    batchRounds: 5,
+    rounds: 3,
+    roundUs: 100,
+    warmup: 0,
+  });
+  try {
+    const kernels = timer.kernelNodes(dag.size);
+    const stages = kernels.slice(0, 5).map((v) => [[v]]);
+    // Stages 1 and 3 fill a round (floors ≥ 100 µs): one batch of two, 3 rounds; stages 0, 2
+    // and 4 one batch of three, 5 rounds.
+    const captures = counts.calls.get("captureBegin") ?? 0;
+    const launches = counts.launches;
+    const times = timer.measureMany(stages, [undefined, 250, 10, 100, undefined]);
+    assert.equal((counts.calls.get("captureBegin") ?? 0) - captures, 2);
+    assert.equal(counts.launches - launches, 5 + 3);
+    assert.equal(times.length, 5);
+    assert.ok(times.every((us) => Number.isFinite(us) && us >= 0), `${times}`);
+    // Each time goes back to its own stage: a heavy long stage before an empty short one.
+    const heavy = [kernels.slice(0, 12)];
+    const [full, empty] = timer.measureMany([heavy, [[]]], [500, undefined]);
+    assert.ok(full > empty, `a stage of 12 ops ${full} µs against an empty one ${empty} µs`);
+  } finally {
+    close();
+  }
+});
+
 Deno.test("batched: a replay failing frees the batches in flight; the timer goes on", async () => {
   const { timer, counts, dag, close } = countingTimer({ batch: 2, batchRounds: 3, warmup: 0 });
   let closed = false;

@@ -196,7 +196,7 @@ export class StageTimer {
    * (replaysFor).
    */
   measureMany(stages: number[][][], floorsUs: (number | undefined)[] = []): number[] {
-    if (this.#options.batch > 1) return this.#measureBatched(stages);
+    if (this.#options.batch > 1) return this.#measureBatched(stages, floorsUs);
     const { backend } = this;
     const ctx = this.#resources.ctx;
     const { rounds } = this.#options;
@@ -268,17 +268,33 @@ export class StageTimer {
    * each two (Executable.captureTimedStages), launched warm-up times untimed, then once a round;
    * after each round the host waits and reads each stage's time between its records. While one
    * batch's first round runs, the host captures the next batch.
+   *
+   * Stages whose floor fills a round by itself (≥ roundUs, as most multi-group stages on a small
+   * partition) are batched apart from the others and timed in `rounds` rounds, not `batchRounds`:
+   * their times are then the median of as many single replays as the unbatched timer takes for
+   * them (replaysFor() gives one a round), and the device time a small partition spends on them
+   * is not five replays of each where three do.
    */
-  #measureBatched(stages: number[][][]): number[] {
+  #measureBatched(stages: number[][][], floorsUs: (number | undefined)[]): number[] {
     const { backend } = this;
     const ctx = this.#resources.ctx;
-    const { batch, batchRounds, warmup } = this.#options;
-    const times: number[] = [];
+    const { batch, batchRounds, rounds, roundUs, warmup } = this.#options;
+    const times = new Array<number>(stages.length);
     const began = performance.now();
     this.#ensureStreams(stages.reduce((most, groups) => Math.max(most, groups.length), 1));
     while (this.#marks.length < batch + 1) this.#marks.push(this.#event());
+    const fillsRound = (i: number) => (floorsUs[i] ?? 0) >= roundUs;
+    const short = stages.map((_, i) => i).filter((i) => !fillsRound(i));
+    const long = stages.map((_, i) => i).filter(fillsRound);
+    /** Each batch: the stages' indices in `stages`, and its timed rounds. */
+    const chunks: { indices: number[]; rounds: number }[] = [];
+    for (const [indices, roundsOf] of [[short, batchRounds], [long, rounds]] as const) {
+      for (let from = 0; from < indices.length; from += batch) {
+        chunks.push({ indices: indices.slice(from, from + batch), rounds: roundsOf });
+      }
+    }
     /** A batch captured, and whether its first round is already launched. */
-    type Flight = { graph: Handle; size: number; launched: boolean };
+    type Flight = { graph: Handle; indices: number[]; rounds: number; launched: boolean };
     /** The batch's warm-ups and first round. */
     const launch = (flight: Flight) => {
       for (let w = 0; w < warmup; w++) backend.graphLaunch(ctx, flight.graph, 0n);
@@ -286,17 +302,17 @@ export class StageTimer {
       flight.launched = true;
     };
     const finish = (flight: Flight) => {
-      const samples = Array.from({ length: flight.size }, () => [] as number[]);
+      const samples = flight.indices.map(() => [] as number[]);
       if (!flight.launched) launch(flight);
-      for (let r = 0; r < batchRounds; r++) {
+      for (let r = 0; r < flight.rounds; r++) {
         if (r > 0) backend.graphLaunch(ctx, flight.graph, 0n);
         backend.streamSynchronize(ctx, 0n);
         samples.forEach((s, k) =>
           s.push(backend.eventElapsed(ctx, this.#marks[k], this.#marks[k + 1]))
         );
       }
-      for (const s of samples) times.push(stats(s).medianMs * 1000);
-      this.measured += flight.size;
+      samples.forEach((s, k) => (times[flight.indices[k]] = stats(s).medianMs * 1000));
+      this.measured += flight.indices.length;
     };
     const finishAndFree = (flight: Flight) => {
       try {
@@ -307,18 +323,17 @@ export class StageTimer {
     };
     let previous: Flight | undefined;
     try {
-      for (let from = 0; from < stages.length; from += batch) {
-        const chunk = stages.slice(from, from + batch);
+      for (const chunk of chunks) {
         if (previous) launch(previous);
         const graph = this.#exec.captureTimedStages(
-          chunk,
+          chunk.indices.map((i) => stages[i]),
           this.#streams,
           this.#events,
           this.#workspaces,
           this.#marks,
         );
         const done = previous;
-        previous = { graph, size: chunk.length, launched: false };
+        previous = { graph, ...chunk, launched: false };
         if (done) finishAndFree(done);
       }
       const last = previous;
