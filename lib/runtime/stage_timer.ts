@@ -53,8 +53,8 @@ export function stageWarmupsFromEnv(): number {
 
 /**
  * Stages timed together, in one graph: BRAID_STAGE_BATCH (8, 16 or 32), else 0, each stage a graph
- * of its own. Opt-in until the schedules it leads to are compared with the default's
- * (bench/NOTES.md v0.21).
+ * of its own. Opt-in: the schedules it led to matched the default's in sum, ±2.4% a model, in one
+ * pair of tunings, and the GPU suite has not yet run with it on (bench/NOTES.md v0.21, v0.23).
  */
 export function stageBatchFromEnv(): number {
   return Number(envChoice("BRAID_STAGE_BATCH", ["0", "8", "16", "32"]));

@@ -435,13 +435,18 @@ gpuTest("timing records in a capture time each replay's parts", () => {
     unary(1 << 22);
     backend.eventRecordTiming(ctx, marks[2], 0n);
     const graph = backend.captureEnd(ctx, 0n);
-    for (let replay = 0; replay < 2; replay++) {
-      backend.graphLaunch(ctx, graph, 0n);
-      backend.streamSynchronize(ctx, 0n);
-      const [small, large] = [0, 1].map((k) => backend.eventElapsed(ctx, marks[k], marks[k + 1]));
-      assert.ok(small > 0 && large > small, `parts ${small} and ${large} ms (replay ${replay})`);
+    try {
+      for (let replay = 0; replay < 2; replay++) {
+        backend.graphLaunch(ctx, graph, 0n);
+        backend.streamSynchronize(ctx, 0n);
+        const [small, large] = [0, 1].map((k) => backend.eventElapsed(ctx, marks[k], marks[k + 1]));
+        assert.ok(small > 0 && large > small, `parts ${small} and ${large} ms (replay ${replay})`);
+      }
+    } finally {
+      // Freed whatever failed above: a graph left alive would make the device's close throw, and
+      // that error would hide the failure's own.
+      backend.graphDestroy(ctx, graph);
     }
-    backend.graphDestroy(ctx, graph);
   } finally {
     d.close();
   }
