@@ -68,9 +68,10 @@
 #                    (BRAID_TRACE_CONV_TUNE, BRAID_PROFILE_CALLS; bench/conv_trace.py and
 #                    bench/call_compare.py sum them into js-prof.txt); ~2 minutes
 #   batch-quality    BQ_PAIRS (default 1) (c) pairs on the defaults and as many with
-#                    BRAID_STAGE_BATCH=16, taking turns, then the sessions each set's last pair
-#                    chose run side by side (bench/cache_ab.ts, 32 SMs and the whole GPU); JSON,
-#                    logs and caches in $OUT/batch-quality.tgz (~3 minutes a pair of each)
+#                    BQ_SWITCHES ("VAR=value …", default BRAID_STAGE_BATCH=16; tagged BQ_LABEL,
+#                    default batch16), taking turns, then the sessions each set's last pair chose
+#                    run side by side (bench/cache_ab.ts, 32 SMs and the whole GPU); JSON, logs and
+#                    caches in $OUT/batch-quality.tgz (~3 minutes a pair of each)
 #   partition        bench/partition_bench.ts (PARTITION_PARTS=c,b a subset; its tuning
 #                    caches in /tmp/partition-caches[-TAG], kept for a later call on the same
 #                    machine, and packed into $OUT/partition-caches[-TAG].tgz; PARTITION_TAG=t
@@ -311,10 +312,12 @@ for step in "$@"; do
       [ $failed -eq 0 ] ;;
     batch-quality) # files in $OUT/batch-quality.tgz; the sets take turns, pair by pair
       mkdir -p $work
+      switches=${BQ_SWITCHES:-BRAID_STAGE_BATCH=16}
+      label=${BQ_LABEL:-batch16}
       for pair in $(seq 1 "${BQ_PAIRS:-1}"); do
-        for set in defaults batch16; do
+        for set in defaults $label; do
           if [ $set = defaults ]; then c_run $set-$pair bench/partition_bench.ts; else
-            c_run $set-$pair bench/partition_bench.ts BRAID_STAGE_BATCH=16
+            c_run $set-$pair bench/partition_bench.ts $switches
           fi
           grep -h "^(c) pair\|^(c) pool:\|error" $work/$set-$pair.log | cut -c1-300
           # The last pair's caches are the ones compared.
@@ -324,8 +327,8 @@ for step in "$@"; do
         done
       done
       for f in 32 whole; do
-        part deno run --cached-only -A bench/cache_ab.ts --labels defaults,batch16 \
-          --caches /tmp/bq-defaults/partition_tuning_$f.json,/tmp/bq-batch16/partition_tuning_$f.json \
+        part deno run --cached-only -A bench/cache_ab.ts --labels defaults,$label \
+          --caches /tmp/bq-defaults/partition_tuning_$f.json,/tmp/bq-$label/partition_tuning_$f.json \
           --sms "$([ $f = whole ] && echo 0 || echo 32)" --json $work/cache_ab-$f.json
       done
       pack

@@ -45,6 +45,17 @@ export function convFindFromEnv(): "find" | "heuristic" {
 }
 
 /**
+ * Which legacy cuDNN algorithms braid_conv2d_tune times beside the engine configurations:
+ * BRAID_CONV_LEGACY, else `all`; `implicit` (an option, not yet measured on a GPU: bench/NOTES.md
+ * v0.23): the implicit GEMMs only, the others (GEMM, FFT, Winograd) for a convolution where no
+ * engine configuration could be timed. The CUDA library reads the variable itself
+ * (implicit_gemms_first in csrc/cuda/conv.cu); its default is this list's first value.
+ */
+export function convLegacyFromEnv(): "all" | "implicit" {
+  return envChoice("BRAID_CONV_LEGACY", ["all", "implicit"]);
+}
+
+/**
  * How braid_conv2d_tune times a candidate's captured graph: BRAID_CONV_TIMING, else `warm` (an
  * untimed replay first, then two timed together); `upload` (measured no faster: bench/NOTES.md
  * v0.21): the graph uploaded, then each of two replays timed apart and the faster kept. The CUDA
@@ -207,12 +218,13 @@ export class Backend {
   /**
    * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`, the default:
    * the context's device buffers come from a stream-ordered memory pool of its own; `direct`,
-   * cudaMalloc), and BRAID_CONV_FIND and BRAID_CONV_TIMING as it tunes a convolution; their values
-   * are checked here on every backend.
+   * cudaMalloc), and BRAID_CONV_FIND, BRAID_CONV_LEGACY and BRAID_CONV_TIMING as it tunes a
+   * convolution; their values are checked here on every backend.
    */
   contextCreate(device = 0): Handle {
     allocationFromEnv();
     convFindFromEnv();
+    convLegacyFromEnv();
     convTimingFromEnv();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }

@@ -115,6 +115,27 @@ Deno.test("BRAID_ALLOC: pool or direct (CUDA's allocation; the CPU backend's the
   });
 });
 
+Deno.test("BRAID_CONV_LEGACY: all or implicit (CUDA's convolution tuning), checked as a context is made", async () => {
+  const g = smallNet();
+  const x = input(3 * 16 * 16);
+  const outputs: Float32Array[] = [];
+  for (const value of ["all", "implicit", undefined]) {
+    await withEnv({ BRAID_CONV_LEGACY: value }, async () => {
+      using session = await Session.create(g, { device: "cpu" });
+      outputs.push((await session.run({ x }))[g.outputs[0]] as Float32Array);
+    });
+  }
+  assert.deepEqual(outputs[0], outputs[1]);
+  assert.deepEqual(outputs[1], outputs[2]);
+  await withEnv({ BRAID_CONV_LEGACY: "gemm" }, async () => {
+    await throwsCode(
+      () => Session.create(g, { device: "cpu" }),
+      "BAD_OPTION",
+      /BRAID_CONV_LEGACY is "gemm"; use all or implicit/,
+    );
+  });
+});
+
 Deno.test("a session on a context it does not own frees what it made there, not the context", async () => {
   const g = smallNet();
   const x = input(3 * 16 * 16);

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <vector>
@@ -602,6 +603,23 @@ static bool ranked_by_heuristic() {
   return on;
 }
 
+/* BRAID_CONV_LEGACY=implicit (an option; `all`, the default, unset too): of the legacy
+ * algorithms, braid_conv2d_tune times the implicit GEMMs (IMPLICIT_GEMM, IMPLICIT_PRECOMP_GEMM)
+ * beside the engine configurations, and the others (GEMM, FFT, Winograd) only for a convolution
+ * where no engine configuration could be timed. Across 1164 tuned convolutions of the zoo's CNNs
+ * (H100 and H200, 32 SMs and the whole device) those others never won (bench/NOTES.md v0.23). */
+static bool implicit_gemms_first() {
+  static const bool on = env_is("BRAID_CONV_LEGACY", "implicit", false);
+  return on;
+}
+
+/* Whether a legacy candidate id (a, or ALGO_PLAIN + a) is one of the implicit GEMMs. */
+static bool implicit_gemm(int id) {
+  const int a = id >= ALGO_PLAIN ? id - ALGO_PLAIN : id;
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+}
+
 /* The heuristic's first four algorithms that may run here within the record's workspace, plus
  * IMPLICIT_PRECOMP_GEMM wherever it ranks (FindEx's rule without its times; context lock held);
  * the GEMM family if the heuristic fails, as when FindEx does. */
@@ -826,6 +844,15 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
    * where each output reads few input channels: cuDNN's depthwise convolutions at batch 1 are
    * often slower. And it is the only choice when cuDNN has none. */
   if (candidates.empty() || p->c / p->groups <= 4) candidates.push_back(ALGO_DIRECT);
+  /* With BRAID_CONV_LEGACY=implicit the other legacy algorithms wait: timed only if no engine
+   * configuration is. */
+  std::vector<int> deferred;
+  if (implicit_gemms_first()) {
+    const auto later = [](int id) { return id != ALGO_DIRECT && !implicit_gemm(id); };
+    std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(deferred), later);
+    candidates.erase(std::remove_if(candidates.begin(), candidates.end(), later),
+                     candidates.end());
+  }
   const size_t legacy = candidates.size();
   add_engine_candidates(c, s, p, bias != 0 || residual != 0, &candidates);
   const double ranking_ms = ms_since(began);
@@ -847,9 +874,8 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
   float best_ms = 0.0f;
   int32_t last_error = BRAID_OK;
   const auto timing = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < candidates.size(); i++) {
-    if (i == legacy) legacy_ms = ms_since(timing); /* the engine configurations begin */
-    const int algo = candidates[i];
+  /* Times one candidate (keeping it if it is the fastest yet); false if it could not be timed. */
+  const auto time_candidate = [&](int algo) {
     braid_conv2d_params q = base;
     q.algorithm = algo;
     std::lock_guard<std::mutex> g(c->lock);
@@ -858,7 +884,7 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
                        best < 0 ? -1.0f : best_ms, &ms, &split);
     if (st) {
       last_error = st;
-      continue;
+      return false;
     }
     if (best < 0 || ms < best_ms) {
       ConvPlan* pl = nullptr;
@@ -868,20 +894,35 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
         best_ws = pl->path == PATH_DIRECT ? 0 : pl->ws;
       }
     }
+    return true;
+  };
+  bool engine_timed = false;
+  for (size_t i = 0; i < candidates.size(); i++) {
+    if (i == legacy) legacy_ms = ms_since(timing); /* the engine configurations begin */
+    const bool timed = time_candidate(candidates[i]);
+    if (i >= legacy) engine_timed = engine_timed || timed;
+  }
+  const double engines_end_ms = ms_since(timing);
+  const bool deferred_timed = !engine_timed && !deferred.empty();
+  if (deferred_timed) {
+    for (int algo : deferred) time_candidate(algo);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaEventDestroy(e2);
   if (trace_conv_tune()) {
     const double timed_ms = ms_since(timing);
-    if (legacy == candidates.size()) legacy_ms = timed_ms;
+    if (legacy == candidates.size()) legacy_ms = engines_end_ms;
     std::fprintf(stderr,
                  "braid_conv2d_tune: c %d k %d %dx%d kernel %dx%d on %d SMs: ranking %.2f ms, %zu "
-                 "algorithms %.2f ms, %zu engines %.2f ms (first runs %.2f, eager %.2f, graphs %.2f, "
-                 "replays %.2f; %d ruled out eagerly), best %d (%.4f ms)\n",
+                 "algorithms %.2f ms, %zu engines %.2f ms, %zu deferred %.2f ms%s (first runs "
+                 "%.2f, eager %.2f, graphs %.2f, replays %.2f; %d ruled out eagerly), best %d "
+                 "(%.4f ms)\n",
                  p->c, p->k, p->h, p->w, p->kh, p->kw, s->sms, ranking_ms, legacy, legacy_ms,
-                 candidates.size() - legacy, timed_ms - legacy_ms, split.first, split.eager,
-                 split.graph, split.replays, split.pruned, best, best_ms);
+                 candidates.size() - legacy, engines_end_ms - legacy_ms, deferred.size(),
+                 timed_ms - engines_end_ms,
+                 deferred_timed || deferred.empty() ? "" : " (not timed)", split.first,
+                 split.eager, split.graph, split.replays, split.pruned, best, best_ms);
   }
   if (best < 0) {
     if (last_error) return last_error;

@@ -18,6 +18,7 @@ import {
   allocationFromEnv,
   type Backend,
   convFindFromEnv,
+  convLegacyFromEnv,
   convTimingFromEnv,
   type Handle,
   partitionBindingFromEnv,
@@ -225,6 +226,7 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
 function checkSwitches(): void {
   allocationFromEnv();
   convFindFromEnv();
+  convLegacyFromEnv();
   convTimingFromEnv();
   partitionBindingFromEnv();
   poolChunkOrderFromEnv();

@@ -316,3 +316,51 @@ gpuTest("engine ids that cannot apply are clear errors, and the context goes on"
     d.close();
   }
 });
+
+gpuTest(
+  "BRAID_CONV_LEGACY=implicit: the implicit GEMMs and engines timed, the other legacy algorithms deferred",
+  async () => {
+    // The switch is read once a process: a session tuned in a process of its own.
+    const mod = new URL("../../mod.ts", import.meta.url).href;
+    const script = `const { buildZooModel, Session, TuningCache } = await import("${mod}");
+const tuning = new TuningCache();
+const graph = buildZooModel("squeezenet1_1");
+const session = await Session.create(graph, { device: "cuda", scheduler: "sequential", tuning });
+session[Symbol.dispose]();
+console.log(JSON.stringify(tuning.toJSON().entries));`;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--cached-only", script],
+      env: { BRAID_CONV_LEGACY: "implicit", BRAID_TRACE_CONV_TUNE: "1" },
+    }).output();
+    const errors = new TextDecoder().decode(stderr);
+    assert.equal(code, 0, errors);
+    const traces = errors.split("\n").filter((line) => line.startsWith("braid_conv2d_tune:"));
+    assert.ok(traces.length > 0, "no tuning traced");
+    // Legacy ids the switch keeps: IMPLICIT_GEMM, IMPLICIT_PRECOMP_GEMM (fused or plain: 16 + a)
+    // and braid's direct kernel; engine ids from 32.
+    const kept = (id: number) => [0, 1, 8, 16, 17].includes(id) || id >= 32;
+    let deferredUntimed = 0;
+    for (const line of traces) {
+      const deferred = Number(/(\d+) deferred/.exec(line)?.[1]);
+      const best = Number(/best (-?\d+)/.exec(line)?.[1]);
+      assert.ok(Number.isInteger(deferred) && Number.isInteger(best), line);
+      if (line.includes("(not timed)")) {
+        deferredUntimed++;
+        assert.ok(deferred > 0 && kept(best), line);
+      }
+    }
+    assert.ok(deferredUntimed > 0, `no convolution deferred an algorithm:\n${traces.join("\n")}`);
+    const entries: { [key: string]: { algorithm: number } } = JSON.parse(
+      new TextDecoder().decode(stdout).trim().split("\n").at(-1)!,
+    );
+    const convs = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"));
+    assert.ok(convs.length > 0, "no convolution choice cached");
+    const others = convs.filter(([, choice]) => !kept(choice.algorithm));
+    // Another legacy algorithm is chosen only where no engine configuration could be timed.
+    assert.ok(others.length <= traces.length - deferredUntimed, JSON.stringify(others));
+    console.log(
+      `  ${traces.length} convolutions tuned, ${deferredUntimed} with algorithms deferred; ` +
+        `${convs.length - others.length} of ${convs.length} choices implicit GEMMs or engines`,
+    );
+  },
+);
