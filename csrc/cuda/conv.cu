@@ -880,8 +880,19 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
     q.algorithm = algo;
     std::lock_guard<std::mutex> g(c->lock);
     float ms = 0.0f;
+    const CandidateSplit before = split;
+    const auto began_candidate = std::chrono::steady_clock::now();
     st = time_in_graph(c, s, fn, &q, x, w, bias, residual, y, workspace, e0, e1, e2,
                        best < 0 ? -1.0f : best_ms, &ms, &split);
+    if (trace_conv_tune()) {
+      const char* outcome = st ? "failed" : split.pruned > before.pruned ? "ruled out" : "timed";
+      std::fprintf(stderr,
+                   "braid_conv2d_tune candidate %d on %d SMs: %.3f ms (first run %.3f, eager "
+                   "%.3f, graph %.3f, replays %.3f), %s, %.4f ms\n",
+                   algo, s->sms, ms_since(began_candidate), split.first - before.first,
+                   split.eager - before.eager, split.graph - before.graph,
+                   split.replays - before.replays, outcome, ms);
+    }
     if (st) {
       last_error = st;
       return false;
