@@ -31,7 +31,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <iterator>
 #include <memory>
 #include <new>
 #include <vector>
@@ -848,10 +847,10 @@ int32_t braid_conv2d_tune(uint64_t ctx, uint64_t stream, const braid_conv2d_para
    * configuration is. */
   std::vector<int> deferred;
   if (implicit_gemms_first()) {
-    const auto later = [](int id) { return id != ALGO_DIRECT && !implicit_gemm(id); };
-    std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(deferred), later);
-    candidates.erase(std::remove_if(candidates.begin(), candidates.end(), later),
-                     candidates.end());
+    const auto now = [](int id) { return id == ALGO_DIRECT || implicit_gemm(id); };
+    const auto later = std::stable_partition(candidates.begin(), candidates.end(), now);
+    deferred.assign(later, candidates.end());
+    candidates.erase(later, candidates.end());
   }
   const size_t legacy = candidates.size();
   add_engine_candidates(c, s, p, bias != 0 || residual != 0, &candidates);

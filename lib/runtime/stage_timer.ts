@@ -184,8 +184,13 @@ export class StageTimer {
 
   /** Untimed replays before a stage's rounds: one for a stage that fills a round by itself. */
   warmupFor(floorUs?: number): number {
-    const { warmup, roundUs } = this.#options;
-    return floorUs !== undefined && floorUs >= roundUs ? Math.min(warmup, 1) : warmup;
+    const { warmup } = this.#options;
+    return this.#fillsRound(floorUs) ? Math.min(warmup, 1) : warmup;
+  }
+
+  /** Whether a stage with this floor time (µs; none: no) lasts a whole round in one replay. */
+  #fillsRound(floorUs?: number): boolean {
+    return floorUs !== undefined && floorUs >= this.#options.roundUs;
   }
 
   /**
@@ -278,14 +283,14 @@ export class StageTimer {
   #measureBatched(stages: number[][][], floorsUs: (number | undefined)[]): number[] {
     const { backend } = this;
     const ctx = this.#resources.ctx;
-    const { batch, batchRounds, rounds, roundUs, warmup } = this.#options;
+    const { batch, batchRounds, rounds, warmup } = this.#options;
     const times = new Array<number>(stages.length);
     const began = performance.now();
     this.#ensureStreams(stages.reduce((most, groups) => Math.max(most, groups.length), 1));
     while (this.#marks.length < batch + 1) this.#marks.push(this.#event());
-    const fillsRound = (i: number) => (floorsUs[i] ?? 0) >= roundUs;
-    const short = stages.map((_, i) => i).filter((i) => !fillsRound(i));
-    const long = stages.map((_, i) => i).filter(fillsRound);
+    const indices = stages.map((_, i) => i);
+    const long = indices.filter((i) => this.#fillsRound(floorsUs[i]));
+    const short = indices.filter((i) => !this.#fillsRound(floorsUs[i]));
     /** Each batch: the stages' indices in `stages`, and its timed rounds. */
     const chunks: { indices: number[]; rounds: number }[] = [];
     for (const [indices, roundsOf] of [[short, batchRounds], [long, rounds]] as const) {

@@ -14,7 +14,7 @@ import { Random } from "../../lib/util/random.ts";
 import { Partition } from "../../mod.ts";
 import { assert } from "../deps.ts";
 import { withEnvSync } from "../helpers.ts";
-import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
+import { BASE_SEED, cuda, evalInProcess, expectClose, gpuSuite } from "./gpu.ts";
 import { CONV, Device } from "./scenario.ts";
 
 const gpuTest = gpuSuite("conv_engine_gpu_test.ts");
@@ -328,13 +328,12 @@ const graph = buildZooModel("squeezenet1_1");
 const session = await Session.create(graph, { device: "cuda", scheduler: "sequential", tuning });
 session[Symbol.dispose]();
 console.log(JSON.stringify(tuning.toJSON().entries));`;
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--cached-only", script],
-      env: { BRAID_CONV_LEGACY: "implicit", BRAID_TRACE_CONV_TUNE: "1" },
-    }).output();
-    const errors = new TextDecoder().decode(stderr);
-    assert.equal(code, 0, errors);
-    const traces = errors.split("\n").filter((line) => line.startsWith("braid_conv2d_tune:"));
+    const { code, stdout, stderr } = await evalInProcess(script, {
+      BRAID_CONV_LEGACY: "implicit",
+      BRAID_TRACE_CONV_TUNE: "1",
+    });
+    assert.equal(code, 0, stderr);
+    const traces = stderr.split("\n").filter((line) => line.startsWith("braid_conv2d_tune:"));
     assert.ok(traces.length > 0, "no tuning traced");
     // Legacy ids the switch keeps: IMPLICIT_GEMM, IMPLICIT_PRECOMP_GEMM (fused or plain: 16 + a)
     // and braid's direct kernel; engine ids from 32.
@@ -351,7 +350,7 @@ console.log(JSON.stringify(tuning.toJSON().entries));`;
     }
     assert.ok(deferredUntimed > 0, `no convolution deferred an algorithm:\n${traces.join("\n")}`);
     const entries: { [key: string]: { algorithm: number } } = JSON.parse(
-      new TextDecoder().decode(stdout).trim().split("\n").at(-1)!,
+      stdout.trim().split("\n").at(-1)!,
     );
     const convs = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"));
     assert.ok(convs.length > 0, "no convolution choice cached");

@@ -72,3 +72,20 @@ export function expectClose(
   }
   return error;
 }
+
+/**
+ * Runs a script in a Deno process of its own (`deno eval`, from the cache only), with `env` added
+ * to this one's: for what a process reads once, as the library's environment switches. Its exit
+ * code and its output, decoded.
+ */
+export async function evalInProcess(
+  script: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--cached-only", script],
+    env,
+  }).output();
+  const text = new TextDecoder();
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}

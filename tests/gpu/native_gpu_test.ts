@@ -11,7 +11,7 @@ import { GraphBuilder } from "../../lib/ir/builder.ts";
 import { Session } from "../../mod.ts";
 import { Random } from "../../lib/util/random.ts";
 import { assert } from "../deps.ts";
-import { BASE_SEED, cuda, expectClose, gpuSuite } from "./gpu.ts";
+import { BASE_SEED, cuda, evalInProcess, expectClose, gpuSuite } from "./gpu.ts";
 import { inceptionNet, smallNet } from "../helpers.ts";
 import { pinningScenario } from "../pinning_scenario.ts";
 import {
@@ -64,17 +64,13 @@ gpuTest(
     // Set when the library loaded (the GPU tests' processes set none of their own).
     assert.equal(Deno.env.get("CUDA_DEVICE_MAX_CONNECTIONS"), "32");
     const backend = new URL("../../ffi/backend.ts", import.meta.url).href;
-    const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        "--cached-only",
-        `const { Backend } = await import("${backend}"); Backend.open("cuda").deviceCount(); ` +
+    const { code, stdout } = await evalInProcess(
+      `const { Backend } = await import("${backend}"); Backend.open("cuda").deviceCount(); ` +
         `console.log(Deno.env.get("CUDA_DEVICE_MAX_CONNECTIONS"));`,
-      ],
-      env: { CUDA_DEVICE_MAX_CONNECTIONS: "4" },
-    }).output();
+      { CUDA_DEVICE_MAX_CONNECTIONS: "4" },
+    );
     assert.equal(code, 0);
-    assert.equal(new TextDecoder().decode(stdout).trim(), "4", "the process's own setting stays");
+    assert.equal(stdout.trim(), "4", "the process's own setting stays");
   },
 );
 
