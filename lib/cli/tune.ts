@@ -31,6 +31,7 @@ import { trialTimingFromEnv } from "../runtime/prepare.ts";
 import {
   stageBatchFromEnv,
   stageGraphsFromEnv,
+  stageRoundUsFromEnv,
   stageWarmupsFromEnv,
 } from "../runtime/stage_timer.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
@@ -233,6 +234,7 @@ function checkSwitches(): void {
   profilingCalls();
   stageBatchFromEnv();
   stageGraphsFromEnv();
+  stageRoundUsFromEnv();
   stageWarmupsFromEnv();
   trialTimingFromEnv();
   warmUpFromEnv();
