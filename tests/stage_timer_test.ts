@@ -15,7 +15,6 @@ import { stageFloorUs } from "../lib/runtime/stage_plan.ts";
 import {
   stageBatchFromEnv,
   stageGraphsFromEnv,
-  stageRoundUsFromEnv,
   StageTimer,
   type StageTimerOptions,
   stageWarmupsFromEnv,
@@ -243,31 +242,6 @@ Deno.test("BRAID_STAGE_WARMUPS: the untimed replays before a stage's rounds (non
   await withEnv(
     { BRAID_STAGE_WARMUPS: "3" },
     () => throwsCode(() => stageWarmupsFromEnv(), "BAD_OPTION", /BRAID_STAGE_WARMUPS is "3"/),
-  );
-});
-
-Deno.test("BRAID_STAGE_ROUND_US: how long a stage's round lasts by its floor (100 µs unless set)", async () => {
-  const launchesOf = async (roundUs: string | undefined) => {
-    let launches = 0;
-    await withEnv({ BRAID_STAGE_ROUND_US: roundUs }, () => {
-      const { timer, counts, dag, close } = countingTimer({});
-      try {
-        const kernel = timer.kernelNodes(dag.size)[0];
-        timer.measureMany([[[kernel]]], [30]); // a 30 µs floor, three rounds
-        launches = counts.launches;
-      } finally {
-        close();
-      }
-    });
-    return launches;
-  };
-  const launches = [];
-  for (const roundUs of [undefined, "100", "50", "30"]) launches.push(await launchesOf(roundUs));
-  assert.deepEqual(launches, [3 * 4, 3 * 4, 3 * 2, 3 * 1]);
-  assert.equal(Deno.env.get("BRAID_STAGE_ROUND_US"), undefined, "put back");
-  await withEnv(
-    { BRAID_STAGE_ROUND_US: "20" },
-    () => throwsCode(() => stageRoundUsFromEnv(), "BAD_OPTION", /BRAID_STAGE_ROUND_US is "20"/),
   );
 });
 

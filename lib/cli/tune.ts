@@ -31,7 +31,6 @@ import { trialTimingFromEnv } from "../runtime/prepare.ts";
 import {
   stageBatchFromEnv,
   stageGraphsFromEnv,
-  stageRoundUsFromEnv,
   stageWarmupsFromEnv,
 } from "../runtime/stage_timer.ts";
 import type { SchedulerName } from "../schedule/mod.ts";
@@ -234,7 +233,6 @@ function checkSwitches(): void {
   profilingCalls();
   stageBatchFromEnv();
   stageGraphsFromEnv();
-  stageRoundUsFromEnv();
   stageWarmupsFromEnv();
   trialTimingFromEnv();
   warmUpFromEnv();

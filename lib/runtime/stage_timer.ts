@@ -52,17 +52,6 @@ export function stageWarmupsFromEnv(): number {
 }
 
 /**
- * How long a stage's timed round should last, µs, by its floor time: BRAID_STAGE_ROUND_US (100,
- * 50 or 30), else 100. On a small busy partition a stage waits for the device (bench/NOTES.md
- * v0.17): its rounds' replays are most of a tuning pool's stage time there, while the whole GPU's
- * stage timing is bound by the host, so shorter rounds cut the pool's time and hardly the
- * sequential arm's. Opt-in until (c) and the schedules it leads to are measured beside 100.
- */
-export function stageRoundUsFromEnv(): number {
-  return Number(envChoice("BRAID_STAGE_ROUND_US", ["100", "50", "30"]));
-}
-
-/**
  * Stages timed together, in one graph: BRAID_STAGE_BATCH (8, 16 or 32), else 0, each stage a graph
  * of its own. Opt-in: the schedules it led to matched the default's in sum, ±2.4% a model, in one
  * pair of tunings, and the GPU suite has not yet run with it on (bench/NOTES.md v0.21, v0.23).
@@ -120,13 +109,13 @@ export class StageTimer {
     weights: Weights,
     timerOptions: StageTimerOptions = {},
   ) {
-    // 100 µs (stageRoundUsFromEnv): five replays of a 20 µs stage, the shortest rounds timed
-    // before rounds adapted. A stage whose one replay fills a round (long ones, as on a small
-    // partition) is replayed once a round: more would only add device time to the same precision.
+    // 100 µs: five replays of a 20 µs stage, the shortest rounds timed before rounds adapted. A
+    // stage whose one replay fills a round (long ones, as on a small partition) is replayed once a
+    // round: more would only add device time to the same precision.
     this.#options = {
       replays: 5,
       minReplays: 1,
-      roundUs: stageRoundUsFromEnv(),
+      roundUs: 100,
       rounds: 3,
       warmup: stageWarmupsFromEnv(),
       batchRounds: 5,
