@@ -8,6 +8,8 @@
 #   compare-quick    googlenet and inception_v3 only, without torch.compile
 #   gpu-quick        the native and schedulers GPU tests only
 #   gpu-partition    the partition GPU tests only (the pooled tune among them)
+#   gpu-conv         the convolution GPU tests only (cuDNN's engine configurations, the tuner's
+#                    switches)
 #   gpu-switched     the native, schedulers' and partitions' GPU tests with the four switches
 #                    of tuning-ab on
 #   gpu-engines      the cuDNN engine-configuration GPU tests only, after the engine probe's
@@ -128,6 +130,7 @@ for step in "$@"; do
     gpu-quick) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts ;;
     gpu-partition) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/partition_gpu_test.ts ;;
+    gpu-conv) BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/conv_engine_gpu_test.ts ;;
     gpu-switched) BRAID_TRIAL_TIMING=rounds BRAID_WARM_UP=once BRAID_CONV_FIND=heuristic \
       BRAID_ALLOC=pool BRAID_GPU_TESTS=1 deno test --cached-only -A tests/gpu/native_gpu_test.ts \
       tests/gpu/schedulers_gpu_test.ts tests/gpu/partition_gpu_test.ts ;;

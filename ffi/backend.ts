@@ -56,6 +56,17 @@ export function convLegacyFromEnv(): "all" | "implicit" {
 }
 
 /**
+ * Which of the cuDNN engine configurations targeted at a partition's SMs braid_conv2d_tune times
+ * there: BRAID_CONV_TARGETED, else `all` (the heuristic's fused ranks 0–2 and plain ranks 0–1);
+ * `lean`: fused ranks 0–1 and plain rank 1, the ones that win (bench/NOTES.md v0.24). The whole
+ * device's are timed either way. The CUDA library reads the variable itself (lean_targets in
+ * csrc/cuda/conv.cu); its default is this list's first value.
+ */
+export function convTargetedFromEnv(): "all" | "lean" {
+  return envChoice("BRAID_CONV_TARGETED", ["all", "lean"]);
+}
+
+/**
  * How braid_conv2d_tune times a candidate's captured graph: BRAID_CONV_TIMING, else `warm` (an
  * untimed replay first, then two timed together); `upload` (measured no faster: bench/NOTES.md
  * v0.21): the graph uploaded, then each of two replays timed apart and the faster kept. The CUDA
@@ -225,6 +236,7 @@ export class Backend {
     allocationFromEnv();
     convFindFromEnv();
     convLegacyFromEnv();
+    convTargetedFromEnv();
     convTimingFromEnv();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }

@@ -590,7 +590,7 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
  * an H200's properties, no device: none for 20..130 SMs, and none fused for any target), while
  * the whole device's (tile shapes, cluster sizes) still differ in speed on fewer SMs, and the
  * tuner times every candidate on the stream's own SMs. A target without configurations costs a
- * heuristic query (~0.5 ms). */
+ * heuristic query (~0.5 ms). BRAID_CONV_TARGETED=lean times fewer of the budget's (lean_targets). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
 /* BRAID_CONV_FIND=heuristic, the default (unset too; `find` turns it off): braid_conv2d_tune
@@ -609,6 +609,17 @@ static bool ranked_by_heuristic() {
  * (H100 and H200, 32 SMs and the whole device) those others never won (bench/NOTES.md v0.23). */
 static bool implicit_gemms_first() {
   static const bool on = env_is("BRAID_CONV_LEGACY", "implicit", false);
+  return on;
+}
+
+/* BRAID_CONV_TARGETED=lean (an option; `all`, the default, unset too): inside a partition the
+ * configurations targeted at its SMs are those that win there: fused ranks 0 and 1, plain rank 1
+ * (the whole device's are all timed, as before). Of 1358 convolutions tuned on 32 SMs (seven
+ * caches, H100 and H200) the targeted fused rank 2 won 16, plain rank 0 won 4 (and failed at
+ * execution in 128 of 200 tunings) and plain rank 2 none, and they were 1.2 s of a pooled tune's
+ * 11.8 s of worker time on convolutions (bench/NOTES.md v0.24). */
+static bool lean_targets() {
+  static const bool on = env_is("BRAID_CONV_TARGETED", "lean", false);
   return on;
 }
 
@@ -691,9 +702,11 @@ static void add_engine_candidates(const Context* c, const Stream* s, const braid
   const int plain = has_epilogue ? plain_tries : fused_tries;
   const int budget = s->sms < c->sms ? s->sms : 0;
   for (int target : {budget, 0}) {
-    for (int r = 0; fuse && r < fused_tries; r++)
+    const bool lean = target > 0 && lean_targets();
+    for (int r = 0; fuse && r < (lean ? std::min(fused_tries, 2) : fused_tries); r++)
       out->push_back(engine_id(EngineChoice{true, r, target}));
-    for (int r = 0; r < plain; r++) out->push_back(engine_id(EngineChoice{false, r, target}));
+    for (int r = lean ? 1 : 0; r < (lean ? std::min(plain, 2) : plain); r++)
+      out->push_back(engine_id(EngineChoice{false, r, target}));
     if (target == 0) break;
   }
 }

@@ -19,6 +19,7 @@ import {
   type Backend,
   convFindFromEnv,
   convLegacyFromEnv,
+  convTargetedFromEnv,
   convTimingFromEnv,
   type Handle,
   partitionBindingFromEnv,
@@ -227,6 +228,7 @@ function checkSwitches(): void {
   allocationFromEnv();
   convFindFromEnv();
   convLegacyFromEnv();
+  convTargetedFromEnv();
   convTimingFromEnv();
   partitionBindingFromEnv();
   poolChunkOrderFromEnv();

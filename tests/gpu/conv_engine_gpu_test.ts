@@ -363,3 +363,56 @@ console.log(JSON.stringify(tuning.toJSON().entries));`;
     );
   },
 );
+
+gpuTest(
+  "BRAID_CONV_TARGETED=lean: in a partition, only its fused ranks 0–1 and plain rank 1 targeted",
+  async () => {
+    // The switch is read once a process: a session tuned in a 32-SM partition of its own.
+    const mod = new URL("../../mod.ts", import.meta.url).href;
+    const script =
+      `const { buildZooModel, Partition, Session, TuningCache } = await import("${mod}");
+const tuning = new TuningCache();
+const partition = Partition.create({ sms: 32, device: "cuda" });
+try {
+  const graph = buildZooModel("squeezenet1_1");
+  const session = await Session.create(graph, {
+    device: "cuda", partition, scheduler: "sequential", tuning,
+  });
+  session[Symbol.dispose]();
+} finally {
+  partition[Symbol.dispose]();
+}
+console.log(JSON.stringify(tuning.toJSON().entries));`;
+    const { code, stdout, stderr } = await evalInProcess(script, {
+      BRAID_CONV_TARGETED: "lean",
+      BRAID_TRACE_CONV_TUNE: "1",
+    });
+    assert.equal(code, 0, stderr);
+    const tried = [...stderr.matchAll(/^braid_conv2d_tune candidate (-?\d+) on 32 SMs/gm)]
+      .map((m) => engineOf(Number(m[1])))
+      .filter((e) => e !== undefined);
+    const targeted = tried.filter((e) => e.smTarget === 32);
+    const label = (e: { fused: boolean; rank: number }) =>
+      `${e.fused ? "fused" : "plain"} r${e.rank}`;
+    assert.ok(targeted.length > 0, "no configuration targeted at 32 SMs was tried");
+    const lean = (e: { fused: boolean; rank: number }) => e.fused ? e.rank <= 1 : e.rank === 1;
+    assert.deepEqual(
+      targeted.filter((e) => !lean(e)).map(label),
+      [],
+      "only the lean ranks targeted",
+    );
+    // The whole device's configurations are all still tried, rank 0 among them.
+    assert.ok(tried.some((e) => e.smTarget === 0 && e.rank === 0), "no whole-device rank 0");
+    const entries: { [key: string]: { algorithm: number } } = JSON.parse(
+      stdout.trim().split("\n").at(-1)!,
+    );
+    const chosen = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"))
+      .map(([, choice]) => engineOf(choice.algorithm))
+      .filter((e) => e !== undefined && e.smTarget === 32);
+    assert.deepEqual(chosen.filter((e) => !lean(e!)), [], "a choice outside the lean ranks");
+    console.log(
+      `  ${tried.length} engine configurations tried on 32 SMs, ${targeted.length} targeted ` +
+        `(${[...new Set(targeted.map(label))].join(", ")}); ${chosen.length} targeted chosen`,
+    );
+  },
+);
