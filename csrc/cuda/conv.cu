@@ -615,9 +615,9 @@ static bool implicit_gemms_first() {
 /* BRAID_CONV_TARGETED=lean (an option; `all`, the default, unset too): inside a partition the
  * configurations targeted at its SMs are those that win there: fused ranks 0 and 1, plain rank 1
  * (the whole device's are all timed, as before). Of 1358 convolutions tuned on 32 SMs (seven
- * caches, H100 and H200) the targeted fused rank 2 won 16, plain rank 0 won 4 (and failed at
- * execution in 128 of 200 tunings) and plain rank 2 none, and they were 1.2 s of a pooled tune's
- * 11.8 s of worker time on convolutions (bench/NOTES.md v0.24). */
+ * caches, H100 and H200) the targeted fused rank 2 won 16, plain rank 0 won 4 (and could not be
+ * timed in 128 of 200 tunings) and plain rank 2 none, and they were 1.2 s of a pooled tune's
+ * 12.1 s of worker time on convolutions (bench/NOTES.md v0.24). */
 static bool lean_targets() {
   static const bool on = env_is("BRAID_CONV_TARGETED", "lean", false);
   return on;
