@@ -317,23 +317,51 @@ gpuTest("engine ids that cannot apply are clear errors, and the context goes on"
   }
 });
 
+/**
+ * Tunes squeezenet1_1's convolutions (the sequential scheduler) in a process of its own, as the
+ * CUDA library reads its switches once a process: on the whole device, or in an `sms`-SM
+ * partition; with BRAID_TRACE_CONV_TUNE on and `env` set. Returns the trace (the process's stderr)
+ * and the algorithm of each convolution choice cached.
+ */
+async function tuneSqueezenetInProcess(
+  env: { [name: string]: string },
+  sms?: number,
+): Promise<{ trace: string; choices: number[] }> {
+  const mod = new URL("../../mod.ts", import.meta.url).href;
+  const script = `const { buildZooModel, Partition, Session, TuningCache } = await import("${mod}");
+const tuning = new TuningCache();
+const partition = ${sms ?? 0} > 0 ? Partition.create({ sms: ${
+    sms ?? 0
+  }, device: "cuda" }) : undefined;
+try {
+  const graph = buildZooModel("squeezenet1_1");
+  const session = await Session.create(graph, {
+    device: "cuda", partition, scheduler: "sequential", tuning,
+  });
+  session[Symbol.dispose]();
+} finally {
+  partition?.[Symbol.dispose]();
+}
+console.log(JSON.stringify(tuning.toJSON().entries));`;
+  const { code, stdout, stderr } = await evalInProcess(script, {
+    ...env,
+    BRAID_TRACE_CONV_TUNE: "1",
+  });
+  assert.equal(code, 0, stderr);
+  const entries: { [key: string]: { algorithm: number } } = JSON.parse(
+    stdout.trim().split("\n").at(-1)!,
+  );
+  const choices = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"))
+    .map(([, choice]) => choice.algorithm);
+  assert.ok(choices.length > 0, "no convolution choice cached");
+  return { trace: stderr, choices };
+}
+
 gpuTest(
   "BRAID_CONV_LEGACY=implicit: the implicit GEMMs and engines timed, the other legacy algorithms deferred",
   async () => {
-    // The switch is read once a process: a session tuned in a process of its own.
-    const mod = new URL("../../mod.ts", import.meta.url).href;
-    const script = `const { buildZooModel, Session, TuningCache } = await import("${mod}");
-const tuning = new TuningCache();
-const graph = buildZooModel("squeezenet1_1");
-const session = await Session.create(graph, { device: "cuda", scheduler: "sequential", tuning });
-session[Symbol.dispose]();
-console.log(JSON.stringify(tuning.toJSON().entries));`;
-    const { code, stdout, stderr } = await evalInProcess(script, {
-      BRAID_CONV_LEGACY: "implicit",
-      BRAID_TRACE_CONV_TUNE: "1",
-    });
-    assert.equal(code, 0, stderr);
-    const traces = stderr.split("\n").filter((line) => line.startsWith("braid_conv2d_tune:"));
+    const { trace, choices } = await tuneSqueezenetInProcess({ BRAID_CONV_LEGACY: "implicit" });
+    const traces = trace.split("\n").filter((line) => line.startsWith("braid_conv2d_tune:"));
     assert.ok(traces.length > 0, "no tuning traced");
     // Legacy ids the switch keeps: IMPLICIT_GEMM, IMPLICIT_PRECOMP_GEMM (fused or plain: 16 + a)
     // and braid's direct kernel; engine ids from 32.
@@ -349,17 +377,12 @@ console.log(JSON.stringify(tuning.toJSON().entries));`;
       }
     }
     assert.ok(deferredUntimed > 0, `no convolution deferred an algorithm:\n${traces.join("\n")}`);
-    const entries: { [key: string]: { algorithm: number } } = JSON.parse(
-      stdout.trim().split("\n").at(-1)!,
-    );
-    const convs = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"));
-    assert.ok(convs.length > 0, "no convolution choice cached");
-    const others = convs.filter(([, choice]) => !kept(choice.algorithm));
+    const others = choices.filter((algorithm) => !kept(algorithm));
     // Another legacy algorithm is chosen only where no engine configuration could be timed.
     assert.ok(others.length <= traces.length - deferredUntimed, JSON.stringify(others));
     console.log(
       `  ${traces.length} convolutions tuned, ${deferredUntimed} with algorithms deferred; ` +
-        `${convs.length - others.length} of ${convs.length} choices implicit GEMMs or engines`,
+        `${choices.length - others.length} of ${choices.length} choices implicit GEMMs or engines`,
     );
   },
 );
@@ -367,28 +390,8 @@ console.log(JSON.stringify(tuning.toJSON().entries));`;
 gpuTest(
   "BRAID_CONV_TARGETED=lean: in a partition, only its fused ranks 0–1 and plain rank 1 targeted",
   async () => {
-    // The switch is read once a process: a session tuned in a 32-SM partition of its own.
-    const mod = new URL("../../mod.ts", import.meta.url).href;
-    const script =
-      `const { buildZooModel, Partition, Session, TuningCache } = await import("${mod}");
-const tuning = new TuningCache();
-const partition = Partition.create({ sms: 32, device: "cuda" });
-try {
-  const graph = buildZooModel("squeezenet1_1");
-  const session = await Session.create(graph, {
-    device: "cuda", partition, scheduler: "sequential", tuning,
-  });
-  session[Symbol.dispose]();
-} finally {
-  partition[Symbol.dispose]();
-}
-console.log(JSON.stringify(tuning.toJSON().entries));`;
-    const { code, stdout, stderr } = await evalInProcess(script, {
-      BRAID_CONV_TARGETED: "lean",
-      BRAID_TRACE_CONV_TUNE: "1",
-    });
-    assert.equal(code, 0, stderr);
-    const tried = [...stderr.matchAll(/^braid_conv2d_tune candidate (-?\d+) on 32 SMs/gm)]
+    const { trace, choices } = await tuneSqueezenetInProcess({ BRAID_CONV_TARGETED: "lean" }, 32);
+    const tried = [...trace.matchAll(/^braid_conv2d_tune candidate (-?\d+) on 32 SMs/gm)]
       .map((m) => engineOf(Number(m[1])))
       .filter((e) => e !== undefined);
     const targeted = tried.filter((e) => e.smTarget === 32);
@@ -403,12 +406,7 @@ console.log(JSON.stringify(tuning.toJSON().entries));`;
     );
     // The whole device's configurations are all still tried, rank 0 among them.
     assert.ok(tried.some((e) => e.smTarget === 0 && e.rank === 0), "no whole-device rank 0");
-    const entries: { [key: string]: { algorithm: number } } = JSON.parse(
-      stdout.trim().split("\n").at(-1)!,
-    );
-    const chosen = Object.entries(entries).filter(([key]) => key.includes("|conv2d|"))
-      .map(([, choice]) => engineOf(choice.algorithm))
-      .filter((e) => e !== undefined && e.smTarget === 32);
+    const chosen = choices.map(engineOf).filter((e) => e !== undefined && e.smTarget === 32);
     assert.deepEqual(chosen.filter((e) => !lean(e!)), [], "a choice outside the lean ranks");
     console.log(
       `  ${tried.length} engine configurations tried on 32 SMs, ${targeted.length} targeted ` +
