@@ -46,8 +46,8 @@ export function convFindFromEnv(): "find" | "heuristic" {
 
 /**
  * Which legacy cuDNN algorithms braid_conv2d_tune times beside the engine configurations:
- * BRAID_CONV_LEGACY, else `all`; `implicit` (an option, not yet measured on a GPU: bench/NOTES.md
- * v0.23): the implicit GEMMs only, the others (GEMM, FFT, Winograd) for a convolution where no
+ * BRAID_CONV_LEGACY, else `all`; `implicit` (an option: ~10% faster tuning, the schedules the same,
+ * but concurrent tuning's ratio to sequential higher: bench/NOTES.md v0.24): the implicit GEMMs only, the others (GEMM, FFT, Winograd) for a convolution where no
  * engine configuration could be timed. The CUDA library reads the variable itself
  * (implicit_gemms_first in csrc/cuda/conv.cu); its default is this list's first value.
  */
@@ -229,8 +229,8 @@ export class Backend {
   /**
    * A context on `device`. The CUDA library reads BRAID_ALLOC as it makes one (`pool`, the default:
    * the context's device buffers come from a stream-ordered memory pool of its own; `direct`,
-   * cudaMalloc), and BRAID_CONV_FIND, BRAID_CONV_LEGACY and BRAID_CONV_TIMING as it tunes a
-   * convolution; their values are checked here on every backend.
+   * cudaMalloc), and BRAID_CONV_FIND, BRAID_CONV_LEGACY, BRAID_CONV_TARGETED and BRAID_CONV_TIMING
+   * as it tunes a convolution; their values are checked here on every backend.
    */
   contextCreate(device = 0): Handle {
     allocationFromEnv();

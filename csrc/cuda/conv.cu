@@ -590,7 +590,8 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
  * an H200's properties, no device: none for 20..130 SMs, and none fused for any target), while
  * the whole device's (tile shapes, cluster sizes) still differ in speed on fewer SMs, and the
  * tuner times every candidate on the stream's own SMs. A target without configurations costs a
- * heuristic query (~0.5 ms). BRAID_CONV_TARGETED=lean times fewer of the budget's (lean_targets). */
+ * heuristic query (~0.5 ms). BRAID_CONV_TARGETED=lean times fewer of the budget's
+ * (lean_targets). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
 /* BRAID_CONV_FIND=heuristic, the default (unset too; `find` turns it off): braid_conv2d_tune
@@ -702,10 +703,12 @@ static void add_engine_candidates(const Context* c, const Stream* s, const braid
   const int plain = has_epilogue ? plain_tries : fused_tries;
   const int budget = s->sms < c->sms ? s->sms : 0;
   for (int target : {budget, 0}) {
+    /* The ranks timed: fused [0, fused_end), plain [plain_begin, plain_end). */
     const bool lean = target > 0 && lean_targets();
-    for (int r = 0; fuse && r < (lean ? std::min(fused_tries, 2) : fused_tries); r++)
-      out->push_back(engine_id(EngineChoice{true, r, target}));
-    for (int r = lean ? 1 : 0; r < (lean ? std::min(plain, 2) : plain); r++)
+    const int fused_end = fuse ? (lean ? std::min(fused_tries, 2) : fused_tries) : 0;
+    const int plain_begin = lean ? 1 : 0, plain_end = lean ? std::min(plain, 2) : plain;
+    for (int r = 0; r < fused_end; r++) out->push_back(engine_id(EngineChoice{true, r, target}));
+    for (int r = plain_begin; r < plain_end; r++)
       out->push_back(engine_id(EngineChoice{false, r, target}));
     if (target == 0) break;
   }
