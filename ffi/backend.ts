@@ -57,13 +57,13 @@ export function convLegacyFromEnv(): "all" | "implicit" {
 
 /**
  * Which of the cuDNN engine configurations targeted at a partition's SMs braid_conv2d_tune times
- * there: BRAID_CONV_TARGETED, else `all` (the heuristic's fused ranks 0–2 and plain ranks 0–1);
- * `lean`: fused ranks 0–1 and plain rank 1, the ones that win (bench/NOTES.md v0.24). The whole
- * device's are timed either way. The CUDA library reads the variable itself (lean_targets in
- * csrc/cuda/conv.cu); its default is this list's first value.
+ * there: BRAID_CONV_TARGETED, else `lean` (fused ranks 0–1 and plain rank 1, the ones that win:
+ * bench/NOTES.md v0.24, v0.25); `all`: the heuristic's fused ranks 0–2 and plain ranks 0–1. The
+ * whole device's are timed either way. The CUDA library reads the variable itself (lean_targets
+ * in csrc/cuda/conv.cu); its default is this list's first value.
  */
 export function convTargetedFromEnv(): "all" | "lean" {
-  return envChoice("BRAID_CONV_TARGETED", ["all", "lean"]);
+  return envChoice("BRAID_CONV_TARGETED", ["lean", "all"]);
 }
 
 /**

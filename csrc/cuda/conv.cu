@@ -590,8 +590,7 @@ static int32_t time_in_graph(Context* c, Stream* s, const char* fn, const braid_
  * an H200's properties, no device: none for 20..130 SMs, and none fused for any target), while
  * the whole device's (tile shapes, cluster sizes) still differ in speed on fewer SMs, and the
  * tuner times every candidate on the stream's own SMs. A target without configurations costs a
- * heuristic query (~0.5 ms). BRAID_CONV_TARGETED=lean times fewer of the budget's
- * (lean_targets). */
+ * heuristic query (~0.5 ms). By default fewer of the budget's are timed (lean_targets). */
 constexpr int ENGINE_FUSED_TRIES = 3, ENGINE_PLAIN_TRIES = 2;
 
 /* BRAID_CONV_FIND=heuristic, the default (unset too; `find` turns it off): braid_conv2d_tune
@@ -613,14 +612,15 @@ static bool implicit_gemms_first() {
   return on;
 }
 
-/* BRAID_CONV_TARGETED=lean (an option; `all`, the default, unset too): inside a partition the
- * configurations targeted at its SMs are those that win there: fused ranks 0 and 1, plain rank 1
- * (the whole device's are all timed, as before). Of 1358 convolutions tuned on 32 SMs (seven
- * caches, H100 and H200) the targeted fused rank 2 won 16, plain rank 0 won 4 (and could not be
- * timed in 128 of 200 tunings) and plain rank 2 none, and they were 1.2 s of a pooled tune's
- * 12.1 s of worker time on convolutions (bench/NOTES.md v0.24). */
+/* BRAID_CONV_TARGETED=lean, the default (unset too; `all` times them all): inside a partition
+ * the configurations targeted at its SMs are those that win there: fused ranks 0 and 1, plain
+ * rank 1 (the whole device's are all timed either way). Of 1358 convolutions tuned on 32 SMs
+ * (seven caches, H100 and H200) the targeted fused rank 2 won 16, plain rank 0 won 4 (and could
+ * not be timed in 128 of 200 tunings) and plain rank 2 none, and they were 1.2 s of a pooled
+ * tune's 12.1 s of worker time on convolutions; the schedules chosen without them were as fast
+ * (bench/NOTES.md v0.24, v0.25). */
 static bool lean_targets() {
-  static const bool on = env_is("BRAID_CONV_TARGETED", "lean", false);
+  static const bool on = env_is("BRAID_CONV_TARGETED", "lean", true);
   return on;
 }
 

@@ -387,30 +387,48 @@ gpuTest(
   },
 );
 
+/** The engine configurations a squeezenet1_1 tuning on 32 SMs tried and chose, targeted or not. */
+async function targetedOn32(env: { [name: string]: string }) {
+  const { trace, choices } = await tuneSqueezenetInProcess(env, 32);
+  const tried = [...trace.matchAll(/^braid_conv2d_tune candidate (-?\d+) on 32 SMs/gm)]
+    .map((m) => engineOf(Number(m[1])))
+    .filter((e) => e !== undefined);
+  const chosen = choices.map(engineOf).filter((e) => e !== undefined && e.smTarget === 32);
+  return { tried, targeted: tried.filter((e) => e.smTarget === 32), chosen };
+}
+
+const rankLabel = (e: { fused: boolean; rank: number }) =>
+  `${e.fused ? "fused" : "plain"} r${e.rank}`;
+const leanRank = (e: { fused: boolean; rank: number }) => e.fused ? e.rank <= 1 : e.rank === 1;
+
 gpuTest(
-  "BRAID_CONV_TARGETED=lean: in a partition, only its fused ranks 0–1 and plain rank 1 targeted",
+  "BRAID_CONV_TARGETED: lean by default (in a partition only fused ranks 0–1 and plain rank 1 targeted), all on request",
   async () => {
-    const { trace, choices } = await tuneSqueezenetInProcess({ BRAID_CONV_TARGETED: "lean" }, 32);
-    const tried = [...trace.matchAll(/^braid_conv2d_tune candidate (-?\d+) on 32 SMs/gm)]
-      .map((m) => engineOf(Number(m[1])))
-      .filter((e) => e !== undefined);
-    const targeted = tried.filter((e) => e.smTarget === 32);
-    const label = (e: { fused: boolean; rank: number }) =>
-      `${e.fused ? "fused" : "plain"} r${e.rank}`;
-    assert.ok(targeted.length > 0, "no configuration targeted at 32 SMs was tried");
-    const lean = (e: { fused: boolean; rank: number }) => e.fused ? e.rank <= 1 : e.rank === 1;
+    // Empty is unset: the default, whatever the test process was started with.
+    const lean = await targetedOn32({ BRAID_CONV_TARGETED: "" });
+    assert.ok(lean.targeted.length > 0, "no configuration targeted at 32 SMs was tried");
     assert.deepEqual(
-      targeted.filter((e) => !lean(e)).map(label),
+      lean.targeted.filter((e) => !leanRank(e)).map(rankLabel),
       [],
       "only the lean ranks targeted",
     );
     // The whole device's configurations are all still tried, rank 0 among them.
-    assert.ok(tried.some((e) => e.smTarget === 0 && e.rank === 0), "no whole-device rank 0");
-    const chosen = choices.map(engineOf).filter((e) => e !== undefined && e.smTarget === 32);
-    assert.deepEqual(chosen.filter((e) => !lean(e!)), [], "a choice outside the lean ranks");
+    assert.ok(lean.tried.some((e) => e.smTarget === 0 && e.rank === 0), "no whole-device rank 0");
+    assert.deepEqual(
+      lean.chosen.filter((e) => !leanRank(e!)),
+      [],
+      "a choice outside the lean ranks",
+    );
+    const all = await targetedOn32({ BRAID_CONV_TARGETED: "all" });
+    const outside = all.targeted.filter((e) => !leanRank(e));
+    assert.ok(outside.length > 0, "BRAID_CONV_TARGETED=all tried only the lean ranks");
+    assert.ok(all.targeted.length > lean.targeted.length);
+    const ranks = (t: typeof lean.targeted) => [...new Set(t.map(rankLabel))].join(", ");
     console.log(
-      `  ${tried.length} engine configurations tried on 32 SMs, ${targeted.length} targeted ` +
-        `(${[...new Set(targeted.map(label))].join(", ")}); ${chosen.length} targeted chosen`,
+      `  lean: ${lean.tried.length} engine configurations tried on 32 SMs, ` +
+        `${lean.targeted.length} targeted (${ranks(lean.targeted)}), ${lean.chosen.length} ` +
+        `targeted chosen; all: ${all.tried.length} tried, ${all.targeted.length} targeted ` +
+        `(${ranks(all.targeted)})`,
     );
   },
 );
