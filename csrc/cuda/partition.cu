@@ -4,7 +4,8 @@
  * The green-context functions belong to the driver API (12.4+) and are resolved at run time with
  * cudaGetDriverEntryPointByVersion, at the version of the cuda.h this file is compiled against
  * (or the driver's, if older), so libbraid_cuda.so loads on any driver and a partition request on
- * one without green contexts is BRAID_ERR_UNSUPPORTED naming the missing function. The functions
+ * one without green contexts is BRAID_ERR_UNSUPPORTED naming the missing function (the walk over
+ * them and its message: driver_entry_points.h, tested against fake drivers). The functions
  * are looked up on each braid_partition_query/create (a lookup costs microseconds, a green
  * context ~1.6 ms) and kept in the partition for its streams.
  *
@@ -23,6 +24,7 @@
 
 #include <cuda.h>
 
+#include "driver_entry_points.h"
 #include "green_current.h"
 
 #include <atomic>
@@ -63,13 +65,9 @@ static bool lookups_disabled() { return env_flag("BRAID_NO_GREEN_CONTEXTS"); }
 static int32_t resolve_api(const char* fn, GreenApi* api) {
   int driver = 0;
   CUDA_TRY(fn, cudaDriverGetVersion(&driver));
-  const unsigned version = driver < CUDA_VERSION ? (unsigned)driver : (unsigned)CUDA_VERSION;
+  const unsigned version = lookup_version(driver, CUDA_VERSION);
   const bool disabled = lookups_disabled();
-  struct Entry {
-    const char* name;
-    void** slot;
-    bool required;
-  } entries[] = {
+  DriverEntry entries[] = {
       {"cuDeviceGet", reinterpret_cast<void**>(&api->device_get), true},
       {"cuDeviceGetDevResource", reinterpret_cast<void**>(&api->get_resource), true},
       {"cuDevSmResourceSplitByCount", reinterpret_cast<void**>(&api->split), true},
@@ -82,32 +80,25 @@ static int32_t resolve_api(const char* fn, GreenApi* api) {
       {"cuCtxGetCurrent", reinterpret_cast<void**>(&api->ctx_get_current), false},
       {"cuCtxSetCurrent", reinterpret_cast<void**>(&api->ctx_set_current), false},
   };
-  for (const Entry& e : entries) {
-    void* p = nullptr;
+  const auto lookup = [](const char* name, unsigned at, void** address, const char** error) {
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    cudaError_t r = cudaSuccess;
-    if (!(disabled && e.required)) {
-      r = cudaGetDriverEntryPointByVersion(e.name, &p, version, cudaEnableDefault, &found);
-      if (r != cudaSuccess) (void)cudaGetLastError();
+    const cudaError_t r = cudaGetDriverEntryPointByVersion(name, address, at, cudaEnableDefault,
+                                                           &found);
+    if (r != cudaSuccess) {
+      (void)cudaGetLastError();
+      *error = cudaGetErrorString(r);
+      return EntryLookup::failed;
     }
-    if (r == cudaSuccess && found == cudaDriverEntryPointSuccess && p != nullptr) {
-      *e.slot = p;
-      continue;
-    }
-    *e.slot = nullptr;
-    if (!e.required) continue;
-    const char* why = r != cudaSuccess ? cudaGetErrorString(r)
-                      : found == cudaDriverEntryPointVersionNotSufficent
-                          ? "present, but not at this version"
-                          : "not found";
-    return fail(BRAID_ERR_UNSUPPORTED,
-                "%s: SM partitions need CUDA green contexts (driver API 12.4 or newer), but the "
-                "CUDA driver (version %d.%d) has no %s (cudaGetDriverEntryPointByVersion at "
-                "%u: %s)%s",
-                fn, driver / 1000, (driver % 1000) / 10, e.name, version, why,
-                disabled ? "; the lookup is disabled by BRAID_NO_GREEN_CONTEXTS" : "");
-  }
-  return BRAID_OK;
+    return found == cudaDriverEntryPointSuccess ? EntryLookup::found
+           : found == cudaDriverEntryPointVersionNotSufficent ? EntryLookup::version_too_low
+                                                               : EntryLookup::not_found;
+  };
+  const MissingEntry missing =
+      resolve_entries(entries, sizeof entries / sizeof entries[0], version, disabled, lookup);
+  if (missing.name == nullptr) return BRAID_OK;
+  char message[512];
+  missing_entry_message(message, sizeof message, fn, driver, version, missing, disabled);
+  return fail(BRAID_ERR_UNSUPPORTED, "%s", message);
 }
 
 /* A failed driver call: the message names the braid function and the call. */
