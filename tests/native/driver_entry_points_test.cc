@@ -2,11 +2,10 @@
 // against fake drivers: a new one, one too old for them, one that lacks a function, one whose
 // lookup fails, and the lookups disabled. Built and run by tests/driver_entry_points_test.ts;
 // prints "N checks passed", or the first failing check, exit 1.
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "checks.h"
 #include "driver_entry_points.h"
 
 namespace {
@@ -14,22 +13,14 @@ namespace {
 using braid_cuda::DriverEntry;
 using braid_cuda::EntryLookup;
 using braid_cuda::MissingEntry;
-
-int checks = 0;
-
-void check(bool ok, const std::string& what) {
-  checks++;
-  if (ok) return;
-  std::printf("driver_entry_points_test: FAILED: %s\n", what.c_str());
-  std::exit(1);
-}
+using native_checks::check;
 
 bool contains(const std::string& text, const char* part) {
   return text.find(part) != std::string::npos;
 }
 
-// A fake driver: the version each function appeared at (12040 for green contexts, 0 for one it
-// lacks), and whether its lookups fail outright. Every lookup is counted.
+// A fake driver: the version its green-context functions appeared at (12.4 unless set), a function
+// it lacks, and whether its lookups fail outright. Every lookup is counted.
 struct FakeDriver {
   int green_at = 12040;
   const char* lacks = nullptr;
@@ -185,6 +176,5 @@ int main() {
   optional_functions_may_be_missing();
   a_failed_lookup();
   lookups_disabled();
-  std::printf("%d checks passed\n", checks);
-  return 0;
+  return native_checks::passed("driver_entry_points_test");
 }

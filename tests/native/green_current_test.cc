@@ -1,16 +1,16 @@
 // The bookkeeping of BRAID_PARTITION_BINDING=current (csrc/cuda/green_current.h) against a fake
 // driver: each thread's current context is a thread-local here, as in the driver. Built and run by
 // tests/green_current_test.ts; prints "N checks passed", or the first failing check, exit 1.
-#include <cstdio>
-#include <cstdlib>
 #include <thread>
 
+#include "checks.h"
 #include "green_current.h"
 
 namespace {
 
 using braid_cuda::CurrentClaim;
 using Current = braid_cuda::ThreadCurrent<void*, int>;
+using native_checks::check;
 
 thread_local void* driver_current = nullptr;  // the fake driver's current context
 thread_local int sets = 0;                    // cuCtxSetCurrent calls on this thread
@@ -33,14 +33,6 @@ void* const primary = reinterpret_cast<void*>(0x100);
 void* const other = reinterpret_cast<void*>(0x200);
 void* const green_a = reinterpret_cast<void*>(0xa00);
 void* const green_b = reinterpret_cast<void*>(0xb00);
-int checks = 0;
-
-void check(bool ok, const char* what) {
-  checks++;
-  if (ok) return;
-  std::printf("green_current_test: FAILED: %s\n", what);
-  std::exit(1);
-}
 
 void bound_and_unbound_calls() {
   driver_current = primary;  // cudaSetDevice made the primary context current
@@ -146,6 +138,5 @@ int main() {
   driver_refuses();
   threads_apart();
   claims();
-  std::printf("green_current_test: %d checks passed\n", checks);
-  return 0;
+  return native_checks::passed("green_current_test");
 }
