@@ -30,7 +30,7 @@ inline unsigned lookup_version(int driver, int headers) {
   return (unsigned)(driver < headers ? driver : headers);
 }
 
-/* The first required function of the driver's missing, and why. */
+/* The first required function the driver lacks, and why. */
 struct MissingEntry {
   const char* name = nullptr;
   const char* why = nullptr;
