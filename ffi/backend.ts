@@ -46,10 +46,11 @@ export function convFindFromEnv(): "find" | "heuristic" {
 
 /**
  * Which legacy cuDNN algorithms braid_conv2d_tune times beside the engine configurations:
- * BRAID_CONV_LEGACY, else `all`; `implicit` (an option: ~10% faster tuning, the schedules the same,
- * but concurrent tuning's ratio to sequential higher: bench/NOTES.md v0.24): the implicit GEMMs only, the others (GEMM, FFT, Winograd) for a convolution where no
- * engine configuration could be timed. The CUDA library reads the variable itself
- * (implicit_gemms_first in csrc/cuda/conv.cu); its default is this list's first value.
+ * BRAID_CONV_LEGACY, else `all`; `implicit`: the implicit GEMMs only, the others (GEMM, FFT,
+ * Winograd) for a convolution where no engine configuration could be timed (an option: ~10% faster
+ * tuning, the schedules the same, but concurrent tuning's ratio to sequential higher:
+ * bench/NOTES.md v0.24). The CUDA library reads the variable itself (implicit_gemms_first in
+ * csrc/cuda/conv.cu); its default is this list's first value.
  */
 export function convLegacyFromEnv(): "all" | "implicit" {
   return envChoice("BRAID_CONV_LEGACY", ["all", "implicit"]);
@@ -75,6 +76,19 @@ export function convTargetedFromEnv(): "all" | "lean" {
  */
 export function convTimingFromEnv(): "warm" | "upload" {
   return envChoice("BRAID_CONV_TIMING", ["warm", "upload"]);
+}
+
+/**
+ * Checks every switch the native library reads as it makes a context or tunes a convolution
+ * (BRAID_ALLOC, BRAID_CONV_FIND, BRAID_CONV_LEGACY, BRAID_CONV_TARGETED, BRAID_CONV_TIMING): a bad
+ * value is a BAD_OPTION naming the values, before the library would read it.
+ */
+export function checkNativeSwitches(): void {
+  allocationFromEnv();
+  convFindFromEnv();
+  convLegacyFromEnv();
+  convTargetedFromEnv();
+  convTimingFromEnv();
 }
 
 /**
@@ -233,11 +247,7 @@ export class Backend {
    * as it tunes a convolution; their values are checked here on every backend.
    */
   contextCreate(device = 0): Handle {
-    allocationFromEnv();
-    convFindFromEnv();
-    convLegacyFromEnv();
-    convTargetedFromEnv();
-    convTimingFromEnv();
+    checkNativeSwitches();
     return this.#handle(this.#sym.braid_context_create(device, this.#slot), "braid_context_create");
   }
 

@@ -15,12 +15,8 @@ import { BraidError } from "../errors.ts";
 import { loadModel, modelFromBytes } from "../runtime/model.ts";
 import { Partition } from "../runtime/partition.ts";
 import {
-  allocationFromEnv,
   type Backend,
-  convFindFromEnv,
-  convLegacyFromEnv,
-  convTargetedFromEnv,
-  convTimingFromEnv,
+  checkNativeSwitches,
   type Handle,
   partitionBindingFromEnv,
 } from "../../ffi/backend.ts";
@@ -225,11 +221,7 @@ async function tuneConcurrently(files: string[], options: TuneOptions) {
  * comes, which may be minutes in.
  */
 function checkSwitches(): void {
-  allocationFromEnv();
-  convFindFromEnv();
-  convLegacyFromEnv();
-  convTargetedFromEnv();
-  convTimingFromEnv();
+  checkNativeSwitches();
   partitionBindingFromEnv();
   poolChunkOrderFromEnv();
   profilingCalls();
